@@ -1,0 +1,135 @@
+"""Client channels for calls between services.
+
+`ChannelFactory.channel(service, descriptors)` opens a `grpc.aio` channel that:
+
+- retries idempotent methods through the channel's service config: a method is retried
+  (UNAVAILABLE only, up to 4 attempts with exponential backoff) exactly when its contract
+  marks it `idempotency_level = NO_SIDE_EFFECTS` or `IDEMPOTENT`, so the rule lives in the
+  .proto file, not in client code;
+- caps every call's deadline: a unary call gets at most `SKYBRIDGE_CALL_TIMEOUT_SECONDS`,
+  and any call made while handling an inbound call gets no more than that call has left
+  (`context.time_remaining()`, which is None for a call without a deadline);
+- carries the calling service's own bearer token;
+- propagates the trace context (W3C traceparent) through the OpenTelemetry interceptors.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+
+import grpc
+from google.protobuf import descriptor_pb2
+
+from shared.auth import ServiceCredentials
+from shared.interceptors import inbound_deadline
+
+RETRY_POLICY = {
+    "maxAttempts": 4,
+    "initialBackoff": "0.1s",
+    "maxBackoff": "2s",
+    "backoffMultiplier": 2,
+    "retryableStatusCodes": ["UNAVAILABLE"],
+}
+_RETRYABLE_LEVELS = (
+    descriptor_pb2.MethodOptions.NO_SIDE_EFFECTS,
+    descriptor_pb2.MethodOptions.IDEMPOTENT,
+)
+#: Smallest timeout handed to gRPC; a call whose budget is gone fails DEADLINE_EXCEEDED.
+MIN_TIMEOUT_SECONDS = 0.001
+
+
+def retry_service_config(descriptors: Iterable) -> str:
+    """The service config JSON that retries the idempotent methods of `descriptors`."""
+    names = []
+    for service in descriptors:
+        for method in service.methods:
+            level = method.GetOptions().idempotency_level
+            if level in _RETRYABLE_LEVELS:
+                names.append({"service": service.full_name, "method": method.name})
+    config: dict = {"methodConfig": []}
+    if names:
+        config["methodConfig"].append({"name": names, "retryPolicy": RETRY_POLICY})
+    return json.dumps(config)
+
+
+def capped_timeout(requested: float | None, default_cap: float | None) -> float | None:
+    """The timeout for an outgoing call: the smallest of what was asked, the default cap
+    and what the inbound call has left."""
+    candidates = [t for t in (requested, default_cap) if t is not None]
+    deadline = inbound_deadline.get()
+    if deadline is not None:
+        candidates.append(deadline - time.monotonic())
+    if not candidates:
+        return None
+    return max(min(candidates), MIN_TIMEOUT_SECONDS)
+
+
+class _OutgoingInterceptor(
+    grpc.aio.UnaryUnaryClientInterceptor,
+    grpc.aio.UnaryStreamClientInterceptor,
+    grpc.aio.StreamUnaryClientInterceptor,
+    grpc.aio.StreamStreamClientInterceptor,
+):
+    """Adds the service token and caps the deadline of every outgoing call."""
+
+    def __init__(self, credentials: ServiceCredentials | None, unary_cap: float):
+        self.credentials = credentials
+        self.unary_cap = unary_cap
+
+    def _details(self, details: grpc.aio.ClientCallDetails, unary: bool):
+        metadata = grpc.aio.Metadata(*(details.metadata or ()))
+        if self.credentials is not None and "authorization" not in metadata:
+            metadata.add("authorization", self.credentials.authorization())
+        timeout = capped_timeout(details.timeout, self.unary_cap if unary else None)
+        return grpc.aio.ClientCallDetails(details.method, timeout, metadata,
+                                          details.credentials, details.wait_for_ready)
+
+    async def intercept_unary_unary(self, continuation, client_call_details, request):
+        return await continuation(self._details(client_call_details, True), request)
+
+    async def intercept_unary_stream(self, continuation, client_call_details, request):
+        return await continuation(self._details(client_call_details, False), request)
+
+    async def intercept_stream_unary(self, continuation, client_call_details, request_iterator):
+        return await continuation(self._details(client_call_details, True), request_iterator)
+
+    async def intercept_stream_stream(self, continuation, client_call_details,
+                                      request_iterator):
+        return await continuation(self._details(client_call_details, False), request_iterator)
+
+
+class ChannelFactory:
+    """Opens channels from one service to the others."""
+
+    def __init__(self, settings, telemetry=None, credentials: ServiceCredentials | None = None):
+        self.settings = settings
+        self.telemetry = telemetry
+        self.credentials = credentials
+        self._channels: list[grpc.aio.Channel] = []
+
+    def channel(self, service: str, descriptors: Iterable, *,
+                target: str | None = None) -> grpc.aio.Channel:
+        interceptors: list = []
+        if self.telemetry is not None:
+            interceptors += self.telemetry.client_interceptors()
+        interceptors.append(
+            _OutgoingInterceptor(self.credentials, self.settings.call_timeout_seconds))
+        channel = grpc.aio.insecure_channel(
+            target or self.settings.target(service),
+            options=[
+                ("grpc.enable_retries", 1),
+                ("grpc.service_config", retry_service_config(descriptors)),
+                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                ("grpc.keepalive_time_ms", 30_000),
+            ],
+            interceptors=interceptors,
+        )
+        self._channels.append(channel)
+        return channel
+
+    async def close(self) -> None:
+        for channel in self._channels:
+            await channel.close()
+        self._channels.clear()

@@ -1,0 +1,91 @@
+"""The store: async SQLAlchemy 2.x engines, one per service.
+
+Each service owns its tables and never reads another's:
+
+- PostgreSQL (psycopg 3): one database, one schema per service (`orbit`, `provisioning`...,
+  with `SKYBRIDGE_DB_SCHEMA_PREFIX` in front for isolated test runs), selected with the
+  connection's `search_path`, so models and migrations use plain table names;
+- SQLite (the embedded default, aiosqlite): SQLite has no schemas, so each service gets its
+  own file beside the configured one (`var/skybridge-orbit.db`...). Every connection sets
+  WAL, foreign keys and a busy timeout, and transactions start with `BEGIN IMMEDIATE`, so
+  two writers queue on the lock instead of failing when a read turns into a write.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+_SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+@dataclass(frozen=True)
+class StoreLocation:
+    """Where one service's tables live."""
+
+    url: str
+    schema: str | None  # PostgreSQL schema; None on SQLite
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.startswith("sqlite")
+
+
+def locate(database_url: str, service: str, prefix: str = "") -> StoreLocation:
+    """The URL and schema for `service` given the suite's database URL."""
+    name = f"{prefix}{service}"
+    if not _SCHEMA.match(name):
+        raise ValueError(f"schema name {name!r} must match {_SCHEMA.pattern}")
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        database = url.database or ""
+        if database in ("", ":memory:"):
+            raise ValueError("SQLite needs a file: services share it across connections")
+        path = Path(database)
+        per_service = path.with_name(f"{path.stem}-{name}{path.suffix or '.db'}")
+        return StoreLocation(url.set(database=str(per_service)).render_as_string(False), None)
+    return StoreLocation(url.render_as_string(hide_password=False), name)
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    # Let SQLAlchemy's "begin" event decide how a transaction starts (BEGIN IMMEDIATE).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _sqlite_begin(connection) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_engine(location: StoreLocation, *, pool_size: int = 10) -> AsyncEngine:
+    """An async engine for one service's store."""
+    if location.is_sqlite:
+        database = make_url(location.url).database
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(
+            location.url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
+        return engine
+    return create_async_engine(
+        location.url,
+        pool_size=pool_size,
+        max_overflow=pool_size * 2,
+        pool_pre_ping=True,
+        connect_args={"options": f"-csearch_path={location.schema}"},
+    )
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)

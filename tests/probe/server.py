@@ -1,0 +1,103 @@
+"""A test-only service that exercises the shared runtime (see probe.proto)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from skybridge.testing.v1 import probe_pb2, probe_pb2_grpc
+from sqlalchemy import select
+
+from shared.auth import current_principal, requires
+from shared.config import Settings
+from shared.errors import InvalidArgument, Violations
+from shared.service import ServiceKit
+from tests.probe.store import NoteRow
+
+SERVICE = probe_pb2.DESCRIPTOR.services_by_name["ProbeService"]
+MAX_SLEEP_SECONDS = 60.0
+
+
+def _note(row: NoteRow) -> probe_pb2.Note:
+    return probe_pb2.Note(name=f"notes/{row.id}", text=row.text, priority=row.priority)
+
+
+class ProbeServicer(probe_pb2_grpc.ProbeServiceServicer):
+    def __init__(self, sessions, peer: probe_pb2_grpc.ProbeServiceStub | None = None):
+        self.sessions = sessions
+        self.peer = peer
+
+    @requires("probe.read")
+    async def Echo(self, request, context):
+        caller = current_principal()
+        return probe_pb2.EchoResponse(message=request.message, subject=caller.subject,
+                                      tenant=caller.tenant)
+
+    @requires("probe.read")
+    async def Sleep(self, request, context):
+        seconds = request.duration.ToTimedelta().total_seconds()
+        if not 0 <= seconds <= MAX_SLEEP_SECONDS:
+            raise InvalidArgument("bad duration", violations=[
+                ("duration", f"must be between 0 and {MAX_SLEEP_SECONDS:g} seconds")])
+        await asyncio.sleep(seconds)
+        return probe_pb2.SleepResponse()
+
+    @requires("probe.read")
+    async def Explode(self, request, context):
+        raise RuntimeError("database password is hunter2")
+
+    @requires("probe.write")
+    async def CreateNote(self, request, context):
+        check = Violations()
+        if check.require(request.HasField("note") or None, "note"):
+            text = request.note.text
+            check.check(1 <= len(text) <= 200, "note.text", "must be 1 to 200 characters")
+            check.check(0 <= request.note.priority <= 10, "note.priority",
+                        "must be between 0 and 10")
+        check.raise_if_any("the note is invalid")
+        async with self.sessions.begin() as session:
+            if request.request_id:
+                existing = await session.scalar(
+                    select(NoteRow).where(NoteRow.request_id == request.request_id))
+                if existing is not None:
+                    return probe_pb2.CreateNoteResponse(note=_note(existing))
+            row = NoteRow(text=request.note.text, priority=request.note.priority,
+                          request_id=request.request_id or None)
+            session.add(row)
+            await session.flush()
+            return probe_pb2.CreateNoteResponse(note=_note(row))
+
+    @requires("probe.write")
+    async def RelayNote(self, request, context):
+        if self.peer is None:
+            raise InvalidArgument("this probe has no peer", violations=[("note", "no peer")])
+        answer = await self.peer.CreateNote(
+            probe_pb2.CreateNoteRequest(note=request.note, request_id=request.request_id))
+        return probe_pb2.RelayNoteResponse(note=answer.note)
+
+    @requires("probe.admin")
+    async def AdminPing(self, request, context):
+        return probe_pb2.AdminPingResponse()
+
+
+async def build(settings: Settings, *, name: str = "probe", port: int = 0,
+                peer_target: str | None = None, span_processors=(),
+                startup_delay: float | None = None) -> ServiceKit:
+    kit = ServiceKit.create(name, settings, client_scopes=("probe.write",),
+                            span_processors=span_processors, port=port)
+    kit.use_store(Path(__file__).parent / "migrations")
+    peer = None
+    if peer_target:
+        peer = probe_pb2_grpc.ProbeServiceStub(kit.channels.channel(name, [SERVICE],
+                                                                    target=peer_target))
+    kit.server.add(ProbeServicer(kit.sessions, peer),
+                   probe_pb2_grpc.add_ProbeServiceServicer_to_server, SERVICE)
+    delay = startup_delay if startup_delay is not None else float(
+        os.environ.get("PROBE_STARTUP_DELAY", "0"))
+    if delay > 0:
+        async def slow_start() -> None:
+            await asyncio.sleep(delay)
+
+        kit.server.on_startup(slow_start)
+    return kit
