@@ -6,9 +6,11 @@ Life of a service:
    reflection services answer, every other call gets UNAVAILABLE ("starting").
 2. The start-up hooks run (migrations, seeding, warming caches); then health turns SERVING.
 3. `drain()` (on SIGTERM/SIGINT, from `shared.runner`): health turns NOT_SERVING for good,
-   an optional drain delay lets load balancers notice, then the server refuses new calls,
-   in-flight calls get up to the grace period to finish, the shutdown hooks run (closing
-   engines and channels), and the telemetry providers flush.
+   an optional drain delay lets load balancers notice, then new calls are refused with
+   UNAVAILABLE while in-flight calls get up to the grace period to finish; then the server
+   stops (ending health Watch streams and anything past the grace), the shutdown hooks run
+   (closing engines and channels), and the telemetry providers flush. `grpc.aio`'s
+   `stop()` is called exactly once: concurrent stops of one server crash grpcio.
 
 Health is per service name and for the whole server (""), as the gRPC health protocol
 defines. Reflection lists every registered service, so grpcurl works without protos.
@@ -27,7 +29,7 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from shared.auth import TokenVerifier
-from shared.interceptors import AuthInterceptor, ErrorInterceptor, LifecycleInterceptor
+from shared.interceptors import ServerInterceptor
 from shared.telemetry import Telemetry
 
 log = logging.getLogger("skybridge.server")
@@ -57,19 +59,12 @@ class GrpcService:
     shutdown_hooks: list[Hook] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.lifecycle = LifecycleInterceptor()
-        self.auth = AuthInterceptor(self.verifier)
-        self.errors = ErrorInterceptor(f"{self.name}.skybridge", self.telemetry.rpc_duration)
+        self.interceptor = ServerInterceptor(
+            f"{self.name}.skybridge", self.verifier, self.telemetry.tracer,
+            self.telemetry.rpc_duration)
+        self.lifecycle = self.interceptor.lifecycle
         self.health = health_aio.HealthServicer()
-        self.server = grpc.aio.server(
-            interceptors=[
-                self.telemetry.server_interceptor(),
-                self.lifecycle,
-                self.errors,
-                self.auth,
-            ],
-            options=SERVER_OPTIONS,
-        )
+        self.server = grpc.aio.server(interceptors=[self.interceptor], options=SERVER_OPTIONS)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self.service_names: list[str] = []
         self.port: int | None = None
@@ -80,7 +75,7 @@ class GrpcService:
         """Register a servicer: `add(servicer, pb2_grpc.add_XServicer_to_server,
         pb2.DESCRIPTOR.services_by_name['X'])`."""
         add_to_server(servicer, self.server)
-        self.auth.register(descriptor.full_name, servicer,
+        self.interceptor.auth.register(descriptor.full_name, servicer,
                            [method.name for method in descriptor.methods])
         self.service_names.append(descriptor.full_name)
 
@@ -92,7 +87,7 @@ class GrpcService:
 
     @property
     def ready(self) -> bool:
-        return self.lifecycle.ready
+        return self.lifecycle.refusal is None
 
     async def _set_health(self, status) -> None:
         for name in ("", *self.service_names):
@@ -117,7 +112,7 @@ class GrpcService:
             await hook()
         if self._draining:
             return
-        self.lifecycle.ready = True
+        self.lifecycle.refusal = None
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info("%s serving on port %s", self.name, self.port, extra={"service": self.name})
 
@@ -132,16 +127,14 @@ class GrpcService:
         await self.health.enter_graceful_shutdown()
         if self.drain_delay_seconds > 0:
             await asyncio.sleep(self.drain_delay_seconds)
-        # stop() refuses new calls at once and waits up to `grace` for the rest; health
-        # Watch streams would hold it for the whole grace, so once our own calls are done
-        # a second stop(0) ends what is left.
-        stopping = asyncio.ensure_future(self.server.stop(grace))
-        idle = asyncio.ensure_future(self.lifecycle.wait_idle())
-        await asyncio.wait({stopping, idle}, return_when=asyncio.FIRST_COMPLETED)
-        if not stopping.done():
-            await self.server.stop(0)
-            await stopping
-        idle.cancel()
+        self.lifecycle.refusal = self.lifecycle.DRAINING
+        try:
+            await asyncio.wait_for(self.lifecycle.wait_idle(), timeout=grace)
+        except TimeoutError:
+            log.warning("%s: %d calls still running after the %.1fs grace; cancelling",
+                        self.name, self.lifecycle.in_flight, grace,
+                        extra={"service": self.name})
+        await self.server.stop(0)
         for hook in reversed(self.shutdown_hooks):
             try:
                 await hook()

@@ -11,10 +11,11 @@ variables the SDK defines:
 - sampling follows `OTEL_TRACES_SAMPLER`; `OTEL_SDK_DISABLED=true` turns everything off;
 - `OTEL_RESOURCE_ATTRIBUTES` adds resource attributes.
 
-Instrumentation: gRPC server and client interceptors from
-opentelemetry-instrumentation-grpc (health checks excluded), SQLAlchemy per engine, and the
-RPC latency histogram `rpc.server.duration` (milliseconds) recorded by
-`shared.interceptors`. Context crosses services in the W3C `traceparent` header.
+Instrumentation: SERVER spans and the RPC latency histogram `rpc.server.duration`
+(milliseconds) come from `shared.interceptors` (see there why not the library's server
+interceptor); CLIENT spans from opentelemetry-instrumentation-grpc's aio client interceptors;
+SQL spans from opentelemetry-instrumentation-sqlalchemy, per engine. Health checks and
+reflection are never traced. Context crosses services in the W3C `traceparent` header.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import time
 from collections.abc import Sequence
 
 from opentelemetry import trace
-from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
+from opentelemetry.instrumentation.grpc import aio_client_interceptors
 from opentelemetry.instrumentation.grpc import filters as grpc_filters
 from opentelemetry.metrics import Meter, NoOpMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider
@@ -117,10 +118,6 @@ class Telemetry:
         self.meter: Meter = self.meter_provider.get_meter(f"skybridge.{service}")
         self.rpc_duration = self.meter.create_histogram(
             "rpc.server.duration", unit="ms", description="Duration of inbound RPCs")
-
-    def server_interceptor(self):
-        return aio_server_interceptor(tracer_provider=self.tracer_provider,
-                                      filter_=_traced_filter())
 
     def client_interceptors(self) -> list:
         return list(aio_client_interceptors(tracer_provider=self.tracer_provider,
