@@ -1,0 +1,98 @@
+"""Threat classification: ballistic missile vs hypersonic glide vehicle vs unknown.
+
+Works on a track's history (ECEF m, m/s; seconds) and its IMM model
+probabilities.  Evidence used:
+
+* **glide evidence**: time spent in sustained hypersonic flight inside the
+  glide band -- altitude 25-90 km (nominal glide 40-80 km, widened for
+  estimation error and the descent as the vehicle slows), Mach > 5 (speed of
+  sound taken as 300 m/s) and a nearly level flight path (|gamma| < 10 deg) --
+  weighted by the IMM's non-ballistic model probability there (a ballistic
+  object cannot stay level at these heights: a glider needs ~5-10 m/s^2 of
+  lift);
+* **ballistic evidence**: an apogee far above the glide band (> 150 km) with
+  post-boost flight well explained by the ballistic model.
+
+Labels: ``"ballistic"``, ``"hgv"``, ``"unknown"`` with a confidence in [0,1].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from services.threat import dynamics as dyn
+
+BALLISTIC = "ballistic"
+HGV = "hgv"
+UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Classification:
+    label: str
+    confidence: float
+    max_altitude_m: float
+    glide_time_s: float
+    ballistic_probability_midcourse: float
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    glide_band_m: tuple[float, float] = (25e3, 90e3)
+    min_mach: float = 5.0
+    max_flight_path_deg: float = 10.0
+    speed_of_sound_m_s: float = dyn.SPEED_OF_SOUND_M_S
+    ballistic_apogee_m: float = 150e3
+    glide_time_for_decision_s: float = 60.0
+    glide_time_saturation_s: float = 240.0
+
+
+def classify_history(
+    time_s: np.ndarray,
+    state: np.ndarray,
+    model_probability: np.ndarray,
+    model_names: tuple[str, ...],
+    config: ClassifierConfig | None = None,
+) -> Classification:
+    """Classify one track from its per-frame estimates (``state (T,6)`` ECEF)."""
+    cfg = config or ClassifierConfig()
+    if len(time_s) < 2:
+        return Classification(UNKNOWN, 0.0, float("nan"), 0.0, float("nan"))
+    r, v = state[:, :3], state[:, 3:]
+    alt = dyn.altitude_m(r)
+    speed = np.linalg.norm(v, axis=1)
+    up = dyn.local_up(r)
+    gamma = np.degrees(np.arcsin(np.clip(np.einsum("ti,ti->t", up, v) / np.maximum(speed, 1.0), -1, 1)))
+    dt = np.r_[np.diff(time_s), 0.0]
+    i_bal = model_names.index("ballistic") if "ballistic" in model_names else 0
+    p_bal = model_probability[:, i_bal]
+
+    band = (
+        (alt >= cfg.glide_band_m[0]) & (alt <= cfg.glide_band_m[1])
+        & (speed >= cfg.min_mach * cfg.speed_of_sound_m_s)
+        & (np.abs(gamma) <= cfg.max_flight_path_deg)
+    )
+    glide_time = float(np.sum(dt * band * (1.0 - p_bal)))
+    max_alt = float(np.max(alt))
+    high = alt > cfg.glide_band_m[1]
+    p_bal_mid = float(np.mean(p_bal[high])) if np.any(high) else float("nan")
+
+    g_score = np.clip(glide_time / cfg.glide_time_saturation_s, 0.0, 1.0)
+    if glide_time >= cfg.glide_time_for_decision_s:
+        return Classification(HGV, float(0.6 + 0.4 * g_score), max_alt, glide_time, p_bal_mid)
+    if max_alt >= cfg.ballistic_apogee_m:
+        b = np.clip((max_alt - cfg.ballistic_apogee_m) / 150e3, 0.0, 1.0)
+        conf = 0.6 + 0.2 * b + 0.2 * (p_bal_mid if np.isfinite(p_bal_mid) else 0.0)
+        conf *= 1.0 - 0.5 * glide_time / cfg.glide_time_for_decision_s
+        return Classification(BALLISTIC, float(np.clip(conf, 0.0, 1.0)), max_alt, glide_time, p_bal_mid)
+    return Classification(UNKNOWN, float(1.0 - 0.5 * g_score), max_alt, glide_time, p_bal_mid)
+
+
+def classify_track(tracker, track_id: int, config: ClassifierConfig | None = None) -> Classification:
+    """Classify a track of a :class:`services.threat.tracker.Tracker` by id."""
+    h = tracker.history(track_id)
+    keep = h.status != 0  # skip tentative rows
+    return classify_history(h.time_s[keep], h.state[keep], h.model_probability[keep],
+                            tracker.imm.model_names, config)

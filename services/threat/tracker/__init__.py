@@ -1,0 +1,22 @@
+"""Bearing-only multi-sensor tracker built from small swappable parts."""
+
+from services.threat.tracker.associator import Assignment, GNNAssociator
+from services.threat.tracker.filters import BallisticModel, ekf_update, innovation
+from services.threat.tracker.gating import GateResult, MahalanobisGate
+from services.threat.tracker.imm import IMM
+from services.threat.tracker.initiator import TentativeTracks, TriangulationInitiator, triangulate
+from services.threat.tracker.lifecycle import LifecycleConfig, update_lifecycle
+from services.threat.tracker.tracker import (
+    IngestReport,
+    Tracker,
+    TrackerConfig,
+    TrackHistory,
+    TrackTable,
+)
+
+__all__ = [
+    "IMM", "Assignment", "BallisticModel", "GNNAssociator", "GateResult", "IngestReport",
+    "LifecycleConfig", "MahalanobisGate", "TentativeTracks", "TrackHistory", "TrackTable",
+    "Tracker", "TrackerConfig", "TriangulationInitiator", "ekf_update", "innovation",
+    "triangulate", "update_lifecycle",
+]

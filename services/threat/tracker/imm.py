@@ -1,0 +1,144 @@
+"""Interacting Multiple Model (IMM) estimator, batched over tracks.
+
+Per-model states ``x (K,M,6)``, covariances ``P (K,M,6,6)`` and model
+probabilities ``mu (K,M)`` (ECEF metres, m/s).  The default model set is
+
+* ``ballistic``: J2 gravity + Coriolis + centrifugal, tiny process noise
+  (mid-course free flight);
+* ``manoeuvre``: the same dynamics plus large white acceleration noise
+  (glide lift/drag, pull-ups, turns, re-entry drag; ~10 m/s^2);
+* ``boost``: very large acceleration noise (powered flight, ~100 m/s^2).
+
+Model switching is a continuous-time Markov chain with generator ``Lambda``
+(``switch_rate_per_s[i, j]`` = rate of switching from model ``i`` to ``j``,
+1/s); the transition matrix over ``dt`` is ``expm(Lambda dt)``, evaluated
+for all tracks at once from one eigen-decomposition of ``Lambda``.  The
+default rates make the boost model *absorbing-out*: a track leaves ``boost``
+for ``ballistic``/``manoeuvre`` but practically never re-enters it (a burnt-out
+missile does not re-ignite), which keeps a coasting mid-course track's
+covariance from being inflated by the boost model's huge process noise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from services.threat.tracker.filters import BallisticModel, ekf_update, innovation
+
+
+def default_models() -> tuple[BallisticModel, ...]:
+    return (
+        BallisticModel(name="ballistic", q_m2_s3=0.01),
+        BallisticModel(name="manoeuvre", q_m2_s3=100.0),
+        BallisticModel(name="boost", q_m2_s3=1e4),
+    )
+
+
+@dataclass(frozen=True)
+class IMM:
+    """Batched IMM over ``models`` (objects with ``predict(x, P, dt)``)."""
+
+    models: Sequence[BallisticModel] = field(default_factory=default_models)
+    switch_rate_per_s: Sequence[Sequence[float]] = (
+        (0.0, 1.0 / 300.0, 1e-7),
+        (1.0 / 60.0, 0.0, 1e-7),
+        (1.0 / 40.0, 1.0 / 40.0, 0.0),
+    )
+    initial_mu: Sequence[float] = (0.4, 0.3, 0.3)
+
+    def __post_init__(self) -> None:
+        lam = np.array(self.switch_rate_per_s, float)
+        m = len(self.models)
+        if lam.shape != (m, m) or len(self.initial_mu) != m:
+            raise ValueError("switch_rate_per_s must be (M,M) and initial_mu (M,)")
+        np.fill_diagonal(lam, 0.0)
+        np.fill_diagonal(lam, -lam.sum(axis=1))
+        w, v = np.linalg.eig(lam)
+        object.__setattr__(self, "_eig", (w, v, np.linalg.inv(v)))
+
+    @property
+    def n_models(self) -> int:
+        return len(self.models)
+
+    @property
+    def model_names(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.models)
+
+    def transition(self, dt_s: np.ndarray) -> np.ndarray:
+        """Markov matrices ``Pi (K,M,M)``, ``Pi[k,i,j] = P(j at t+dt | i at t)``."""
+        dt = np.abs(np.atleast_1d(np.asarray(dt_s, float)))
+        w, v, vinv = self._eig
+        pi = np.einsum("ij,kj,jl->kil", v, np.exp(w[None, :] * dt[:, None]), vinv).real
+        pi = np.clip(pi, 0.0, None)
+        return pi / pi.sum(axis=2, keepdims=True)
+
+    def init_state(self, x: np.ndarray, P: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Replicate single estimates ``(K,6)``, ``(K,6,6)`` into all models."""
+        m = self.n_models
+        k = x.shape[0]
+        mu = np.tile(np.asarray(self.initial_mu, float), (k, 1))
+        return (np.repeat(x[:, None], m, axis=1), np.repeat(P[:, None], m, axis=1), mu)
+
+    def predict(
+        self, x: np.ndarray, P: np.ndarray, mu: np.ndarray, dt_s: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Mixing + per-model prediction.  Returns predicted ``(x, P, mu)``
+        where ``mu`` is the predicted model probability ``c_j``."""
+        k, m = mu.shape
+        dt = np.broadcast_to(np.asarray(dt_s, float), (k,))
+        if k == 0 or not np.any(dt != 0):
+            return x.copy(), P.copy(), mu.copy()
+        pi = self.transition(dt)
+        c = np.einsum("kij,ki->kj", pi, mu)  # (K,M)
+        w = pi * mu[:, :, None] / np.maximum(c[:, None, :], 1e-300)  # mu_{i|j}
+        x0 = np.einsum("kij,kia->kja", w, x)
+        dx = x[:, :, None, :] - x0[:, None, :, :]  # (K,i,j,6)
+        P0 = np.einsum("kij,kiab->kjab", w, P) + np.einsum("kij,kija,kijb->kjab", w, dx, dx)
+        xp = np.empty_like(x0)
+        Pp = np.empty_like(P0)
+        for j, model in enumerate(self.models):  # loop over the (few) models only
+            xp[:, j], Pp[:, j] = model.predict(x0[:, j], P0[:, j], dt)
+        return xp, Pp, c
+
+    def update(
+        self,
+        x: np.ndarray,
+        P: np.ndarray,
+        mu: np.ndarray,
+        sensor_m: np.ndarray,
+        z_unit: np.ndarray,
+        sigma_rad: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Update ``K`` tracks with one detection each (row-aligned ``(K,3)``)."""
+        k, m = mu.shape
+        rep = lambda a: np.repeat(a[:, None], m, axis=1).reshape((k * m,) + a.shape[1:])  # noqa: E731
+        xu, Pu, ll = ekf_update(
+            x.reshape(k * m, 6), P.reshape(k * m, 6, 6), rep(sensor_m), rep(z_unit), rep(sigma_rad)
+        )
+        ll = ll.reshape(k, m)
+        logw = np.log(np.maximum(mu, 1e-300)) + ll
+        logw -= logw.max(axis=1, keepdims=True)
+        mu_new = np.exp(logw)
+        mu_new /= mu_new.sum(axis=1, keepdims=True)
+        mu_new = np.maximum(mu_new, 1e-6)
+        mu_new /= mu_new.sum(axis=1, keepdims=True)
+        return xu.reshape(k, m, 6), Pu.reshape(k, m, 6, 6), mu_new
+
+    @staticmethod
+    def combine(x: np.ndarray, P: np.ndarray, mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Moment-matched mixture estimate ``(K,6)``, ``(K,6,6)``."""
+        xc = np.einsum("km,kma->ka", mu, x)
+        dx = x - xc[:, None]
+        Pc = np.einsum("km,kmab->kab", mu, P) + np.einsum("km,kma,kmb->kab", mu, dx, dx)
+        return xc, Pc
+
+    def gate_distance(self, x, P, mu, sensor_m, z_unit, sigma_rad) -> np.ndarray:
+        """Mahalanobis ``d2 (K,N)`` of every track (combined) x detection pair."""
+        xc, Pc = self.combine(x, P, mu)
+        _, _, _, _, d2 = innovation(
+            xc[:, None], Pc[:, None], sensor_m[None], z_unit[None], sigma_rad[None]
+        )
+        return d2

@@ -1,0 +1,91 @@
+"""Track life cycle: tentative -> confirmed (M-of-N) -> coasting -> dropped.
+
+Vectorised over tracks.  An *opportunity* is one processed frame time (all
+sensors reporting at that time); a *hit* is at least one associated detection
+at that frame.  The last ``n`` opportunities are kept as a bit mask.
+
+* tentative -> confirmed when at least ``m`` of the last ``n`` opportunities
+  were hits;
+* tentative -> dropped when ``m`` hits are no longer reachable within ``n``
+  opportunities, or no hit for ``tentative_timeout_s``;
+* confirmed -> coasting when no hit for ``coast_after_s`` seconds;
+* coasting -> confirmed on the next hit;
+* confirmed/coasting -> dropped when no hit for ``drop_after_s`` seconds, when
+  the position 1-sigma exceeds ``max_position_sigma_m``, or when the estimate
+  is below ``min_altitude_m`` (the object has hit the ground).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+TENTATIVE = 0
+CONFIRMED = 1
+COASTING = 2
+DROPPED = 3
+STATUS_NAMES = ("tentative", "confirmed", "coasting", "dropped")
+
+
+@dataclass(frozen=True)
+class LifecycleConfig:
+    m: int = 3
+    n: int = 5
+    tentative_timeout_s: float = 5.0
+    coast_after_s: float = 5.0
+    drop_after_s: float = 300.0
+    max_position_sigma_m: float = 300e3
+    min_altitude_m: float = -2_000.0
+
+    def __post_init__(self) -> None:
+        if not (1 <= self.m <= self.n <= 63):
+            raise ValueError("need 1 <= m <= n <= 63")
+
+
+def popcount(bits: np.ndarray) -> np.ndarray:
+    """Number of set bits of uint64 arrays."""
+    b = np.asarray(bits, np.uint64)
+    return np.unpackbits(b.view(np.uint8).reshape(b.shape + (8,)), axis=-1).sum(axis=-1)
+
+
+@dataclass(frozen=True)
+class LifecycleUpdate:
+    status: np.ndarray
+    hit_bits: np.ndarray
+    n_opportunities: np.ndarray
+
+
+def update_lifecycle(
+    status: np.ndarray,
+    hit_bits: np.ndarray,
+    n_opportunities: np.ndarray,
+    hit: np.ndarray,
+    now_s: float,
+    last_hit_s: np.ndarray,
+    position_sigma_m: np.ndarray,
+    altitude_m: np.ndarray,
+    cfg: LifecycleConfig,
+) -> LifecycleUpdate:
+    """Advance every track by one opportunity (vectorised over tracks)."""
+    mask = np.uint64((1 << cfg.n) - 1)
+    bits = ((np.asarray(hit_bits, np.uint64) << np.uint64(1)) | np.asarray(hit, np.uint64)) & mask
+    n_opp = np.asarray(n_opportunities) + 1
+    hits = popcount(bits)
+    st = np.asarray(status).copy()
+    since = now_s - np.asarray(last_hit_s, float)
+
+    tent = st == TENTATIVE
+    remaining = np.maximum(cfg.n - n_opp, 0)
+    st[tent & (hits >= cfg.m)] = CONFIRMED
+    st[tent & (hits < cfg.m) & ((hits + remaining < cfg.m) | (since > cfg.tentative_timeout_s))] = DROPPED
+
+    live = (st == CONFIRMED) | (st == COASTING)
+    st[live & hit] = CONFIRMED
+    st[live & ~hit & (since > cfg.coast_after_s)] = COASTING
+    bad = (since > cfg.drop_after_s) | (position_sigma_m > cfg.max_position_sigma_m) | (
+        altitude_m < cfg.min_altitude_m
+    )
+    st[(st != DROPPED) & bad & ~tent] = DROPPED
+    st[tent & (altitude_m < cfg.min_altitude_m)] = DROPPED
+    return LifecycleUpdate(st, bits, n_opp)
