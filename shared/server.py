@@ -129,7 +129,8 @@ class GrpcService:
             await asyncio.sleep(self.drain_delay_seconds)
         self.lifecycle.refusal = self.lifecycle.DRAINING
         try:
-            await asyncio.wait_for(self.lifecycle.wait_idle(), timeout=grace)
+            if self.lifecycle.in_flight:
+                await asyncio.wait_for(self.lifecycle.wait_idle(), timeout=grace)
         except TimeoutError:
             log.warning("%s: %d calls still running after the %.1fs grace; cancelling",
                         self.name, self.lifecycle.in_flight, grace,
