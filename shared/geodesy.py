@@ -179,6 +179,13 @@ def ecef_to_geodetic(
         lat = np.where(degenerate, 0.0, lat)
         alt = np.where(degenerate, rho - WGS84_A_M, alt)
 
+    # On the polar axis the normal through the pole is exact: latitude +/-90 and
+    # alt = |z| - b. The closed form loses it near the centre, where p and q underflow.
+    on_axis = rho2 == 0.0
+    if np.any(on_axis):
+        lat = np.where(on_axis, np.where(z < 0.0, -0.5 * np.pi, 0.5 * np.pi), lat)
+        alt = np.where(on_axis, np.abs(z) - WGS84_B_M, alt)
+
     lon = np.arctan2(y, x)
     return np.degrees(lat), np.degrees(lon), alt
 

@@ -14,9 +14,16 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from shared.auth import TokenMinter, ensure_dev_keys
 from shared.config import Settings
+
+# Developers explore new random examples on every run; CI replays a fixed set, so that a
+# landing never fails on a counterexample nobody has seen yet (failures print their blob).
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 PG_URL = os.environ.get("SKYBRIDGE_TEST_PG_URL",
                         "postgresql+psycopg://postgres@127.0.0.1:5432/test")

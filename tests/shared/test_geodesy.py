@@ -102,6 +102,14 @@ def test_ecef_roundtrip_property(x: float, y: float, z: float) -> None:
     assert np.linalg.norm(back - xyz) < MM
 
 
+@pytest.mark.parametrize("z", [0.0, 2.4234461873656036e-152, -1.0, 1000.0, -6_356_752.0, 7e6])
+def test_points_on_the_polar_axis_roundtrip(z: float) -> None:
+    xyz = np.array([0.0, 0.0, z])
+    lat, _, alt = ecef_to_geodetic(xyz)
+    assert abs(lat) == 90.0
+    assert np.linalg.norm(geodetic_to_ecef(lat, 0.0, alt) - xyz) < MM
+
+
 def test_roundtrip_vectorized_sweep() -> None:
     rng = np.random.default_rng(7)
     n = 200_000
