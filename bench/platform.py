@@ -39,8 +39,11 @@ TARGET_RATIO = 0.7
 
 
 class BareProbe(probe_pb2_grpc.ProbeServiceServicer):
+    """The probe's Echo without the stack: the same response, with the subject and tenant
+    the full stack reads from the token, so that only the stack differs."""
+
     async def Echo(self, request, context):
-        return probe_pb2.EchoResponse(message=request.message)
+        return probe_pb2.EchoResponse(message=request.message, subject="bench", tenant="bench")
 
 
 async def client(port: int, token: str, seconds: float, concurrency: int) -> float:

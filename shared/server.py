@@ -64,7 +64,7 @@ class GrpcService:
             self.telemetry.rpc_duration)
         self.lifecycle = self.interceptor.lifecycle
         self.health = health_aio.HealthServicer()
-        self.server = grpc.aio.server(interceptors=[self.interceptor], options=SERVER_OPTIONS)
+        self.server = grpc.aio.server(options=SERVER_OPTIONS)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self.service_names: list[str] = []
         self.port: int | None = None
@@ -74,9 +74,10 @@ class GrpcService:
     def add(self, servicer: object, add_to_server: Callable, descriptor) -> None:
         """Register a servicer: `add(servicer, pb2_grpc.add_XServicer_to_server,
         pb2.DESCRIPTOR.services_by_name['X'])`."""
-        add_to_server(servicer, self.server)
+        # Scopes first: the interceptor reads them when it wraps each method.
         self.interceptor.auth.register(descriptor.full_name, servicer,
-                           [method.name for method in descriptor.methods])
+                                       [method.name for method in descriptor.methods])
+        add_to_server(servicer, self.interceptor.registrar(self.server))
         self.service_names.append(descriptor.full_name)
 
     def on_startup(self, hook: Hook) -> None:
