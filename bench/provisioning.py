@@ -1,0 +1,262 @@
+"""Provisioning benchmark: a mixed workload over gRPC against PostgreSQL.
+
+The service runs as a subprocess (`python -m services.provisioning`) on a fresh schema prefix
+of the PostgreSQL database at $SKYBRIDGE_TEST_PG_URL (default 127.0.0.1:5432/test), with the
+log level at WARNING; the load generator runs in this process on the same machine.
+
+Phase 1 (mutations): concurrent callers create subscriptions and activate them, register
+terminals, and move terminals through provisioned -> active -> suspended -> active; every
+call carries a request_id, so every call runs the full idempotent-transaction path
+(idempotency key, row locks, audit records, outbox events).
+Phase 2 (entitlement checks): concurrent CheckEntitlement calls over the active terminals.
+
+Targets (issue 4): >= 500 mutations/s with p99 < 50 ms; >= 2,000 checks/s.
+Usage: .venv/bin/python bench/provisioning.py [--seconds 10] [--concurrency 32]
+The last line printed is one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# bench/ holds a platform.py that would shadow the standard library's module.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+import uuid
+
+import grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from skybridge.common.v1 import common_pb2  # noqa: E402
+from skybridge.provisioning.v1 import provisioning_pb2 as pb  # noqa: E402
+from skybridge.provisioning.v1 import provisioning_pb2_grpc  # noqa: E402
+from skybridge.provisioning.v1 import resources_pb2 as res  # noqa: E402
+
+from shared.auth import TokenMinter  # noqa: E402
+
+PG_URL = os.environ.get("SKYBRIDGE_TEST_PG_URL",
+                        "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def drop_schemas(prefix: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_URL.replace("postgresql+psycopg://", "postgresql://"),
+                         autocommit=True) as connection:
+        for (name,) in connection.execute(
+                "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", (prefix + "%",)
+        ).fetchall():
+            connection.execute(f'DROP SCHEMA "{name}" CASCADE')
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class Load:
+    def __init__(self, stub, minter: TokenMinter, tenants: int):
+        self.stub = stub
+        self.meta = {t: (("authorization", "Bearer " + minter.mint(
+            f"t{t}-admin", ["provisioning.write"], f"bench-t{t}")),) for t in range(tenants)}
+        self.broker = (("authorization", "Bearer " + minter.mint(
+            "service:linkbroker", ["provisioning.entitlements", "service"], "skybridge")),)
+        self.customers: dict[int, str] = {}
+        self.subs: dict[int, list[str]] = {t: [] for t in range(tenants)}
+        self.terminals: list[tuple[int, str, str]] = []  # tenant, name, state
+        self.serial = 0
+
+    async def setup(self) -> None:
+        for tenant, meta in self.meta.items():
+            customer = (await self.stub.CreateCustomer(pb.CreateCustomerRequest(
+                customer=res.Customer(display_name=f"Bench {tenant}", sector=res.SECTOR_PUBLIC,
+                                      country="US", contact_email=f"ops@t{tenant}.example.com"),
+                request_id=uuid.uuid4().hex), metadata=meta)).customer
+            self.customers[tenant] = customer.name
+            await self.new_subscription(tenant)
+
+    async def new_subscription(self, tenant: int) -> None:
+        meta = self.meta[tenant]
+        sub = (await self.stub.CreateSubscription(pb.CreateSubscriptionRequest(
+            parent=self.customers[tenant], subscription=res.Subscription(
+                plan="plans/enterprise-100", quantity=1000),
+            request_id=uuid.uuid4().hex), metadata=meta)).subscription
+        await self.stub.ActivateSubscription(pb.ActivateSubscriptionRequest(
+            name=sub.name, plan="plans/enterprise-100", quantity=1000,
+            request_id=uuid.uuid4().hex), metadata=meta)
+        self.subs[tenant].append(sub.name)
+
+    async def one_mutation(self, rng: random.Random) -> int:
+        """One logical step; returns the number of mutating RPCs it made."""
+        tenant = rng.randrange(len(self.meta))
+        meta = self.meta[tenant]
+        roll = rng.random()
+        if roll < 0.05:
+            await self.new_subscription(tenant)
+            return 2
+        movable = ([i for i, t in enumerate(self.terminals) if t[0] == tenant and t[2] != "BUSY"]
+                   if roll > 0.4 else [])
+        if not movable:
+            self.serial += 1
+            terminal = (await self.stub.CreateTerminal(pb.CreateTerminalRequest(
+                parent=self.customers[tenant], terminal=res.Terminal(
+                    serial_number=f"UT-BENCH-{self.serial:07d}",
+                    subscription=rng.choice(self.subs[tenant]),
+                    location=common_pb2.GeodeticPoint(latitude_deg=rng.uniform(-60, 60),
+                                                      longitude_deg=rng.uniform(-180, 180))),
+                request_id=uuid.uuid4().hex), metadata=meta)).terminal
+            self.terminals.append((tenant, terminal.name, "REGISTERED"))
+            return 1
+        index = rng.choice(movable[-50:])
+        _, name, state = self.terminals[index]
+        verb, new = {"REGISTERED": ("Provision", "PROVISIONED"),
+                     "PROVISIONED": ("Activate", "ACTIVE"),
+                     "ACTIVE": ("Suspend", "SUSPENDED"),
+                     "SUSPENDED": ("Activate", "ACTIVE")}[state]
+        self.terminals[index] = (tenant, name, "BUSY")
+        try:
+            request = getattr(pb, f"{verb}TerminalRequest")(name=name, request_id=uuid.uuid4().hex)
+            await getattr(self.stub, f"{verb}Terminal")(request, metadata=meta)
+            self.terminals[index] = (tenant, name, new)
+        except grpc.aio.AioRpcError:
+            self.terminals[index] = (tenant, name, state)
+            raise
+        return 1
+
+
+async def timed_workers(concurrency: int, seconds: float, step) -> tuple[list[float], int, float]:
+    latencies: list[float] = []
+    errors = 0
+    count = 0
+    stop_at = time.perf_counter() + seconds
+
+    async def worker(seed: int) -> None:
+        nonlocal errors, count
+        rng = random.Random(seed)
+        while time.perf_counter() < stop_at:
+            started = time.perf_counter()
+            try:
+                n = await step(rng)
+            except grpc.aio.AioRpcError:
+                errors += 1
+                continue
+            elapsed = (time.perf_counter() - started) * 1000 / max(n, 1)
+            latencies.extend([elapsed] * n)
+            count += n
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(i) for i in range(concurrency)))
+    return latencies, errors, time.perf_counter() - started
+
+
+def start_service(prefix: str, port: int, keys: Path) -> subprocess.Popen:
+    env = {**os.environ, "SKYBRIDGE_DATABASE_URL": PG_URL, "SKYBRIDGE_DB_SCHEMA_PREFIX": prefix,
+           "SKYBRIDGE_PROVISIONING_PORT": str(port), "SKYBRIDGE_LOG_LEVEL": "WARNING",
+           "SKYBRIDGE_JWT_PRIVATE_KEY": str(keys / "k.pem"),
+           "SKYBRIDGE_JWT_PUBLIC_KEY": str(keys / "k.pub.pem"), "SKYBRIDGE_DEV_KEYS": "true"}
+    server = subprocess.Popen([sys.executable, "-m", "services.provisioning"], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in server.stdout:
+        if "listening" in line:
+            return server
+    raise SystemExit("the service did not start")
+
+
+async def run(args, port: int, keys: Path) -> dict:
+    channel = None
+    try:
+        minter = TokenMinter((keys / "k.pem").read_bytes(), issuer="skybridge",
+                             audience="skybridge")
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        stub = provisioning_pb2_grpc.ProvisioningServiceStub(channel)
+        load = Load(stub, minter, args.tenants)
+        await load.setup()
+        await timed_workers(args.concurrency, 1.0, load.one_mutation)  # warm-up
+        lat, errors, wall = await timed_workers(args.concurrency, args.seconds,
+                                                load.one_mutation)
+        active = [(t, n) for t, n, s in load.terminals if s == "ACTIVE"]
+        checks_lat: list[float] = []
+
+        async def check(rng: random.Random) -> int:
+            tenant, name = rng.choice(active)
+            answer = await stub.CheckEntitlement(pb.CheckEntitlementRequest(
+                customer=load.customers[tenant], terminal=name, bandwidth_mbps=50,
+                target_region="westeurope"), metadata=load.broker)
+            assert answer.allowed, answer
+            return 1
+
+        await timed_workers(args.check_concurrency, 1.0, check)  # warm-up
+        checks_lat, check_errors, check_wall = await timed_workers(
+            args.check_concurrency, args.seconds, check)
+        return {
+            "mutations_per_s": round(len(lat) / wall, 1),
+            "mutation_p50_ms": round(statistics.median(lat), 2),
+            "mutation_p99_ms": round(percentile(lat, 0.99), 2),
+            "mutation_errors": errors,
+            "entitlement_checks_per_s": round(len(checks_lat) / check_wall, 1),
+            "entitlement_p50_ms": round(statistics.median(checks_lat), 2),
+            "entitlement_p99_ms": round(percentile(checks_lat, 0.99), 2),
+            "entitlement_errors": check_errors,
+            "terminals": len(load.terminals), "active_terminals": len(active),
+            "concurrency": args.concurrency, "check_concurrency": args.check_concurrency,
+            "seconds": args.seconds, "cpus": os.cpu_count(),
+            "targets": {"mutations_per_s": 500, "mutation_p99_ms": 50,
+                        "entitlement_checks_per_s": 2000},
+        }
+    finally:
+        if channel is not None:
+            await channel.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--check-concurrency", type=int, default=64)
+    parser.add_argument("--tenants", type=int, default=16)
+    args = parser.parse_args()
+    prefix = f"bench{uuid.uuid4().hex[:8]}_"
+    port = free_port()
+    keys = Path(tempfile.mkdtemp(prefix="skybridge-bench-keys-"))
+    server = start_service(prefix, port, keys)
+    try:
+        result = asyncio.run(run(args, port, keys))
+    finally:
+        server.terminate()
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        drop_schemas(prefix)
+    print(f"mutations:          {result['mutations_per_s']:8.1f}/s  p50 "
+          f"{result['mutation_p50_ms']:.2f} ms  p99 {result['mutation_p99_ms']:.2f} ms  "
+          f"errors {result['mutation_errors']}")
+    print(f"entitlement checks: {result['entitlement_checks_per_s']:8.1f}/s  p50 "
+          f"{result['entitlement_p50_ms']:.2f} ms  p99 {result['entitlement_p99_ms']:.2f} ms  "
+          f"errors {result['entitlement_errors']}")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Wiring of the provisioning service: settings -> store -> servicer -> server.
+
+Start-up hooks, in order: migrations (shared), seeding of the defaults when `settings.seed`
+(the Microsoft and SpaceX partners and three plans; idempotent, safe for two replicas
+starting at once), then the background tasks of this replica: the operation worker (applies
+queued plan/quantity changes and cancellations; any replica may, each applies once) and the
+sweeper (lapses subscriptions whose activation window closed, purges idempotency keys older
+than 48 hours).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from skybridge.provisioning.v1 import provisioning_pb2, provisioning_pb2_grpc
+
+from shared.config import EnvReader, Settings
+from shared.errors import AlreadyExists
+from shared.service import ServiceKit
+
+from .api import ProvisioningServicer
+from .domain import PlanTerms
+from .store import SYSTEM, Store
+
+log = logging.getLogger("skybridge.provisioning")
+
+SERVICE = provisioning_pb2.DESCRIPTOR.services_by_name["ProvisioningService"]
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+SEED_PARTNERS = (
+    ("microsoft", "Microsoft", "cosell@microsoft.com"),
+    ("spacex", "SpaceX Starlink", "cosell@spacex.com"),
+)
+SEED_PLANS = (
+    ("gov-priority-200", "Government Priority 200",
+     PlanTerms(200.0, "GOVERNMENT_PRIORITY", 1, 500, "USD", 1500, 0, ())),
+    ("enterprise-100", "Enterprise 100",
+     PlanTerms(100.0, "ENTERPRISE", 1, 1000, "USD", 500, 0, ())),
+    ("best-effort-50", "Best Effort 50",
+     PlanTerms(50.0, "BEST_EFFORT", 1, 100, "USD", 120, 0, ())),
+)
+
+
+async def seed(store: Store) -> None:
+    """Create the default partners and plans that are missing (idempotent)."""
+    for partner_id, display_name, email in SEED_PARTNERS:
+        with contextlib.suppress(AlreadyExists):
+            await store.mutate(SYSTEM, "seed", "", partner_id.encode(),
+                               lambda tx, p=partner_id, d=display_name, e=email:
+                               store.create_partner(tx, p, d, e), lambda _: b"")
+    for plan_id, display_name, terms in SEED_PLANS:
+        with contextlib.suppress(AlreadyExists):
+            await store.mutate(SYSTEM, "seed", "", plan_id.encode(),
+                               lambda tx, p=plan_id, d=display_name, t=terms:
+                               store.create_plan(tx, p, d, t), lambda _: b"")
+
+
+async def _forever(name: str, step: Callable, wake: asyncio.Event | None,
+                   period: float) -> None:
+    while True:
+        try:
+            await step()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - a background task keeps going
+            log.exception("provisioning %s failed; retrying", name)
+        if wake is None:
+            await asyncio.sleep(period)
+            continue
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), period)
+        wake.clear()
+
+
+async def build(settings: Settings, *, port: int | None = None,
+                clock: Callable[[], datetime] | None = None,
+                background: bool = True) -> ServiceKit:
+    """The provisioning service, ready to start. `clock` and `background` are for tests."""
+    read = EnvReader()
+    worker_period = read.float("PROVISIONING_WORKER_SECONDS", 1.0, minimum=0.05)
+    sweep_period = read.float("PROVISIONING_SWEEP_SECONDS", 30.0, minimum=0.1)
+    kit = ServiceKit.create("provisioning", settings, port=port)
+    kit.use_store(MIGRATIONS)
+    store = Store(kit.engine, kit.sessions, clock)
+    kit.store = store  # for tests and the benchmark
+    kit.server.add(ProvisioningServicer(store),
+                   provisioning_pb2_grpc.add_ProvisioningServiceServicer_to_server, SERVICE)
+    tasks: list[asyncio.Task] = []
+
+    if settings.seed:
+        async def seed_defaults() -> None:
+            await seed(store)
+
+        kit.server.on_startup(seed_defaults)
+
+    if background:
+        async def start_background() -> None:
+            tasks.append(asyncio.create_task(_forever(
+                "operation worker", store.run_pending_operations, store.operations_queued,
+                worker_period)))
+            tasks.append(asyncio.create_task(_forever(
+                "sweeper", store.sweep, None, sweep_period)))
+
+        async def stop_background() -> None:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+        kit.server.on_startup(start_background)
+        kit.server.on_shutdown(stop_background)
+    return kit

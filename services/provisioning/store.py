@@ -1,0 +1,1075 @@
+"""The provisioning store: its queries and transactions (tables in `tables.py`).
+
+Every mutation runs through `Store.mutate()`, one database transaction that:
+
+1. claims the idempotency key (tenant, request_id) with INSERT ... ON CONFLICT DO NOTHING.
+   A concurrent duplicate blocks on the key's unique index until the first transaction ends
+   (PostgreSQL) or waits for the write lock (SQLite, BEGIN IMMEDIATE); it then finds the key
+   and replays the stored answer, so 64 concurrent calls make one effect. The same key with a
+   different request (method + payload fingerprint) is INVALID_ARGUMENT;
+2. does the work under row locks (`SELECT ... FOR UPDATE`), always in the order
+   customer -> subscription -> operation/terminal, so replicas cannot deadlock;
+3. writes the audit records and the outbox events. On PostgreSQL the events are inserted
+   under a transaction-scoped advisory lock held until commit, so event sequence numbers are
+   assigned in commit order: a reader following `seq > cursor` can never skip an event that
+   commits later with a smaller number (no gaps, no duplicates on resume);
+4. stores the encoded answer with the idempotency key, and commits.
+
+Reads are scoped by `domain.Audience`: a resource the caller may not see is NOT_FOUND, the
+same answer as for a resource that does not exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from shared.auth import Principal
+from shared.errors import (
+    Aborted,
+    AlreadyExists,
+    DomainError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+)
+
+from . import domain
+from .domain import Audience, PlanTerms
+from .tables import (
+    AuditRow,
+    Base,
+    CustomerRow,
+    EventRow,
+    IdempotencyRow,
+    OperationRow,
+    PartnerRow,
+    PlanRevisionRow,
+    PlanRow,
+    ReferralRow,
+    SubscriptionRow,
+    TerminalRow,
+)
+
+__all__ = ["Base", "Store", "Tx", "SYSTEM"]
+
+log = logging.getLogger("skybridge.provisioning")
+
+#: The service itself, as the actor of background changes (lapses, operations).
+SYSTEM = Principal(subject="service:provisioning", scopes=frozenset({domain.OPERATOR}),
+                   tenant="skybridge", expires_at=float("inf"))
+#: Lock key that orders outbox inserts by commit (PostgreSQL).
+OUTBOX_LOCK = 0x5B0B_0001
+_RETRYABLE_SQLSTATES = {"40P01", "40001"}  # deadlock, serialization failure
+
+
+def new_id() -> str:
+    """A time-ordered id: microseconds since the epoch in hex, then 24 random bits."""
+    return f"{time.time_ns() // 1000:014x}{secrets.token_hex(3)}"
+
+
+def iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def fingerprint(method: str, payload: bytes) -> str:
+    return hashlib.sha256(method.encode() + b"\0" + payload).hexdigest()
+
+
+def _json(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+# --- row -> plain dict (what the servicer turns into protos; also audit and event payloads) ---
+
+def terms_of(row) -> PlanTerms:
+    return PlanTerms(
+        bandwidth_mbps=row.bandwidth_mbps, priority_class=row.priority_class,
+        min_quantity=row.min_quantity, max_quantity=row.max_quantity,
+        price_currency=row.price_currency, price_units=row.price_units,
+        price_nanos=row.price_nanos,
+        regions=tuple(r for r in row.regions.split(",") if r))
+
+
+def set_terms(row, terms: PlanTerms) -> None:
+    row.bandwidth_mbps = terms.bandwidth_mbps
+    row.priority_class = terms.priority_class
+    row.min_quantity = terms.min_quantity
+    row.max_quantity = terms.max_quantity
+    row.price_currency = terms.price_currency
+    row.price_units = terms.price_units
+    row.price_nanos = terms.price_nanos
+    row.regions = ",".join(terms.regions)
+
+
+def _columns(row) -> dict:
+    out = {}
+    for column in row.__table__.columns:
+        value = getattr(row, column.key)
+        out[column.key] = iso(value) if isinstance(value, datetime) else value
+    return out
+
+
+def partner_dict(row: PartnerRow) -> dict:
+    return {"id": row.id, "display_name": row.display_name, "contact_email": row.contact_email,
+            "create_time": iso(row.create_time)}
+
+
+def referral_dict(row: ReferralRow) -> dict:
+    return _columns(row)
+
+
+def customer_dict(row: CustomerRow) -> dict:
+    return _columns(row)
+
+
+def plan_dict(row: PlanRow) -> dict:
+    return {"id": row.id, "display_name": row.display_name, "revision": row.revision,
+            "terms": terms_of(row).as_dict(), "create_time": iso(row.create_time),
+            "update_time": iso(row.update_time), "version": row.version}
+
+
+def subscription_dict(row: SubscriptionRow) -> dict:
+    return {"id": row.id, "customer_id": row.customer_id, "display_name": row.display_name,
+            "plan_id": row.plan_id, "plan_revision": row.plan_revision,
+            "terms": terms_of(row).as_dict(), "quantity": row.quantity,
+            "terminal_count": row.terminal_count, "state": row.state,
+            "activation_deadline": iso(row.activation_deadline),
+            "grace_end_time": iso(row.grace_end_time), "state_reason": row.state_reason,
+            "create_time": iso(row.create_time), "update_time": iso(row.update_time),
+            "version": row.version}
+
+
+def operation_dict(row: OperationRow) -> dict:
+    return _columns(row)
+
+
+def terminal_dict(row: TerminalRow) -> dict:
+    return _columns(row)
+
+
+def audit_dict(row: AuditRow) -> dict:
+    return {"id": row.id, "resource": row.resource, "action": row.action, "actor": row.actor,
+            "actor_tenant": row.actor_tenant, "request_id": row.request_id,
+            "before": json.loads(row.before) if row.before else None,
+            "after": json.loads(row.after) if row.after else None,
+            "create_time": iso(row.create_time)}
+
+
+def event_dict(row: EventRow) -> dict:
+    return {"seq": row.seq, "type": row.type, "resource": row.resource,
+            "customer_id": row.customer_id, "payload": json.loads(row.payload),
+            "create_time": iso(row.create_time)}
+
+
+def customer_name(customer_id: str) -> str:
+    return f"customers/{customer_id}"
+
+
+def subscription_name(customer_id: str, subscription_id: str) -> str:
+    return f"customers/{customer_id}/subscriptions/{subscription_id}"
+
+
+def terminal_name(customer_id: str, terminal_id: str) -> str:
+    return f"customers/{customer_id}/terminals/{terminal_id}"
+
+
+def etag_of(version: int) -> str:
+    return f'W/"{version}"'
+
+
+def check_etag(etag: str, version: int, resource: str) -> None:
+    if etag and etag != etag_of(version):
+        raise Aborted(f"{resource} changed since it was read (etag {etag} is stale, current "
+                      f"{etag_of(version)}); read it again and retry",
+                      reason="STALE_ETAG", metadata={"resource": resource,
+                                                     "current_etag": etag_of(version)})
+
+
+# --- the unit of work ---------------------------------------------------------------------
+
+@dataclass
+class Tx:
+    """One mutation's transaction: the session, who acts, and what to audit and publish."""
+
+    session: AsyncSession
+    principal: Principal
+    request_id: str
+    now: datetime
+    audits: list[AuditRow] = field(default_factory=list)
+    events: list[EventRow] = field(default_factory=list)
+    kick_worker: bool = False
+
+    def audit(self, resource: str, action: str, before: dict | None, after: dict | None) -> None:
+        self.audits.append(AuditRow(
+            resource=resource, action=action, actor=self.principal.subject,
+            actor_tenant=self.principal.tenant, request_id=self.request_id,
+            before=_json(before) if before is not None else "",
+            after=_json(after) if after is not None else "", create_time=self.now))
+
+    def event(self, type_: str, resource: str, customer: CustomerRow, payload: dict) -> None:
+        self.events.append(EventRow(
+            type=type_, resource=resource, customer_id=customer.id, tenant=customer.tenant,
+            partner_id=customer.partner_id, payload=_json(payload), create_time=self.now))
+
+
+Work = Callable[[Tx], Awaitable[Any]]
+
+
+class Store:
+    """Queries and transactions of the provisioning service."""
+
+    def __init__(self, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession],
+                 clock: Callable[[], datetime] | None = None):
+        self.engine = engine
+        self.sessions = sessions
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.is_sqlite = engine.dialect.name == "sqlite"
+        self._insert = sqlite.insert if self.is_sqlite else postgresql.insert
+        self._event_signal = asyncio.Event()
+        #: Set when an operation was queued (wakes this replica's worker).
+        self.operations_queued = asyncio.Event()
+
+    @property
+    def event_signal(self) -> asyncio.Event:
+        """Set at the next commit of events by this replica (take it before reading)."""
+        return self._event_signal
+
+    def notify_events(self) -> None:
+        signal, self._event_signal = self._event_signal, asyncio.Event()
+        signal.set()
+
+    # --- transactions ---------------------------------------------------------------------
+
+    async def mutate(self, principal: Principal, method: str, request_id: str,
+                     payload: bytes, work: Work, encode: Callable[[Any], bytes]) -> bytes:
+        """Run `work` once per (tenant, request_id); returns the encoded (first) answer."""
+        print_ = fingerprint(method, payload)
+        for attempt in range(5):
+            try:
+                return await self._mutate_once(principal, method, request_id, print_, work,
+                                               encode)
+            except DBAPIError as error:
+                state = getattr(error.orig, "sqlstate", None)
+                if state not in _RETRYABLE_SQLSTATES or attempt == 4:
+                    raise
+                await asyncio.sleep(0.01 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    async def _mutate_once(self, principal, method, request_id, print_, work, encode) -> bytes:
+        async with self.sessions() as session, session.begin():
+            now = self.clock()
+            if request_id:
+                claimed = await session.execute(
+                    self._insert(IdempotencyRow)
+                    .values(tenant=principal.tenant, request_id=request_id, method=method,
+                            fingerprint=print_, response=None, create_time=now)
+                    .on_conflict_do_nothing()
+                    .returning(IdempotencyRow.request_id))
+                if claimed.first() is None:
+                    first = (await session.execute(
+                        select(IdempotencyRow).where(
+                            IdempotencyRow.tenant == principal.tenant,
+                            IdempotencyRow.request_id == request_id))).scalar_one()
+                    if first.fingerprint != print_:
+                        raise InvalidArgument(
+                            f"request_id {request_id!r} was already used for a different "
+                            f"request ({first.method})", reason="REQUEST_ID_REUSED",
+                            violations=[("request_id",
+                                         "was already used with a different request")])
+                    return first.response or b""
+            tx = Tx(session, principal, request_id, now)
+            result = await work(tx)
+            answer = encode(result)
+            if request_id:
+                await session.execute(
+                    update(IdempotencyRow)
+                    .where(IdempotencyRow.tenant == principal.tenant,
+                           IdempotencyRow.request_id == request_id)
+                    .values(response=answer))
+            await self._flush(tx)
+        if tx.events:
+            self.notify_events()
+        if tx.kick_worker:
+            self.operations_queued.set()
+        return answer
+
+    async def _flush(self, tx: Tx) -> None:
+        if tx.audits:
+            tx.session.add_all(tx.audits)
+        await tx.session.flush()
+        if tx.events:
+            if not self.is_sqlite:
+                # Held until commit: event numbers are handed out in commit order.
+                await tx.session.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                         {"key": OUTBOX_LOCK})
+            tx.session.add_all(tx.events)
+            await tx.session.flush()
+
+    async def _locked(self, session: AsyncSession, model, *where):
+        return (await session.execute(select(model).where(*where).with_for_update())
+                ).scalar_one_or_none()
+
+    # --- access ---------------------------------------------------------------------------
+
+    async def _customer(self, session: AsyncSession, customer_id: str, audience: Audience,
+                        *, lock: bool = False) -> CustomerRow:
+        query = select(CustomerRow).where(CustomerRow.id == customer_id)
+        if lock:
+            query = query.with_for_update()
+        row = (await session.execute(query)).scalar_one_or_none()
+        if row is None or not domain.admits(audience, row.tenant, row.partner_id):
+            raise NotFound(f"{customer_name(customer_id)} does not exist",
+                           reason="CUSTOMER_NOT_FOUND",
+                           metadata={"resource": customer_name(customer_id)})
+        return row
+
+    @staticmethod
+    def _audience_filter(audience: Audience, tenant_col, partner_col):
+        if audience.everything:
+            return True
+        clauses = []
+        if audience.tenant is not None:
+            clauses.append(tenant_col == audience.tenant)
+        if audience.partner is not None:
+            clauses.append(partner_col == audience.partner)
+        return or_(*clauses) if clauses else False
+
+    async def _page(self, query, key_col, after, limit: int):
+        if after is not None:
+            query = query.where(key_col > after)
+        async with self.sessions() as session:
+            rows = list((await session.execute(query.order_by(key_col).limit(limit + 1))
+                         ).scalars())
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return rows, (getattr(rows[-1], key_col.key) if more and rows else None)
+
+    # --- partners -------------------------------------------------------------------------
+
+    async def create_partner(self, tx: Tx, partner_id: str, display_name: str,
+                             contact_email: str) -> dict:
+        if await tx.session.get(PartnerRow, partner_id) is not None:
+            raise AlreadyExists(f"partners/{partner_id} already exists",
+                                metadata={"resource": f"partners/{partner_id}"})
+        row = PartnerRow(id=partner_id, display_name=display_name, contact_email=contact_email,
+                         create_time=tx.now)
+        tx.session.add(row)
+        try:
+            await tx.session.flush()
+        except IntegrityError:
+            raise AlreadyExists(f"partners/{partner_id} already exists") from None
+        tx.audit(f"partners/{partner_id}", "partner.create", None, partner_dict(row))
+        return partner_dict(row)
+
+    async def get_partner(self, partner_id: str) -> dict:
+        async with self.sessions() as session:
+            row = await session.get(PartnerRow, partner_id)
+        if row is None:
+            raise NotFound(f"partners/{partner_id} does not exist", reason="PARTNER_NOT_FOUND",
+                           metadata={"resource": f"partners/{partner_id}"})
+        return partner_dict(row)
+
+    async def list_partners(self, after: str | None, limit: int):
+        rows, last = await self._page(select(PartnerRow), PartnerRow.id, after, limit)
+        return [partner_dict(r) for r in rows], last
+
+    # --- referrals ------------------------------------------------------------------------
+
+    @staticmethod
+    def _referral_visible(principal: Principal, row: ReferralRow) -> bool:
+        return principal.has(domain.OPERATOR) or (
+            principal.has(domain.PARTNER) and row.owner_id == principal.tenant)
+
+    async def create_referral(self, tx: Tx, owner_id: str, counterparty_id: str,
+                              fields: dict) -> tuple[dict, dict]:
+        for pid, path in ((owner_id, "owner"), (counterparty_id, "referral.counterparty")):
+            if await tx.session.get(PartnerRow, pid) is None:
+                raise NotFound(f"partners/{pid} does not exist", reason="PARTNER_NOT_FOUND",
+                               metadata={"resource": f"partners/{pid}", "field": path})
+        engagement = new_id()
+        rows = []
+        for direction, owner, other, sub in (
+                (domain.OUTBOUND, owner_id, counterparty_id, domain.R_PENDING),
+                (domain.INBOUND, counterparty_id, owner_id, domain.RECEIVED)):
+            row = ReferralRow(id=new_id(), engagement_id=engagement, owner_id=owner,
+                              counterparty_id=other, direction=direction, status=domain.NEW,
+                              substatus=sub, create_time=tx.now, update_time=tx.now, version=1,
+                              **fields)
+            tx.session.add(row)
+            rows.append(row)
+        await tx.session.flush()
+        for row in rows:
+            tx.audit(f"referrals/{row.id}", "referral.create", None, referral_dict(row))
+        return referral_dict(rows[0]), referral_dict(rows[1])
+
+    async def get_referral(self, principal: Principal, referral_id: str) -> dict:
+        async with self.sessions() as session:
+            row = await session.get(ReferralRow, referral_id)
+        if row is None or not self._referral_visible(principal, row):
+            raise NotFound(f"referrals/{referral_id} does not exist",
+                           reason="REFERRAL_NOT_FOUND",
+                           metadata={"resource": f"referrals/{referral_id}"})
+        return referral_dict(row)
+
+    async def list_referrals(self, principal: Principal, after: str | None, limit: int):
+        query = select(ReferralRow)
+        if not principal.has(domain.OPERATOR):
+            query = query.where(ReferralRow.owner_id == principal.tenant)
+        rows, last = await self._page(query, ReferralRow.id, after, limit)
+        return [referral_dict(r) for r in rows], last
+
+    async def update_referral(self, tx: Tx, referral_id: str, etag: str, changes: dict,
+                              wanted: tuple[str, str] | None) -> dict:
+        name = f"referrals/{referral_id}"
+        head = await tx.session.get(ReferralRow, referral_id)
+        if head is None or not self._referral_visible(tx.principal, head):
+            raise NotFound(f"{name} does not exist", reason="REFERRAL_NOT_FOUND",
+                           metadata={"resource": name})
+        # Lock both sides of the engagement, in id order.
+        rows = list((await tx.session.execute(
+            select(ReferralRow).where(ReferralRow.engagement_id == head.engagement_id)
+            .order_by(ReferralRow.id).with_for_update())).scalars())
+        row = next(r for r in rows if r.id == referral_id)
+        other = next((r for r in rows if r.id != referral_id), None)
+        check_etag(etag, row.version, name)
+        before = referral_dict(row)
+        if row.status == domain.CLOSED and (wanted is not None or set(changes) - {"notes"}):
+            raise FailedPrecondition(
+                f"{name} is {row.status}/{row.substatus}: only notes can change",
+                reason="REFERRAL_CLOSED",
+                metadata={"resource": name, "current_state": f"{row.status}/{row.substatus}"})
+        for key, value in changes.items():
+            setattr(row, key, value)
+        if wanted is not None and wanted != (row.status, row.substatus):
+            row.status, row.substatus = domain.referral_next(
+                row.direction, (row.status, row.substatus), wanted, name)
+            if other is not None:
+                mirrored = domain.referral_mirror((other.status, other.substatus), wanted)
+                if mirrored is not None:
+                    other_before = referral_dict(other)
+                    other.status, other.substatus = mirrored
+                    other.version += 1
+                    other.update_time = tx.now
+                    tx.audit(f"referrals/{other.id}", "referral.mirror", other_before,
+                             referral_dict(other))
+        row.version += 1
+        row.update_time = tx.now
+        tx.audit(name, "referral.update", before, referral_dict(row))
+        return referral_dict(row)
+
+    # --- customers ------------------------------------------------------------------------
+
+    async def create_customer(self, tx: Tx, fields: dict, referral_id: str | None) -> dict:
+        p = tx.principal
+        partner_id = None
+        engagement = None
+        if referral_id:
+            ref = await self._locked(tx.session, ReferralRow, ReferralRow.id == referral_id)
+            if ref is None or not self._referral_visible(p, ref):
+                raise NotFound(f"referrals/{referral_id} does not exist",
+                               reason="REFERRAL_NOT_FOUND",
+                               metadata={"resource": f"referrals/{referral_id}",
+                                         "field": "customer.referral"})
+            if (ref.status, ref.substatus) != (domain.CLOSED, domain.WON):
+                raise FailedPrecondition(
+                    f"referrals/{referral_id} is {ref.status}/{ref.substatus}; a customer can "
+                    "only be created from a CLOSED/WON referral", reason="REFERRAL_NOT_WON",
+                    metadata={"resource": f"referrals/{referral_id}",
+                              "current_state": f"{ref.status}/{ref.substatus}"})
+            engagement = ref.engagement_id
+            # Attribution: the partner who sourced the deal is the outbound side's owner.
+            partner_id = ref.owner_id if ref.direction == domain.OUTBOUND else ref.counterparty_id
+            for key, value in (("display_name", ref.organization), ("country", ref.country),
+                               ("contact_email", ref.contact_email), ("sector", ref.sector)):
+                if not fields.get(key):
+                    fields[key] = value
+            existing = (await tx.session.execute(select(CustomerRow.id).where(
+                CustomerRow.engagement_id == engagement))).scalar_one_or_none()
+            if existing is not None:
+                raise AlreadyExists(
+                    f"customers/{existing} was already created from this engagement",
+                    reason="CUSTOMER_EXISTS_FOR_ENGAGEMENT",
+                    metadata={"resource": f"customers/{existing}"})
+        elif p.has(domain.PARTNER) and not p.has(domain.OPERATOR):
+            partner_id = p.tenant
+        if not p.has(domain.OPERATOR, domain.PARTNER):
+            # A customer creates itself: its tenant is the token's.
+            if fields.get("tenant") and fields["tenant"] != p.tenant:
+                raise PermissionDenied("a customer can only create itself in its own tenant",
+                                       reason="TENANT_MISMATCH",
+                                       violations=[("customer.tenant", "must be the token's tenant")])
+            fields["tenant"] = p.tenant
+        elif p.has(domain.PARTNER) and not p.has(domain.OPERATOR) and partner_id != p.tenant:
+            raise NotFound(f"referrals/{referral_id} does not exist",
+                           reason="REFERRAL_NOT_FOUND")
+        if not fields.get("tenant"):
+            raise InvalidArgument("the customer's tenant is required",
+                                  violations=[("customer.tenant", "is required")])
+        row = CustomerRow(id=new_id(), partner_id=partner_id, referral_id=referral_id or None,
+                          engagement_id=engagement, create_time=tx.now, version=1, **fields)
+        tx.session.add(row)
+        try:
+            await tx.session.flush()
+        except IntegrityError:
+            raise AlreadyExists("a customer was already created from this engagement",
+                                reason="CUSTOMER_EXISTS_FOR_ENGAGEMENT") from None
+        tx.audit(customer_name(row.id), "customer.create", None, customer_dict(row))
+        return customer_dict(row)
+
+    async def get_customer(self, audience: Audience, customer_id: str) -> dict:
+        async with self.sessions() as session:
+            return customer_dict(await self._customer(session, customer_id, audience))
+
+    async def list_customers(self, audience: Audience, after: str | None, limit: int):
+        query = select(CustomerRow).where(
+            self._audience_filter(audience, CustomerRow.tenant, CustomerRow.partner_id))
+        rows, last = await self._page(query, CustomerRow.id, after, limit)
+        return [customer_dict(r) for r in rows], last
+
+    # --- plans ----------------------------------------------------------------------------
+
+    async def create_plan(self, tx: Tx, plan_id: str, display_name: str,
+                          terms: PlanTerms) -> dict:
+        if await tx.session.get(PlanRow, plan_id) is not None:
+            raise AlreadyExists(f"plans/{plan_id} already exists",
+                                metadata={"resource": f"plans/{plan_id}"})
+        row = PlanRow(id=plan_id, display_name=display_name, revision=1, create_time=tx.now,
+                      update_time=tx.now, version=1)
+        set_terms(row, terms)
+        tx.session.add(row)
+        try:
+            await tx.session.flush()
+        except IntegrityError:
+            raise AlreadyExists(f"plans/{plan_id} already exists") from None
+        tx.session.add(PlanRevisionRow(plan_id=plan_id, revision=1, terms=_json(terms.as_dict()),
+                                       create_time=tx.now))
+        tx.audit(f"plans/{plan_id}", "plan.create", None, plan_dict(row))
+        return plan_dict(row)
+
+    async def _plan(self, session: AsyncSession, plan_id: str, field_path: str = "plan",
+                    *, lock: bool = False) -> PlanRow:
+        query = select(PlanRow).where(PlanRow.id == plan_id)
+        row = (await session.execute(query.with_for_update() if lock else query)
+               ).scalar_one_or_none()
+        if row is None:
+            raise NotFound(f"plans/{plan_id} does not exist", reason="PLAN_NOT_FOUND",
+                           metadata={"resource": f"plans/{plan_id}", "field": field_path})
+        return row
+
+    async def get_plan(self, plan_id: str) -> dict:
+        async with self.sessions() as session:
+            return plan_dict(await self._plan(session, plan_id))
+
+    async def list_plans(self, after: str | None, limit: int):
+        rows, last = await self._page(select(PlanRow), PlanRow.id, after, limit)
+        return [plan_dict(r) for r in rows], last
+
+    async def update_plan(self, tx: Tx, plan_id: str, etag: str, display_name: str | None,
+                          terms: PlanTerms | None) -> dict:
+        row = await self._plan(tx.session, plan_id, lock=True)
+        check_etag(etag, row.version, f"plans/{plan_id}")
+        before = plan_dict(row)
+        if display_name is not None:
+            row.display_name = display_name
+        if terms is not None and terms != terms_of(row):
+            set_terms(row, terms)
+            row.revision += 1
+            tx.session.add(PlanRevisionRow(plan_id=plan_id, revision=row.revision,
+                                           terms=_json(terms.as_dict()), create_time=tx.now))
+        row.version += 1
+        row.update_time = tx.now
+        tx.audit(f"plans/{plan_id}", "plan.update", before, plan_dict(row))
+        return plan_dict(row)
+
+    # --- subscriptions --------------------------------------------------------------------
+
+    def _sub_event(self, tx: Tx, type_: str, customer: CustomerRow, row: SubscriptionRow,
+                   action: str, before: dict | None) -> dict:
+        after = subscription_dict(row)
+        name = subscription_name(row.customer_id, row.id)
+        tx.audit(name, action, before, after)
+        if type_:
+            tx.event(type_, name, customer, after)
+        return after
+
+    async def create_subscription(self, tx: Tx, customer_id: str, plan_id: str, quantity: int,
+                                  display_name: str) -> dict:
+        customer = await self._customer(tx.session, customer_id,
+                                        domain.write_audience(tx.principal))
+        plan = await self._plan(tx.session, plan_id, "subscription.plan")
+        terms = terms_of(plan)
+        bad = terms.quantity_problem(quantity)
+        if bad:
+            raise InvalidArgument(f"subscription.quantity {bad}",
+                                  violations=[("subscription.quantity", bad)])
+        row = SubscriptionRow(
+            id=new_id(), customer_id=customer_id, display_name=display_name, plan_id=plan_id,
+            plan_revision=plan.revision, quantity=quantity, terminal_count=0,
+            state=domain.PENDING, activation_deadline=tx.now + domain.ACTIVATION_WINDOW,
+            grace_end_time=None, state_reason="", create_time=tx.now, update_time=tx.now,
+            version=1)
+        set_terms(row, terms)
+        tx.session.add(row)
+        await tx.session.flush()
+        return self._sub_event(tx, "SUBSCRIPTION_CREATED", customer, row, "subscription.create",
+                               None)
+
+    async def _locked_subscription(self, tx: Tx, customer_id: str, subscription_id: str,
+                                   audience: Audience) -> tuple[CustomerRow, SubscriptionRow]:
+        customer = await self._customer(tx.session, customer_id, audience)
+        row = await self._locked(tx.session, SubscriptionRow,
+                                 SubscriptionRow.id == subscription_id,
+                                 SubscriptionRow.customer_id == customer_id)
+        if row is None:
+            name = subscription_name(customer_id, subscription_id)
+            raise NotFound(f"{name} does not exist", reason="SUBSCRIPTION_NOT_FOUND",
+                           metadata={"resource": name})
+        return customer, row
+
+    async def get_subscription(self, audience: Audience, customer_id: str,
+                               subscription_id: str) -> dict:
+        async with self.sessions() as session:
+            await self._customer(session, customer_id, audience)
+            row = (await session.execute(select(SubscriptionRow).where(
+                SubscriptionRow.id == subscription_id,
+                SubscriptionRow.customer_id == customer_id))).scalar_one_or_none()
+        if row is None:
+            name = subscription_name(customer_id, subscription_id)
+            raise NotFound(f"{name} does not exist", reason="SUBSCRIPTION_NOT_FOUND",
+                           metadata={"resource": name})
+        return subscription_dict(row)
+
+    async def list_subscriptions(self, audience: Audience, customer_id: str,
+                                 after: str | None, limit: int):
+        async with self.sessions() as session:
+            await self._customer(session, customer_id, audience)
+        rows, last = await self._page(
+            select(SubscriptionRow).where(SubscriptionRow.customer_id == customer_id),
+            SubscriptionRow.id, after, limit)
+        return [subscription_dict(r) for r in rows], last
+
+    async def activate_subscription(self, tx: Tx, customer_id: str, subscription_id: str,
+                                    plan_id: str, quantity: int) -> dict:
+        customer, row = await self._locked_subscription(
+            tx, customer_id, subscription_id, domain.write_audience(tx.principal))
+        name = subscription_name(customer_id, subscription_id)
+        new_state = domain.subscription_next(row.state, "activate", name)
+        domain.check_activation_window(tx.now, row.activation_deadline, name)
+        mismatch = []
+        if plan_id != row.plan_id:
+            mismatch.append(("plan", f"must be the plan bought, plans/{row.plan_id}"))
+        if quantity != row.quantity:
+            mismatch.append(("quantity", f"must be the quantity bought, {row.quantity}"))
+        if mismatch:
+            raise InvalidArgument("the activation does not match the purchase",
+                                  reason="ACTIVATION_MISMATCH", violations=mismatch)
+        before = subscription_dict(row)
+        self._set_state(tx, row, new_state, "")
+        return self._sub_event(tx, "SUBSCRIPTION_ACTIVATED", customer, row,
+                               "subscription.activate", before)
+
+    @staticmethod
+    def _set_state(tx: Tx, row: SubscriptionRow, state: str, reason: str) -> None:
+        row.state = state
+        row.state_reason = reason
+        row.version += 1
+        row.update_time = tx.now
+
+    async def suspend_subscription(self, tx: Tx, customer_id: str, subscription_id: str,
+                                   reason: str) -> dict:
+        customer, row = await self._locked_subscription(
+            tx, customer_id, subscription_id, domain.manage_audience(tx.principal))
+        name = subscription_name(customer_id, subscription_id)
+        new_state = domain.subscription_next(row.state, "suspend", name)
+        before = subscription_dict(row)
+        self._set_state(tx, row, new_state, reason)
+        row.grace_end_time = tx.now + domain.GRACE_PERIOD
+        return self._sub_event(tx, "SUBSCRIPTION_SUSPENDED", customer, row,
+                               "subscription.suspend", before)
+
+    async def reinstate_subscription(self, tx: Tx, customer_id: str,
+                                     subscription_id: str) -> dict:
+        customer, row = await self._locked_subscription(
+            tx, customer_id, subscription_id, domain.manage_audience(tx.principal))
+        name = subscription_name(customer_id, subscription_id)
+        new_state = domain.subscription_next(row.state, "reinstate", name)
+        domain.check_grace_period(tx.now, row.grace_end_time, name)
+        before = subscription_dict(row)
+        self._set_state(tx, row, new_state, "")
+        row.grace_end_time = None
+        return self._sub_event(tx, "SUBSCRIPTION_REINSTATED", customer, row,
+                               "subscription.reinstate", before)
+
+    async def start_operation(self, tx: Tx, customer_id: str, subscription_id: str, kind: str,
+                              *, plan_id: str = "", quantity: int = 0,
+                              reason: str = "") -> dict:
+        """Validate and queue a plan change, quantity change or cancellation."""
+        _, row = await self._locked_subscription(
+            tx, customer_id, subscription_id, domain.write_audience(tx.principal))
+        name = subscription_name(customer_id, subscription_id)
+        action = {"CHANGE_PLAN": "change_plan", "CHANGE_QUANTITY": "change_quantity",
+                  "CANCEL": "cancel"}[kind]
+        domain.subscription_next(row.state, action, name)
+        running = (await tx.session.execute(select(OperationRow.id).where(
+            OperationRow.subscription_id == subscription_id,
+            OperationRow.state == "RUNNING"))).scalar_one_or_none()
+        if running is not None:
+            raise FailedPrecondition(
+                f"{name} already has a running operation ({name}/operations/{running}); "
+                "plan and quantity never change at once", reason="OPERATION_IN_PROGRESS",
+                metadata={"resource": name, "current_state": row.state,
+                          "operation": f"{name}/operations/{running}"})
+        if kind == "CHANGE_PLAN":
+            await self._check_plan_change(tx.session, row, plan_id, name)
+        elif kind == "CHANGE_QUANTITY":
+            self._check_quantity_change(row, quantity)
+        op = OperationRow(id=new_id(), subscription_id=subscription_id, customer_id=customer_id,
+                          kind=kind, state="RUNNING", plan_id=plan_id, quantity=quantity,
+                          reason=reason, error_code=0, error_reason="", error_message="",
+                          requested_by=tx.principal.subject, create_time=tx.now, end_time=None)
+        tx.session.add(op)
+        try:
+            await tx.session.flush()
+        except IntegrityError:
+            raise FailedPrecondition(f"{name} already has a running operation",
+                                     reason="OPERATION_IN_PROGRESS",
+                                     metadata={"resource": name,
+                                               "current_state": row.state}) from None
+        tx.audit(f"{name}/operations/{op.id}", "operation.create", None, operation_dict(op))
+        tx.kick_worker = True
+        return operation_dict(op)
+
+    async def _check_plan_change(self, session, row: SubscriptionRow, plan_id: str,
+                                 name: str) -> PlanRow:
+        plan = await self._plan(session, plan_id)
+        if plan_id == row.plan_id:
+            raise InvalidArgument(f"{name} already has plans/{plan_id}",
+                                  violations=[("plan", "is already the subscription's plan")])
+        bad = terms_of(plan).quantity_problem(row.quantity)
+        if bad:
+            raise InvalidArgument(
+                f"the quantity {row.quantity} does not fit plans/{plan_id}",
+                reason="QUANTITY_OUT_OF_PLAN_BOUNDS",
+                violations=[("plan", f"the subscription's quantity {bad}")])
+        return plan
+
+    @staticmethod
+    def _check_quantity_change(row: SubscriptionRow, quantity: int) -> None:
+        bad = terms_of(row).quantity_problem(quantity)
+        if bad:
+            raise InvalidArgument(f"quantity {bad}", reason="QUANTITY_OUT_OF_PLAN_BOUNDS",
+                                  violations=[("quantity", bad)])
+        if quantity < row.terminal_count:
+            raise FailedPrecondition(
+                f"quantity {quantity} is below the {row.terminal_count} terminals in use; "
+                "decommission terminals first", reason="QUANTITY_BELOW_TERMINAL_COUNT",
+                metadata={"current_state": row.state,
+                          "terminal_count": str(row.terminal_count)})
+        if quantity == row.quantity:
+            raise InvalidArgument(f"the quantity is already {quantity}",
+                                  violations=[("quantity", "is already the quantity")])
+
+    async def run_pending_operations(self) -> int:
+        """Apply every RUNNING operation (any replica may run this; each applies once)."""
+        async with self.sessions() as session:
+            ids = list((await session.execute(
+                select(OperationRow.id, OperationRow.subscription_id)
+                .where(OperationRow.state == "RUNNING").order_by(OperationRow.id).limit(100)
+            )).all())
+        done = 0
+        for op_id, sub_id in ids:
+            done += await self._apply_operation(op_id, sub_id)
+        return done
+
+    async def _apply_operation(self, op_id: str, subscription_id: str) -> int:
+        async with self.sessions() as session, session.begin():
+            tx = Tx(session, SYSTEM, "", self.clock())
+            row = await self._locked(session, SubscriptionRow,
+                                     SubscriptionRow.id == subscription_id)
+            op = await self._locked(session, OperationRow, OperationRow.id == op_id)
+            if row is None or op is None or op.state != "RUNNING":
+                return 0
+            customer = await session.get(CustomerRow, row.customer_id)
+            name = subscription_name(row.customer_id, row.id)
+            op_name = f"{name}/operations/{op.id}"
+            op_before = operation_dict(op)
+            before = subscription_dict(row)
+            tx.principal = Principal(subject=op.requested_by, scopes=SYSTEM.scopes,
+                                     tenant=SYSTEM.tenant, expires_at=SYSTEM.expires_at)
+            try:
+                if op.kind == "CHANGE_PLAN":
+                    domain.subscription_next(row.state, "change_plan", name)
+                    plan = await self._check_plan_change(session, row, op.plan_id, name)
+                    row.plan_id, row.plan_revision = plan.id, plan.revision
+                    set_terms(row, terms_of(plan))
+                    event = "SUBSCRIPTION_PLAN_CHANGED"
+                elif op.kind == "CHANGE_QUANTITY":
+                    domain.subscription_next(row.state, "change_quantity", name)
+                    self._check_quantity_change(row, op.quantity)
+                    row.quantity = op.quantity
+                    event = "SUBSCRIPTION_QUANTITY_CHANGED"
+                else:
+                    domain.subscription_next(row.state, "cancel", name)
+                    await self._decommission_all(tx, customer, row)
+                    row.state = domain.UNSUBSCRIBED
+                    row.state_reason = op.reason or "cancelled"
+                    row.grace_end_time = None
+                    event = "SUBSCRIPTION_UNSUBSCRIBED"
+                row.version += 1
+                row.update_time = tx.now
+                self._sub_event(tx, event, customer, row, f"subscription.{op.kind.lower()}",
+                                before)
+                op.state = "SUCCEEDED"
+            except DomainError as error:
+                op.state = "FAILED"
+                op.error_code = error.code.value[0]
+                op.error_reason = error.reason
+                op.error_message = error.message
+            op.end_time = tx.now
+            tx.audit(op_name, "operation.finish", op_before, operation_dict(op))
+            await self._flush(tx)
+        if tx.events:
+            self.notify_events()
+        return 1
+
+    async def _decommission_all(self, tx: Tx, customer: CustomerRow,
+                                row: SubscriptionRow) -> None:
+        terminals = (await tx.session.execute(
+            select(TerminalRow).where(TerminalRow.subscription_id == row.id,
+                                      TerminalRow.state != domain.DECOMMISSIONED)
+            .order_by(TerminalRow.id).with_for_update())).scalars()
+        for terminal in terminals:
+            before = terminal_dict(terminal)
+            terminal.state = domain.DECOMMISSIONED
+            terminal.version += 1
+            terminal.update_time = tx.now
+            self._terminal_event(tx, customer, terminal, "terminal.decommission", before)
+        row.terminal_count = 0
+
+    async def get_operation(self, audience: Audience, customer_id: str, subscription_id: str,
+                            op_id: str) -> dict:
+        async with self.sessions() as session:
+            await self._customer(session, customer_id, audience)
+            op = (await session.execute(select(OperationRow).where(
+                OperationRow.id == op_id, OperationRow.subscription_id == subscription_id,
+                OperationRow.customer_id == customer_id))).scalar_one_or_none()
+        if op is None:
+            name = f"{subscription_name(customer_id, subscription_id)}/operations/{op_id}"
+            raise NotFound(f"{name} does not exist", reason="OPERATION_NOT_FOUND",
+                           metadata={"resource": name})
+        return operation_dict(op)
+
+    async def list_operations(self, audience: Audience, customer_id: str, subscription_id: str,
+                              after: str | None, limit: int):
+        await self.get_subscription(audience, customer_id, subscription_id)
+        rows, last = await self._page(
+            select(OperationRow).where(OperationRow.subscription_id == subscription_id),
+            OperationRow.id, after, limit)
+        return [operation_dict(r) for r in rows], last
+
+    # --- terminals ------------------------------------------------------------------------
+
+    def _terminal_event(self, tx: Tx, customer: CustomerRow, row: TerminalRow, action: str,
+                        before: dict | None) -> dict:
+        after = terminal_dict(row)
+        name = terminal_name(row.customer_id, row.id)
+        tx.audit(name, action, before, after)
+        tx.event("TERMINAL_REGISTERED" if before is None else "TERMINAL_STATE_CHANGED", name,
+                 customer, after)
+        return after
+
+    async def create_terminal(self, tx: Tx, customer_id: str, subscription_id: str,
+                              serial: str, location: tuple[float, float, float]) -> dict:
+        customer, sub = await self._locked_subscription(
+            tx, customer_id, subscription_id, domain.write_audience(tx.principal))
+        name = subscription_name(customer_id, subscription_id)
+        if sub.state == domain.UNSUBSCRIBED:
+            raise FailedPrecondition(f"{name} is UNSUBSCRIBED: no terminals can join it",
+                                     reason="SUBSCRIPTION_ENDED",
+                                     metadata={"resource": name, "current_state": sub.state})
+        if sub.terminal_count >= sub.quantity:
+            raise ResourceExhausted(
+                f"{name} already has {sub.terminal_count} of {sub.quantity} terminals; "
+                "raise the quantity or decommission a terminal", reason="QUANTITY_EXCEEDED",
+                metadata={"resource": name, "quantity": str(sub.quantity),
+                          "terminal_count": str(sub.terminal_count)})
+        taken = (await tx.session.execute(select(TerminalRow.id).where(
+            TerminalRow.serial_number == serial))).scalar_one_or_none()
+        if taken is not None:
+            raise AlreadyExists(f"a terminal with serial number {serial} already exists",
+                                reason="SERIAL_NUMBER_TAKEN",
+                                violations=[("terminal.serial_number", "is already registered")])
+        row = TerminalRow(id=new_id(), customer_id=customer_id, subscription_id=subscription_id,
+                          serial_number=serial, latitude_deg=location[0],
+                          longitude_deg=location[1], altitude_m=location[2],
+                          state=domain.REGISTERED, create_time=tx.now, update_time=tx.now,
+                          version=1)
+        tx.session.add(row)
+        sub.terminal_count += 1
+        sub.version += 1
+        try:
+            await tx.session.flush()
+        except IntegrityError:
+            raise AlreadyExists(f"a terminal with serial number {serial} already exists",
+                                reason="SERIAL_NUMBER_TAKEN",
+                                violations=[("terminal.serial_number",
+                                             "is already registered")]) from None
+        return self._terminal_event(tx, customer, row, "terminal.create", None)
+
+    async def get_terminal(self, audience: Audience, customer_id: str, terminal_id: str) -> dict:
+        async with self.sessions() as session:
+            await self._customer(session, customer_id, audience)
+            row = (await session.execute(select(TerminalRow).where(
+                TerminalRow.id == terminal_id, TerminalRow.customer_id == customer_id))
+            ).scalar_one_or_none()
+        if row is None:
+            name = terminal_name(customer_id, terminal_id)
+            raise NotFound(f"{name} does not exist", reason="TERMINAL_NOT_FOUND",
+                           metadata={"resource": name})
+        return terminal_dict(row)
+
+    async def list_terminals(self, audience: Audience, customer_id: str, after: str | None,
+                             limit: int):
+        async with self.sessions() as session:
+            await self._customer(session, customer_id, audience)
+        rows, last = await self._page(
+            select(TerminalRow).where(TerminalRow.customer_id == customer_id),
+            TerminalRow.id, after, limit)
+        return [terminal_dict(r) for r in rows], last
+
+    async def transition_terminal(self, tx: Tx, customer_id: str, terminal_id: str,
+                                  action: str, etag: str) -> dict:
+        customer = await self._customer(tx.session, customer_id,
+                                        domain.write_audience(tx.principal))
+        name = terminal_name(customer_id, terminal_id)
+        sub_id = (await tx.session.execute(select(TerminalRow.subscription_id).where(
+            TerminalRow.id == terminal_id, TerminalRow.customer_id == customer_id))
+        ).scalar_one_or_none()
+        if sub_id is None:
+            raise NotFound(f"{name} does not exist", reason="TERMINAL_NOT_FOUND",
+                           metadata={"resource": name})
+        # Lock order: subscription, then terminal (as create and cancel do).
+        sub = await self._locked(tx.session, SubscriptionRow, SubscriptionRow.id == sub_id)
+        row = await self._locked(tx.session, TerminalRow, TerminalRow.id == terminal_id)
+        check_etag(etag, row.version, name)
+        new_state = domain.terminal_next(row.state, action, name)
+        if action == "activate" and sub.state != domain.SUBSCRIBED:
+            sname = subscription_name(customer_id, sub.id)
+            raise FailedPrecondition(
+                f"cannot activate {name}: its subscription {sname} is {sub.state}",
+                reason="SUBSCRIPTION_NOT_ACTIVE",
+                metadata={"resource": sname, "current_state": sub.state})
+        before = terminal_dict(row)
+        if domain.counts_against_quantity(row.state) and not domain.counts_against_quantity(
+                new_state):
+            sub.terminal_count -= 1
+            sub.version += 1
+        row.state = new_state
+        row.version += 1
+        row.update_time = tx.now
+        return self._terminal_event(tx, customer, row, f"terminal.{action}", before)
+
+    # --- entitlements ---------------------------------------------------------------------
+
+    _ENTITLEMENT = text(
+        "SELECT t.state, s.state, s.bandwidth_mbps, s.priority_class, s.regions, s.id, "
+        "s.min_quantity, s.max_quantity "
+        "FROM terminals t JOIN subscriptions s ON s.id = t.subscription_id "
+        "WHERE t.id = :terminal AND t.customer_id = :customer")
+
+    async def check_entitlement(self, customer_id: str, terminal_id: str, bandwidth: float,
+                                region: str) -> domain.Entitlement:
+        """One indexed query (primary key of terminals, then of subscriptions); no cache, so
+        a suspension committed by any replica shows in the next answer."""
+        async with self.engine.connect() as connection:
+            row = (await connection.execute(
+                self._ENTITLEMENT, {"terminal": terminal_id, "customer": customer_id})).first()
+            if row is None:
+                exists = (await connection.execute(
+                    text("SELECT 1 FROM customers WHERE id = :c"), {"c": customer_id})).first()
+                if exists is None:
+                    return domain.Entitlement(False, "CUSTOMER_NOT_FOUND",
+                                              f"{customer_name(customer_id)} does not exist")
+                return domain.decide_entitlement(
+                    terminal_state=None, subscription_state=None, terms=None,
+                    bandwidth_mbps=bandwidth, region=region)
+        t_state, s_state, bw, priority, regions, sub_id, lo, hi = row
+        terms = PlanTerms(bandwidth_mbps=bw, priority_class=priority, min_quantity=lo,
+                          max_quantity=hi, price_currency="", price_units=0, price_nanos=0,
+                          regions=tuple(r for r in regions.split(",") if r))
+        return domain.decide_entitlement(
+            terminal_state=t_state, subscription_state=s_state, terms=terms,
+            bandwidth_mbps=bandwidth, region=region,
+            subscription=subscription_name(customer_id, sub_id))
+
+    # --- events and audit -----------------------------------------------------------------
+
+    async def read_events(self, audience: Audience, after: int, limit: int,
+                          types: frozenset[str]) -> list[dict]:
+        query = select(EventRow).where(
+            EventRow.seq > after,
+            self._audience_filter(audience, EventRow.tenant, EventRow.partner_id))
+        if types:
+            query = query.where(EventRow.type.in_(sorted(types)))
+        async with self.sessions() as session:
+            rows = (await session.execute(query.order_by(EventRow.seq).limit(limit))).scalars()
+            return [event_dict(r) for r in rows]
+
+    async def list_audit(self, resource: str, after: int | None, limit: int):
+        rows, last = await self._page(select(AuditRow).where(AuditRow.resource == resource),
+                                      AuditRow.id, after, limit)
+        return [audit_dict(r) for r in rows], last
+
+    # --- housekeeping ---------------------------------------------------------------------
+
+    async def sweep(self) -> dict[str, int]:
+        """Lapse subscriptions whose activation window closed; purge old idempotency keys."""
+        now = self.clock()
+        async with self.sessions() as session:
+            due = list((await session.execute(select(SubscriptionRow.id).where(
+                SubscriptionRow.state == domain.PENDING,
+                SubscriptionRow.activation_deadline < now).limit(500))).scalars())
+        lapsed = 0
+        for sub_id in due:
+            async with self.sessions() as session, session.begin():
+                tx = Tx(session, SYSTEM, "", self.clock())
+                row = await self._locked(session, SubscriptionRow, and_(
+                    SubscriptionRow.id == sub_id, SubscriptionRow.state == domain.PENDING))
+                if row is None or row.activation_deadline >= tx.now:
+                    continue
+                customer = await session.get(CustomerRow, row.customer_id)
+                before = subscription_dict(row)
+                await self._decommission_all(tx, customer, row)
+                self._set_state(tx, row, domain.subscription_next(
+                    row.state, "lapse", subscription_name(row.customer_id, row.id)),
+                    "activation window lapsed")
+                self._sub_event(tx, "SUBSCRIPTION_UNSUBSCRIBED", customer, row,
+                                "subscription.lapse", before)
+                await self._flush(tx)
+                lapsed += 1
+        async with self.sessions() as session, session.begin():
+            purged = (await session.execute(delete(IdempotencyRow).where(
+                IdempotencyRow.create_time < now - domain.IDEMPOTENCY_RETENTION))).rowcount
+        if lapsed:
+            self.notify_events()
+        return {"lapsed": lapsed, "purged_keys": max(purged or 0, 0)}
+
+    async def count(self, model) -> int:
+        async with self.sessions() as session:
+            return await session.scalar(select(func.count()).select_from(model))
