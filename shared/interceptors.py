@@ -65,6 +65,9 @@ class Lifecycle:
 
     def __init__(self) -> None:
         self.refusal: str | None = self.STARTING
+        #: Set when the drain starts: long-lived streams (watches, feeds) end on it, so that
+        #: they do not hold the shutdown for the whole grace period.
+        self.draining = asyncio.Event()
         self.in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()

@@ -87,6 +87,11 @@ class GrpcService:
         self.shutdown_hooks.append(hook)
 
     @property
+    def draining(self) -> asyncio.Event:
+        """Set when the drain starts; streaming handlers end their streams on it."""
+        return self.lifecycle.draining
+
+    @property
     def ready(self) -> bool:
         return self.lifecycle.refusal is None
 
@@ -129,6 +134,7 @@ class GrpcService:
         if self.drain_delay_seconds > 0:
             await asyncio.sleep(self.drain_delay_seconds)
         self.lifecycle.refusal = self.lifecycle.DRAINING
+        self.lifecycle.draining.set()
         try:
             if self.lifecycle.in_flight:
                 await asyncio.wait_for(self.lifecycle.wait_idle(), timeout=grace)

@@ -20,7 +20,7 @@ def test_only_idempotent_methods_are_retried():
     config = json.loads(retry_service_config([SERVICE]))
     (method_config,) = config["methodConfig"]
     names = {entry["method"] for entry in method_config["name"]}
-    assert names == {"Echo", "Sleep"}  # marked NO_SIDE_EFFECTS in probe.proto
+    assert names == {"Echo", "Sleep", "Ticks"}  # marked NO_SIDE_EFFECTS in probe.proto
     assert method_config["retryPolicy"]["retryableStatusCodes"] == ["UNAVAILABLE"]
 
 

@@ -200,3 +200,30 @@ async def test_drain_lets_in_flight_calls_finish_and_refuses_new_ones(settings, 
         assert time.monotonic() - started < 4
     finally:
         await channel.close()
+
+
+async def test_streams_pass_through_the_stack_and_end_when_the_server_drains(settings, minter):
+    kit = await start(settings)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{kit.server.port}")
+    stub = probe_pb2_grpc.ProbeServiceStub(channel)
+    try:
+        bad = stub.Ticks(probe_pb2.TicksRequest(), metadata=bearer(minter, "probe.read"))
+        error = await failure(bad.read())
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert [v.field for v in details_of(error).violations] == ["interval"]
+
+        stream = stub.Ticks(
+            probe_pb2.TicksRequest(interval=duration_pb2.Duration(nanos=50_000_000)),
+            metadata=bearer(minter, "probe.read"))
+        first = await stream.read()
+        assert first.sequence == 0
+        started = time.monotonic()
+        await kit.server.drain(grace_seconds=30)
+        # The stream ended on the draining signal, not at the end of the grace period.
+        assert time.monotonic() - started < 10
+        while await stream.read() != grpc.aio.EOF:
+            pass
+        assert await stream.code() == grpc.StatusCode.OK
+    finally:
+        await channel.close()
+        await kit.server.drain(0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from pathlib import Path
 
@@ -24,9 +25,11 @@ def _note(row: NoteRow) -> probe_pb2.Note:
 
 
 class ProbeServicer(probe_pb2_grpc.ProbeServiceServicer):
-    def __init__(self, sessions, peer: probe_pb2_grpc.ProbeServiceStub | None = None):
+    def __init__(self, sessions, peer: probe_pb2_grpc.ProbeServiceStub | None = None,
+                 draining: asyncio.Event | None = None):
         self.sessions = sessions
         self.peer = peer
+        self.draining = draining or asyncio.Event()
 
     @requires("probe.read")
     async def Echo(self, request, context):
@@ -76,6 +79,19 @@ class ProbeServicer(probe_pb2_grpc.ProbeServiceServicer):
             probe_pb2.CreateNoteRequest(note=request.note, request_id=request.request_id))
         return probe_pb2.RelayNoteResponse(note=answer.note)
 
+    @requires("probe.read")
+    async def Ticks(self, request, context):
+        seconds = request.interval.ToTimedelta().total_seconds()
+        if not 0.001 <= seconds <= 10:
+            raise InvalidArgument("bad interval", violations=[
+                ("interval", "must be between 1 ms and 10 s")])
+        sequence = 0
+        while not self.draining.is_set():
+            yield probe_pb2.TicksResponse(sequence=sequence)
+            sequence += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.draining.wait(), seconds)
+
     @requires("probe.admin")
     async def AdminPing(self, request, context):
         return probe_pb2.AdminPingResponse()
@@ -91,7 +107,7 @@ async def build(settings: Settings, *, name: str = "probe", port: int = 0,
     if peer_target:
         peer = probe_pb2_grpc.ProbeServiceStub(kit.channels.channel(name, [SERVICE],
                                                                     target=peer_target))
-    kit.server.add(ProbeServicer(kit.sessions, peer),
+    kit.server.add(ProbeServicer(kit.sessions, peer, kit.server.draining),
                    probe_pb2_grpc.add_ProbeServiceServicer_to_server, SERVICE)
     delay = startup_delay if startup_delay is not None else float(
         os.environ.get("PROBE_STARTUP_DELAY", "0"))
