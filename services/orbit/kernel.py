@@ -146,14 +146,20 @@ class CatalogPropagator:
             self._deep = SatrecArray([self.element_sets[i].to_satrec() for i in self._deep_idx])
 
     # -- core -----------------------------------------------------------------------
-    def propagate_jd(self, jd: np.ndarray, fr: np.ndarray) -> PropagationResult:
-        """Propagate all satellites to the UTC instants ``jd + fr`` (1-D arrays, T)."""
+    def propagate_jd(
+        self, jd: np.ndarray, fr: np.ndarray, *, with_velocity: bool = True
+    ) -> PropagationResult:
+        """Propagate all satellites to the UTC instants ``jd + fr`` (1-D arrays, T).
+
+        ``with_velocity=False`` skips unpacking the velocities (``velocity_km_s`` is then
+        an empty ``(T, N, 0)`` array), saving memory and time when only positions are used.
+        """
         jd = np.atleast_1d(np.asarray(jd, dtype=np.float64))
         fr = np.atleast_1d(np.asarray(fr, dtype=np.float64))
         jd, fr = np.broadcast_arrays(jd, fr)
         t_count, n = jd.shape[0], self.n_sats
         pos = np.empty((t_count, n, 3))
-        vel = np.empty((t_count, n, 3))
+        vel = np.empty((t_count, n, 3 if with_velocity else 0))
         err = np.zeros((t_count, n), dtype=np.int8)
         if self._heyoka is not None and t_count:
             ni = self._near_idx
@@ -163,23 +169,28 @@ class CatalogPropagator:
             states = out.transpose(0, 2, 1)  # (T, Nn, 7) view
             if self._all_near:
                 pos[...] = states[:, :, 0:3]
-                vel[...] = states[:, :, 3:6]
+                if with_velocity:
+                    vel[...] = states[:, :, 3:6]
                 err[...] = states[:, :, 6]
             else:
                 pos[:, ni] = states[:, :, 0:3]
-                vel[:, ni] = states[:, :, 3:6]
+                if with_velocity:
+                    vel[:, ni] = states[:, :, 3:6]
                 err[:, ni] = states[:, :, 6]
+            del out, states
         if self._deep is not None and t_count:
             di = self._deep_idx
             with self._deep_lock:
                 e, r, v = self._deep.sgp4(jd, fr)  # (Nd, T), (Nd, T, 3)
             pos[:, di] = r.transpose(1, 0, 2)
-            vel[:, di] = v.transpose(1, 0, 2)
+            if with_velocity:
+                vel[:, di] = v.transpose(1, 0, 2)
             err[:, di] = e.T
         bad = err != 0
         if bad.any():
             pos[bad] = np.nan
-            vel[bad] = np.nan
+            if with_velocity:
+                vel[bad] = np.nan
         return PropagationResult(jd.copy(), fr.copy(), pos, vel, err)
 
     def propagate_times(self, times: Sequence[datetime] | np.ndarray) -> PropagationResult:

@@ -77,6 +77,12 @@ _FIXED_VALUES = {
     "MEAN_ELEMENT_THEORY": "SGP4",
 }
 KNOWN_KEYS = frozenset(_FLOAT_KEYS + _INT_KEYS + _STR_KEYS)
+#: Epochs are accepted from the first satellite's year to 2099 (TLE two-digit years span
+#: 1957..2056 by construction).
+MIN_EPOCH_YEAR = 1957
+MAX_EPOCH_YEAR = 2100
+#: Largest NORAD_CAT_ID accepted (the 9-digit range planned for the catalog; fits uint32).
+MAX_OMM_CATALOG_NUMBER = 999_999_999
 _RE_EPOCH = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,12}))?Z?$")
 _RE_INT = re.compile(r"^[+-]?\d+$")
 _RE_FLOAT = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
@@ -111,9 +117,16 @@ def _build(values: dict, number: int) -> ElementSet:
         epoch, jd, fr = _parse_epoch(values["EPOCH"])
     except ValueError as exc:
         raise RecordError(number, str(exc), "EPOCH") from None
+    if not MIN_EPOCH_YEAR <= epoch.year < MAX_EPOCH_YEAR:
+        raise RecordError(
+            number, f"EPOCH year {epoch.year} outside {MIN_EPOCH_YEAR}..{MAX_EPOCH_YEAR - 1}",
+            "EPOCH")
     catnum = values["NORAD_CAT_ID"]
     if catnum < 0:
         raise RecordError(number, f"NORAD_CAT_ID {catnum} is negative", "NORAD_CAT_ID")
+    if catnum > MAX_OMM_CATALOG_NUMBER:
+        raise RecordError(
+            number, f"NORAD_CAT_ID {catnum} above {MAX_OMM_CATALOG_NUMBER}", "NORAD_CAT_ID")
     cls = values.get("CLASSIFICATION_TYPE", "U") or "U"
     if cls not in ("U", "C", "S"):
         raise RecordError(number, f"bad CLASSIFICATION_TYPE {cls!r}", "CLASSIFICATION_TYPE")

@@ -17,3 +17,53 @@ def starlink_text() -> str:
     if not STARLINK_TLE.exists():
         pytest.skip(f"{STARLINK_TLE} not present")
     return STARLINK_TLE.read_text()
+
+
+# --- a real orbit server on loopback (both backends through `settings`) ------------------
+
+import dataclasses  # noqa: E402
+
+import grpc  # noqa: E402
+
+
+async def start_orbit(settings, *, seed: bool = False, warm: bool = False):
+    from services.orbit.server import build
+
+    kit = await build(dataclasses.replace(settings, seed=seed), port=0, warm=warm)
+    await kit.server.start()
+    await kit.server.become_ready()
+    return kit
+
+
+@pytest.fixture
+async def orbit(settings):
+    """(kit, stub) of an orbit server with an empty catalog."""
+    from skybridge.orbit.v1 import orbit_pb2_grpc
+
+    kit = await start_orbit(settings)
+    channel = grpc.aio.insecure_channel(
+        f"127.0.0.1:{kit.server.port}",
+        options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)])
+    yield kit, orbit_pb2_grpc.OrbitServiceStub(channel)
+    await channel.close()
+    await kit.server.drain(0)
+
+
+async def failure(call) -> grpc.aio.AioRpcError:
+    """The error a call fails with (fails the test when it succeeds)."""
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call
+    return caught.value
+
+
+def violations(error) -> dict[str, str]:
+    from shared.errors import details_of
+
+    return {v.field: v.description for v in details_of(error).violations}
+
+
+def tle_text(sets, names: bool = True) -> str:
+    """TLE text (with checksums) for element sets."""
+    from services.orbit.tle import format_tle
+
+    return "".join(format_tle(es, include_name=names).rstrip("\n") + "\n" for es in sets)

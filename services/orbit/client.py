@@ -1,0 +1,200 @@
+"""A small async client for other services: Propagate and VisibleSatellites as numpy.
+
+    from services.orbit.client import propagate, visible_satellites
+    stub = orbit_pb2_grpc.OrbitServiceStub(kit.channels.channel("orbit", [SERVICE]))
+    states = await propagate(stub, group="groups/tracking-sensors", start=t0, step_s=15,
+                             count=240, frame="itrf")
+    states.positions   # (T, N, 3) float64, NaN where states.error_codes != 0
+
+Arrays are assembled chunk by chunk with ``numpy.frombuffer`` (one copy per chunk into
+the preallocated result); nothing loops over satellites, instants or points in Python.
+Errors are the server's ``grpc.aio.AioRpcError`` (read details with
+``shared.errors.details_of``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+from google.protobuf import duration_pb2, timestamp_pb2
+from skybridge.orbit.v1 import orbit_pb2
+
+from services.orbit.wire import double_array, from_double_array, from_le_bytes
+
+__all__ = [
+    "Propagation",
+    "PropagationChunk",
+    "VisibleSet",
+    "iter_propagate",
+    "propagate",
+    "selection",
+    "visible_satellites",
+]
+
+_FRAMES = {"teme": orbit_pb2.FRAME_TEME, "itrf": orbit_pb2.FRAME_ITRF,
+           "geodetic": orbit_pb2.FRAME_GEODETIC}
+
+
+@dataclass(frozen=True)
+class PropagationChunk:
+    first_step: int
+    times_unix_s: np.ndarray  # (T,)
+    positions: np.ndarray  # (T, N, 3)
+    velocities: np.ndarray | None
+    error_codes: np.ndarray  # (T, N) int8
+
+
+@dataclass(frozen=True)
+class Propagation:
+    """A whole Propagate answer. Positions are km (TEME/ITRF) or (lat_deg, lon_deg,
+    alt_m) (geodetic); NaN where ``error_codes != 0``."""
+
+    catalog_numbers: np.ndarray  # (N,) int64
+    element_set_epochs_unix_s: np.ndarray  # (N,)
+    times_unix_s: np.ndarray  # (T,)
+    positions: np.ndarray  # (T, N, 3)
+    velocities: np.ndarray | None
+    error_codes: np.ndarray  # (T, N) int8
+    catalog_version: int
+
+    @property
+    def ok(self) -> np.ndarray:
+        return self.error_codes == 0
+
+
+@dataclass(frozen=True)
+class VisibleSet:
+    """VisibleSatellites as CSR columns: point i sees entries offsets[i]:offsets[i+1]."""
+
+    offsets: np.ndarray  # (P + 1,) int64
+    catalog_numbers: np.ndarray  # (K,) uint32
+    azimuth_deg: np.ndarray
+    elevation_deg: np.ndarray
+    range_km: np.ndarray
+    flagged_catalog_numbers: np.ndarray
+    catalog_version: int
+
+    def counts(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+
+def _timestamp(when: datetime | timestamp_pb2.Timestamp) -> timestamp_pb2.Timestamp:
+    if isinstance(when, timestamp_pb2.Timestamp):
+        return when
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(when if when.tzinfo else when.replace(tzinfo=UTC))
+    return ts
+
+
+def selection(*, catalog_numbers: Sequence[int] | np.ndarray | None = None,
+              group: str | None = None, all: bool = False) -> orbit_pb2.SatelliteSelection:
+    """A SatelliteSelection (``group`` as ``groups/{id}`` or a bare id)."""
+    sel = orbit_pb2.SatelliteSelection()
+    if catalog_numbers is not None:
+        sel.catalog_numbers.extend(np.asarray(catalog_numbers, dtype=np.int64).tolist())
+    if group:
+        sel.group = group if group.startswith("groups/") else f"groups/{group}"
+    sel.all = all
+    return sel
+
+
+def propagate_request(
+    *,
+    catalog_numbers=None,
+    group: str | None = None,
+    all: bool = False,
+    start: datetime | None = None,
+    step_s: float | None = None,
+    count: int | None = None,
+    times: Sequence[datetime] | None = None,
+    frame: str = "itrf",
+    include_velocity: bool = False,
+    as_of: datetime | None = None,
+    chunk_steps: int = 0,
+) -> orbit_pb2.PropagateRequest:
+    request = orbit_pb2.PropagateRequest(
+        selection=selection(catalog_numbers=catalog_numbers, group=group, all=all),
+        frame=_FRAMES[frame], include_velocity=include_velocity, chunk_steps=chunk_steps)
+    if times is not None:
+        request.time_list.times.extend(_timestamp(t) for t in times)
+    else:
+        if start is None or step_s is None or count is None:
+            raise ValueError("give start, step_s and count, or times")
+        request.grid.start_time.CopyFrom(_timestamp(start))
+        request.grid.step.CopyFrom(duration_pb2.Duration())
+        request.grid.step.FromTimedelta(timedelta(seconds=step_s))
+        request.grid.count = count
+    if as_of is not None:
+        request.as_of_time.CopyFrom(_timestamp(as_of))
+    return request
+
+
+async def iter_propagate(stub, request: orbit_pb2.PropagateRequest, *, metadata=None,
+                         rpc_timeout: float | None = None
+                         ) -> AsyncIterator[tuple[orbit_pb2.PropagateResponse,
+                                                  PropagationChunk]]:
+    """Yield ``(raw message, chunk)`` per streamed chunk (bounded memory)."""
+    async for msg in stub.Propagate(request, metadata=metadata, timeout=rpc_timeout):
+        pos = from_double_array(msg.positions)
+        vel = from_double_array(msg.velocities) if msg.HasField("velocities") else None
+        err = from_le_bytes(msg.error_codes, "i1").reshape(pos.shape[:2])
+        yield msg, PropagationChunk(msg.first_step, from_double_array(msg.times), pos, vel,
+                                    err)
+
+
+async def propagate(stub, request: orbit_pb2.PropagateRequest | None = None, *,
+                    metadata=None, rpc_timeout: float | None = None, **kwargs) -> Propagation:
+    """The whole answer of Propagate as numpy arrays (see :func:`propagate_request` for
+    the keyword form)."""
+    request = request or propagate_request(**kwargs)
+    numbers = epochs = times = pos = vel = err = None
+    version = 0
+    async for msg, chunk in iter_propagate(stub, request, metadata=metadata,
+                                           rpc_timeout=rpc_timeout):
+        if pos is None:
+            numbers = np.array(msg.catalog_numbers, dtype=np.int64)
+            epochs = from_double_array(msg.element_set_epochs)
+            total, n = msg.total_steps, numbers.size
+            times = np.empty(total)
+            pos = np.empty((total, n, 3))
+            vel = np.empty((total, n, 3)) if chunk.velocities is not None else None
+            err = np.empty((total, n), np.int8)
+            version = msg.catalog_version
+        i, j = chunk.first_step, chunk.first_step + chunk.times_unix_s.size
+        times[i:j] = chunk.times_unix_s
+        pos[i:j] = chunk.positions
+        err[i:j] = chunk.error_codes
+        if vel is not None:
+            vel[i:j] = chunk.velocities
+    if pos is None:
+        raise RuntimeError("Propagate answered with an empty stream")
+    return Propagation(numbers, epochs, times, pos, vel, err, version)  # type: ignore[arg-type]
+
+
+async def visible_satellites(stub, lat_deg, lon_deg, alt_m, when: datetime,
+                             min_elevation_deg: float = 0.0, *, catalog_numbers=None,
+                             group: str | None = None, as_of: datetime | None = None,
+                             metadata=None, rpc_timeout: float | None = None) -> VisibleSet:
+    """VisibleSatellites for ground points given as arrays (degrees, metres)."""
+    lat, lon, alt = np.broadcast_arrays(np.atleast_1d(np.asarray(lat_deg, float)),
+                                        np.atleast_1d(np.asarray(lon_deg, float)),
+                                        np.atleast_1d(np.asarray(alt_m, float)))
+    request = orbit_pb2.VisibleSatellitesRequest(
+        point_array=double_array(np.stack((lat, lon, alt), axis=-1)),
+        time=_timestamp(when), min_elevation_deg=min_elevation_deg)
+    if catalog_numbers is not None or group:
+        request.selection.CopyFrom(selection(catalog_numbers=catalog_numbers, group=group))
+    if as_of is not None:
+        request.as_of_time.CopyFrom(_timestamp(as_of))
+    answer = await stub.VisibleSatellites(request, metadata=metadata, timeout=rpc_timeout)
+    return VisibleSet(
+        offsets=from_le_bytes(answer.offsets, "<i8"),
+        catalog_numbers=from_le_bytes(answer.catalog_numbers, "<u4"),
+        azimuth_deg=from_double_array(answer.azimuth_deg),
+        elevation_deg=from_double_array(answer.elevation_deg),
+        range_km=from_double_array(answer.range_km),
+        flagged_catalog_numbers=np.array(answer.flagged_catalog_numbers, dtype=np.int64),
+        catalog_version=answer.catalog_version)

@@ -1,0 +1,97 @@
+"""Wiring for the orbit service: settings -> store -> domain -> servicer -> server."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+
+from skybridge.orbit.v1 import orbit_pb2, orbit_pb2_grpc
+
+from services.orbit import walker
+from services.orbit.api import GENERATED_NUMBER_FLOOR, OrbitServicer
+from services.orbit.store import Catalog
+from shared.config import Settings
+from shared.service import ServiceKit
+
+log = logging.getLogger("skybridge.orbit")
+
+SERVICE = orbit_pb2.DESCRIPTOR.services_by_name["OrbitService"]
+
+#: What `make run` seeds into an empty catalog: (group id, display name, preset, kind).
+SEED_GROUPS = (
+    ("starlink-gen1", "Starlink Gen1 (generated Walker shells)", "starlink_gen1",
+     "constellation"),
+    ("tracking-sensors", "Missile-tracking sensor satellites", "tracking_sensors", "sensors"),
+)
+
+
+async def seed(catalog: Catalog, run_cpu, now: datetime | None = None) -> int:
+    """Generate the seed groups into an empty catalog; returns satellites added (0 when
+    the catalog already holds anything: idempotent)."""
+    epoch = (now or datetime.now(UTC)).replace(minute=0, second=0, microsecond=0)
+    added = 0
+    async with catalog.sessions.begin() as session:
+        await Catalog._lock_version(session)
+        from sqlalchemy import func, select
+
+        from services.orbit.store import SatelliteRow
+
+        if await session.scalar(select(func.count()).select_from(SatelliteRow)):
+            return 0
+        first = GENERATED_NUMBER_FLOOR
+        for group_id, display, preset, kind in SEED_GROUPS:
+            sets = await run_cpu(walker.preset, preset, epoch, first)
+            await catalog.store_element_sets(session, sets, new_only=True,
+                                             group=(group_id, display, kind))
+            first += len(sets)
+            added += len(sets)
+    return added
+
+
+def settings_bound_malloc() -> bool:
+    """`SKYBRIDGE_ORBIT_MALLOC_TRIM=1` turns :func:`bound_malloc_retention` on."""
+    import os
+
+    return os.environ.get("SKYBRIDGE_ORBIT_MALLOC_TRIM", "") == "1"
+
+
+def bound_malloc_retention() -> None:
+    """Make glibc hand large freed blocks back to the OS (Linux only, best effort).
+
+    The service frees and reallocates chunks of tens of MB per request; glibc's dynamic
+    mmap threshold otherwise climbs to 32 MB after the first such free, after which those
+    chunks come from the heap and freed ones stay resident. A fixed 1 MiB threshold keeps
+    them mmapped (returned on free), so peak resident memory tracks the live data.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 8 << 20)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+async def build(settings: Settings, *, port: int | None = None, span_processors=(),
+                warm: bool = True) -> ServiceKit:
+    if settings_bound_malloc():
+        bound_malloc_retention()
+    kit = ServiceKit.create("orbit", settings, span_processors=span_processors, port=port)
+    kit.use_store(Path(__file__).parent / "migrations")
+    catalog = Catalog(kit.sessions)
+    servicer = OrbitServicer(catalog, kit.run_cpu)
+    kit.server.add(servicer, orbit_pb2_grpc.add_OrbitServiceServicer_to_server, SERVICE)
+
+    async def seed_and_warm() -> None:
+        if settings.seed:
+            added = await seed(catalog, kit.run_cpu)
+            if added:
+                log.info("orbit: seeded %d generated satellites", added,
+                         extra={"service": "orbit"})
+        if warm:
+            await servicer.warm()
+
+    kit.server.on_startup(seed_and_warm)
+    kit.servicer = servicer  # type: ignore[attr-defined]  # for tests and benchmarks
+    return kit

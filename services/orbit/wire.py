@@ -1,0 +1,74 @@
+"""numpy <-> protobuf for the columnar messages (both sides of the wire, no Python loops).
+
+Arrays travel as ``skybridge.common.v1.DoubleArray`` with ``le_bytes`` (row-major
+little-endian float64 plus the shape); see the measurement in orbit.proto for why not
+packed ``repeated double``. Integer columns travel as plain little-endian ``bytes``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from google.protobuf import timestamp_pb2
+from skybridge.common.v1 import common_pb2
+
+__all__ = [
+    "double_array",
+    "from_double_array",
+    "from_le_bytes",
+    "timestamp_to_jd",
+    "timestamp_to_unix",
+    "unix_to_timestamp",
+]
+
+_SEC_PER_DAY = 86_400
+_JD_UNIX_EPOCH = 2440587.5
+
+
+def double_array(values: np.ndarray) -> common_pb2.DoubleArray:
+    """A DoubleArray holding ``values`` as little-endian float64 bytes."""
+    arr = np.ascontiguousarray(values, dtype="<f8")
+    return common_pb2.DoubleArray(shape=arr.shape, le_bytes=arr.tobytes())
+
+
+def from_double_array(message: common_pb2.DoubleArray) -> np.ndarray:
+    """The array in a DoubleArray (either encoding); read-only view for ``le_bytes``.
+
+    Raises ``ValueError`` when the shape does not match the number of values.
+    """
+    shape = tuple(int(d) for d in message.shape)
+    if message.WhichOneof("values") == "packed":
+        arr = np.array(message.packed.values, dtype=np.float64)
+    else:
+        data = message.le_bytes
+        if len(data) % 8:
+            raise ValueError(f"le_bytes holds {len(data)} bytes, not a multiple of 8")
+        arr = np.frombuffer(data, dtype="<f8")
+    expected = int(np.prod(shape, dtype=np.int64)) if shape else arr.size
+    if arr.size != expected:
+        raise ValueError(f"shape {list(shape)} needs {expected} values, got {arr.size}")
+    return arr.reshape(shape) if shape else arr
+
+
+def from_le_bytes(data: bytes, dtype: str) -> np.ndarray:
+    """A 1-D read-only view of little-endian integers (``"<i8"``, ``"<u4"``, ``"i1"``)."""
+    return np.frombuffer(data, dtype=dtype)
+
+
+def timestamp_to_unix(ts: timestamp_pb2.Timestamp) -> float:
+    return ts.seconds + ts.nanos * 1e-9
+
+
+def timestamp_to_jd(ts: timestamp_pb2.Timestamp) -> tuple[float, float]:
+    """Two-part UTC Julian date (``jd`` at 0h, ``0 <= fr < 1``) of a Timestamp, exact to
+    the nanosecond in the numerator (same values as ``elements.datetime_to_jd`` for whole
+    microseconds)."""
+    days, secs = divmod(int(ts.seconds), _SEC_PER_DAY)
+    return _JD_UNIX_EPOCH + days, (secs * 1_000_000_000 + int(ts.nanos)) / 86_400_000_000_000
+
+
+def unix_to_timestamp(seconds: float) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    whole = int(np.floor(seconds))
+    ts.seconds = whole
+    ts.nanos = min(int(round((seconds - whole) * 1e9)), 999_999_999)
+    return ts
