@@ -11,6 +11,7 @@ Revisions are written by hand in `versions/` (see any service's first revision).
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from alembic import command, context
@@ -28,10 +29,15 @@ def _config(script_location: Path, connection) -> Config:
     return config
 
 
+#: Alembic's `op` and `context` are process-wide proxies, so two histories must not run at
+#: once in one process (the supervisor starts four services together).
+_one_at_a_time = asyncio.Lock()
+
+
 async def upgrade(engine: AsyncEngine, location: StoreLocation, script_location: Path,
                   revision: str = "head") -> None:
     """Bring the service's tables to `revision` (default: the newest)."""
-    async with engine.connect() as connection:
+    async with _one_at_a_time, engine.connect() as connection:
         if not location.is_sqlite:
             await connection.execute(
                 text("SELECT pg_advisory_xact_lock(hashtext(:key))"),

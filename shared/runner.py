@@ -48,7 +48,12 @@ async def serve(kits: Sequence[ServiceKit], stop: asyncio.Event,
     """Start `kits`, wait for `stop`, then drain them all."""
     for kit in kits:
         await kit.server.start()
-    await asyncio.gather(*(kit.server.become_ready() for kit in kits))
+    try:
+        await asyncio.gather(*(kit.server.become_ready() for kit in kits))
+    except BaseException:
+        log.exception("a service failed to start; stopping all of them")
+        await asyncio.gather(*(kit.server.drain(0) for kit in kits), return_exceptions=True)
+        raise
     for kit in kits:
         announce(f"{kit.name:<13} listening on {kit.settings.host}:{kit.server.port}")
     await stop.wait()
@@ -72,4 +77,8 @@ def main(services: Sequence[str] | None = None) -> int:
     settings = Settings.from_env()
     configure_logging(settings.log_level, settings.log_format)
     names = available_services(services if services is not None else settings.services)
-    return asyncio.run(main_async(names, settings))
+    try:
+        return asyncio.run(main_async(names, settings))
+    except Exception as error:  # noqa: BLE001 - already logged with its traceback
+        print(f"skybridge: failed to start: {error}", file=sys.stderr)
+        return 1
