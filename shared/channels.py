@@ -66,38 +66,63 @@ def capped_timeout(requested: float | None, default_cap: float | None) -> float 
     return max(min(candidates), MIN_TIMEOUT_SECONDS)
 
 
-class _OutgoingInterceptor(
-    grpc.aio.UnaryUnaryClientInterceptor,
-    grpc.aio.UnaryStreamClientInterceptor,
-    grpc.aio.StreamUnaryClientInterceptor,
-    grpc.aio.StreamStreamClientInterceptor,
-):
-    """Adds the service token and caps the deadline of every outgoing call."""
+class _Outgoing:
+    """Adds the service token and caps the deadline of an outgoing call."""
 
     def __init__(self, credentials: ServiceCredentials | None, unary_cap: float):
         self.credentials = credentials
         self.unary_cap = unary_cap
 
-    def _details(self, details: grpc.aio.ClientCallDetails, unary: bool):
+    def details(self, details: grpc.aio.ClientCallDetails, unary_response: bool):
         metadata = grpc.aio.Metadata(*(details.metadata or ()))
         if self.credentials is not None and "authorization" not in metadata:
             metadata.add("authorization", self.credentials.authorization())
-        timeout = capped_timeout(details.timeout, self.unary_cap if unary else None)
+        timeout = capped_timeout(details.timeout, self.unary_cap if unary_response else None)
         return grpc.aio.ClientCallDetails(details.method, timeout, metadata,
                                           details.credentials, details.wait_for_ready)
 
+
+# grpc.aio files each interceptor object under exactly one kind of call, so each kind
+# gets its own small interceptor around the shared `_Outgoing`.
+class _UnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):
+    def __init__(self, outgoing: _Outgoing):
+        self.outgoing = outgoing
+
     async def intercept_unary_unary(self, continuation, client_call_details, request):
-        return await continuation(self._details(client_call_details, True), request)
+        return await continuation(self.outgoing.details(client_call_details, True), request)
+
+
+class _UnaryStream(grpc.aio.UnaryStreamClientInterceptor):
+    def __init__(self, outgoing: _Outgoing):
+        self.outgoing = outgoing
 
     async def intercept_unary_stream(self, continuation, client_call_details, request):
-        return await continuation(self._details(client_call_details, False), request)
+        return await continuation(self.outgoing.details(client_call_details, False), request)
+
+
+class _StreamUnary(grpc.aio.StreamUnaryClientInterceptor):
+    def __init__(self, outgoing: _Outgoing):
+        self.outgoing = outgoing
 
     async def intercept_stream_unary(self, continuation, client_call_details, request_iterator):
-        return await continuation(self._details(client_call_details, True), request_iterator)
+        return await continuation(self.outgoing.details(client_call_details, True),
+                                  request_iterator)
+
+
+class _StreamStream(grpc.aio.StreamStreamClientInterceptor):
+    def __init__(self, outgoing: _Outgoing):
+        self.outgoing = outgoing
 
     async def intercept_stream_stream(self, continuation, client_call_details,
                                       request_iterator):
-        return await continuation(self._details(client_call_details, False), request_iterator)
+        return await continuation(self.outgoing.details(client_call_details, False),
+                                  request_iterator)
+
+
+def outgoing_interceptors(credentials: ServiceCredentials | None, unary_cap: float) -> list:
+    """One interceptor per kind of call, all adding the token and capping the deadline."""
+    outgoing = _Outgoing(credentials, unary_cap)
+    return [kind(outgoing) for kind in (_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream)]
 
 
 class ChannelFactory:
@@ -114,8 +139,8 @@ class ChannelFactory:
         interceptors: list = []
         if self.telemetry is not None:
             interceptors += self.telemetry.client_interceptors()
-        interceptors.append(
-            _OutgoingInterceptor(self.credentials, self.settings.call_timeout_seconds))
+        interceptors += outgoing_interceptors(self.credentials,
+                                              self.settings.call_timeout_seconds)
         channel = grpc.aio.insecure_channel(
             target or self.settings.target(service),
             options=[

@@ -81,3 +81,29 @@ async def test_health_checks_are_not_traced(settings):
         await channel.close()
         await kit.server.drain(0)
     assert [s.name for s in exporter.get_finished_spans() if "Health" in s.name] == []
+
+
+async def test_service_token_rides_on_every_kind_of_call(settings, minter):
+    """grpc.aio files an interceptor under one kind of call only: unary and streaming
+    calls through the channel factory must both carry the service's token."""
+    from google.protobuf import duration_pb2
+
+    from shared.auth import ServiceCredentials
+
+    kit = await build(settings)
+    await kit.server.start()
+    await kit.server.become_ready()
+    channels = ChannelFactory(settings, Telemetry("caller"),
+                              ServiceCredentials(minter, "caller", ["probe.read"]))
+    try:
+        stub = probe_pb2_grpc.ProbeServiceStub(
+            channels.channel("probe", [SERVICE], target=f"127.0.0.1:{kit.server.port}"))
+        answer = await stub.Echo(probe_pb2.EchoRequest(message="x"))
+        assert answer.subject == "service:caller"
+        stream = stub.Ticks(
+            probe_pb2.TicksRequest(interval=duration_pb2.Duration(nanos=10_000_000)))
+        assert (await stream.read()).sequence == 0
+        stream.cancel()
+    finally:
+        await channels.close()
+        await kit.server.drain(0)
