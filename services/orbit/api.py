@@ -53,7 +53,13 @@ from services.orbit.catalog import CatalogSnapshot
 from services.orbit.elements import ElementSet, RejectedRecord
 from services.orbit.kernel import CatalogPropagator, cached_propagator
 from services.orbit.passes import predict_passes
-from services.orbit.states import FRAMES, chunk_steps_for, compute_chunk, jd_to_unix
+from services.orbit.states import (
+    FRAMES,
+    chunk_steps_for,
+    compute_chunk,
+    compute_component_chunk,
+    jd_to_unix,
+)
 from services.orbit.store import (
     Catalog,
     StoredElementSet,
@@ -62,7 +68,13 @@ from services.orbit.store import (
     request_hash,
 )
 from services.orbit.visibility import Visibility, visible_satellites
-from services.orbit.wire import double_array, from_double_array, timestamp_to_jd
+from services.orbit.wire import (
+    bytes_field,
+    double_array,
+    double_array_field,
+    from_double_array,
+    timestamp_to_jd,
+)
 from shared.auth import requires
 from shared.errors import (
     AlreadyExists,
@@ -121,6 +133,8 @@ _FRAMES = {
     orbit_pb2.FRAME_ITRF: "itrf",
     orbit_pb2.FRAME_GEODETIC: "geodetic",
 }
+_LAYOUTS = (orbit_pb2.STATE_LAYOUT_UNSPECIFIED, orbit_pb2.STATE_LAYOUT_TIME_SATELLITE_COMPONENT,
+            orbit_pb2.STATE_LAYOUT_TIME_COMPONENT_SATELLITE)
 _KINDS = {
     orbit_pb2.Group.KIND_CONSTELLATION: "constellation",
     orbit_pb2.Group.KIND_SENSORS: "sensors",
@@ -764,8 +778,10 @@ class OrbitServicer(orbit_pb2_grpc.OrbitServiceServicer):
         jd, fr, time_field = self._times(check, request)
         check.check(request.frame in _FRAMES, "frame", "unknown frame")
         check.check(request.chunk_steps <= MAX_STEPS, "chunk_steps", f"at most {MAX_STEPS}")
+        check.check(request.layout in _LAYOUTS, "layout", "unknown layout")
         as_of = _as_of(check, request)
         check.raise_if_any("the propagation request is invalid")
+        layout = request.layout or orbit_pb2.STATE_LAYOUT_TIME_SATELLITE_COMPONENT
         frame = _FRAMES[request.frame]
         assert frame in FRAMES
         snap, idx = await self._select(request.selection, "selection", as_of, default_all=False)
@@ -785,34 +801,49 @@ class OrbitServicer(orbit_pb2_grpc.OrbitServiceServicer):
         steps = chunk_steps_for(n_sats, n_steps, CHUNK_STATE_BUDGET, request.chunk_steps)
         velocity = request.include_velocity
         frame_enum = request.frame or orbit_pb2.FRAME_ITRF
+        component_major = layout == orbit_pb2.STATE_LAYOUT_TIME_COMPONENT_SATELLITE
         version = snap.version
+        # the kernel's (T, 7, N) output and the (T, 3, N) positions: buffers reused by every
+        # chunk of this stream (the chunks are computed one after the other)
+        work = np.empty((steps, 7, n_sats)) if component_major else None
+        positions = np.empty((steps, 3, n_sats)) if component_major else None
+        header = orbit_pb2.PropagateResponse(
+            catalog_numbers=snap.catalog_numbers[idx].tolist(),
+            element_set_epochs=double_array(jd_to_unix(snap.epoch_jd[idx],
+                                                       snap.epoch_fr[idx])),
+            total_steps=n_steps).SerializeToString()
 
-        def chunk_message(i: int, j: int) -> orbit_pb2.PropagateResponse:
-            chunk = compute_chunk(prop, jd[i:j], fr[i:j], frame, velocity)
-            flagged = int(np.count_nonzero(chunk.error))
-            msg = orbit_pb2.PropagateResponse(
+        def chunk_message(i: int, j: int, first: bool) -> bytes:
+            """The serialized PropagateResponse of steps [i, j), built in the CPU pool:
+            the arrays are copied once, into the message bytes."""
+            if component_major:
+                chunk = compute_component_chunk(prop, jd[i:j], fr[i:j], frame, velocity,
+                                                work=work[:j - i],  # type: ignore[index]
+                                                out=positions[:j - i])  # type: ignore[index]
+            else:
+                chunk = compute_chunk(prop, jd[i:j], fr[i:j], frame, velocity)
+            error = np.ascontiguousarray(chunk.error, dtype=np.int8)
+            small = orbit_pb2.PropagateResponse(
                 frame=frame_enum, catalog_version=version, first_step=i,
-                times=double_array(chunk.unix_s), positions=double_array(chunk.position),
-                error_codes=np.ascontiguousarray(chunk.error, dtype=np.int8).tobytes(),
-                flagged_count=flagged)
+                times=double_array(chunk.unix_s),
+                flagged_count=int(np.count_nonzero(error)), layout=layout).SerializeToString()
+            pieces = [header] if first else []
+            pieces += [small,
+                       *double_array_field(8, np.ascontiguousarray(chunk.position, "<f8")),
+                       *bytes_field(10, error)]
             if chunk.velocity is not None:
-                msg.velocities.CopyFrom(double_array(chunk.velocity))
-            return msg
+                pieces += double_array_field(9, np.ascontiguousarray(chunk.velocity, "<f8"))
+            return b"".join(pieces)
 
         bounds = [(i, min(i + steps, n_steps)) for i in range(0, n_steps, steps)]
         async with self._streams:
-            pending = asyncio.ensure_future(self.run_cpu(chunk_message, *bounds[0]))
+            pending = asyncio.ensure_future(self.run_cpu(chunk_message, *bounds[0], True))
             try:
                 for k in range(len(bounds)):
                     msg = await pending
                     if k + 1 < len(bounds):
                         pending = asyncio.ensure_future(self.run_cpu(chunk_message,
-                                                                     *bounds[k + 1]))
-                    if k == 0:
-                        msg.catalog_numbers.extend(snap.catalog_numbers[idx].tolist())
-                        msg.element_set_epochs.CopyFrom(double_array(
-                            jd_to_unix(snap.epoch_jd[idx], snap.epoch_fr[idx])))
-                        msg.total_steps = n_steps
+                                                                     *bounds[k + 1], False))
                     yield msg
                     del msg
             finally:

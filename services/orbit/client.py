@@ -8,6 +8,11 @@
 
 Arrays are assembled chunk by chunk with ``numpy.frombuffer`` (one copy per chunk into
 the preallocated result); nothing loops over satellites, instants or points in Python.
+Requests built here ask for the component-major layout (``(T, 3, N)`` on the wire, the
+kernel's native order, which the server sends without repacking); ``positions`` and
+``velocities`` are then ``(T, N, 3)`` *views* of ``(T, 3, N)`` buffers (not C-contiguous:
+``numpy.ascontiguousarray`` them if a caller needs row-major memory). Requests built
+elsewhere get the default ``(T, N, 3)`` layout, and the same shapes.
 Errors are the server's ``grpc.aio.AioRpcError`` (read details with
 ``shared.errors.details_of``).
 """
@@ -42,7 +47,7 @@ _FRAMES = {"teme": orbit_pb2.FRAME_TEME, "itrf": orbit_pb2.FRAME_ITRF,
 class PropagationChunk:
     first_step: int
     times_unix_s: np.ndarray  # (T,)
-    positions: np.ndarray  # (T, N, 3)
+    positions: np.ndarray  # (T, N, 3), possibly a view of (T, 3, N)
     velocities: np.ndarray | None
     error_codes: np.ndarray  # (T, N) int8
 
@@ -55,7 +60,7 @@ class Propagation:
     catalog_numbers: np.ndarray  # (N,) int64
     element_set_epochs_unix_s: np.ndarray  # (N,)
     times_unix_s: np.ndarray  # (T,)
-    positions: np.ndarray  # (T, N, 3)
+    positions: np.ndarray  # (T, N, 3), possibly a view of (T, 3, N)
     velocities: np.ndarray | None
     error_codes: np.ndarray  # (T, N) int8
     catalog_version: int
@@ -114,10 +119,12 @@ def propagate_request(
     include_velocity: bool = False,
     as_of: datetime | None = None,
     chunk_steps: int = 0,
+    layout: int = orbit_pb2.STATE_LAYOUT_TIME_COMPONENT_SATELLITE,
 ) -> orbit_pb2.PropagateRequest:
     request = orbit_pb2.PropagateRequest(
         selection=selection(catalog_numbers=catalog_numbers, group=group, all=all),
-        frame=_FRAMES[frame], include_velocity=include_velocity, chunk_steps=chunk_steps)
+        frame=_FRAMES[frame], include_velocity=include_velocity, chunk_steps=chunk_steps,
+        layout=layout)
     if times is not None:
         request.time_list.times.extend(_timestamp(t) for t in times)
     else:
@@ -132,14 +139,25 @@ def propagate_request(
     return request
 
 
+def _component_major(msg: orbit_pb2.PropagateResponse) -> bool:
+    return msg.layout == orbit_pb2.STATE_LAYOUT_TIME_COMPONENT_SATELLITE
+
+
+def _states(array, component_major: bool) -> np.ndarray:
+    """A chunk's (T, N, 3) states (a view of the wire's (T, 3, N) when component-major)."""
+    values = from_double_array(array)
+    return values.transpose(0, 2, 1) if component_major else values
+
+
 async def iter_propagate(stub, request: orbit_pb2.PropagateRequest, *, metadata=None,
                          rpc_timeout: float | None = None
                          ) -> AsyncIterator[tuple[orbit_pb2.PropagateResponse,
                                                   PropagationChunk]]:
     """Yield ``(raw message, chunk)`` per streamed chunk (bounded memory)."""
     async for msg in stub.Propagate(request, metadata=metadata, timeout=rpc_timeout):
-        pos = from_double_array(msg.positions)
-        vel = from_double_array(msg.velocities) if msg.HasField("velocities") else None
+        cm = _component_major(msg)
+        pos = _states(msg.positions, cm)
+        vel = _states(msg.velocities, cm) if msg.HasField("velocities") else None
         err = from_le_bytes(msg.error_codes, "i1").reshape(pos.shape[:2])
         yield msg, PropagationChunk(msg.first_step, from_double_array(msg.times), pos, vel,
                                     err)
@@ -151,26 +169,35 @@ async def propagate(stub, request: orbit_pb2.PropagateRequest | None = None, *,
     the keyword form)."""
     request = request or propagate_request(**kwargs)
     numbers = epochs = times = pos = vel = err = None
+    cm = False
     version = 0
-    async for msg, chunk in iter_propagate(stub, request, metadata=metadata,
-                                           rpc_timeout=rpc_timeout):
+    async for msg in stub.Propagate(request, metadata=metadata, timeout=rpc_timeout):
+        chunk_pos = from_double_array(msg.positions)
         if pos is None:
             numbers = np.array(msg.catalog_numbers, dtype=np.int64)
             epochs = from_double_array(msg.element_set_epochs)
             total, n = msg.total_steps, numbers.size
+            cm = _component_major(msg)
+            shape = (total, 3, n) if cm else (total, n, 3)
             times = np.empty(total)
-            pos = np.empty((total, n, 3))
-            vel = np.empty((total, n, 3)) if chunk.velocities is not None else None
+            pos = np.empty(shape)
+            vel = np.empty(shape) if msg.HasField("velocities") else None
             err = np.empty((total, n), np.int8)
             version = msg.catalog_version
-        i, j = chunk.first_step, chunk.first_step + chunk.times_unix_s.size
-        times[i:j] = chunk.times_unix_s
-        pos[i:j] = chunk.positions
-        err[i:j] = chunk.error_codes
+        i = msg.first_step
+        j = i + chunk_pos.shape[0]
+        # one copy per chunk, contiguous in either layout
+        pos[i:j] = chunk_pos
+        times[i:j] = from_double_array(msg.times)
+        err[i:j] = from_le_bytes(msg.error_codes, "i1").reshape(j - i, -1)
         if vel is not None:
-            vel[i:j] = chunk.velocities
+            vel[i:j] = from_double_array(msg.velocities)
+        del msg, chunk_pos
     if pos is None:
         raise RuntimeError("Propagate answered with an empty stream")
+    if cm:
+        pos = pos.transpose(0, 2, 1)
+        vel = vel.transpose(0, 2, 1) if vel is not None else None
     return Propagation(numbers, epochs, times, pos, vel, err, version)  # type: ignore[arg-type]
 
 

@@ -193,6 +193,55 @@ class CatalogPropagator:
                 vel[bad] = np.nan
         return PropagationResult(jd.copy(), fr.copy(), pos, vel, err)
 
+    def propagate_components(
+        self, jd: np.ndarray, fr: np.ndarray, *, out: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The same states as :meth:`propagate_jd` in the SGP4 kernel's native order.
+
+        Returns ``(states, error)``: ``states`` is ``(T, 7, N)`` float64 with rows 0-2 the
+        TEME position (km), 3-5 the velocity (km/s) and row 6 unspecified; ``error`` is
+        ``(T, N)`` int8. Values are bit-identical to :meth:`propagate_jd` (same kernel
+        call, same time arguments), NaN where ``error != 0``. Nothing is repacked: when
+        every satellite is near-Earth, heyoka writes straight into ``states``, which is
+        ``out`` (a C-contiguous ``(T, 7, N)`` float64 array, reused between calls to save
+        the allocation) when given.
+        """
+        jd = np.atleast_1d(np.asarray(jd, dtype=np.float64))
+        fr = np.atleast_1d(np.asarray(fr, dtype=np.float64))
+        jd, fr = np.broadcast_arrays(jd, fr)
+        t_count, n = jd.shape[0], self.n_sats
+        if out is None:
+            out = np.empty((t_count, 7, n))
+        elif (out.shape != (t_count, 7, n) or out.dtype != np.float64
+              or not out.flags.c_contiguous):
+            raise ValueError(f"out must be a C-contiguous float64 array of shape "
+                             f"{(t_count, 7, n)}, got {out.shape} {out.dtype}")
+        err = np.zeros((t_count, n), dtype=np.int8)
+        if self._heyoka is not None and t_count:
+            ni = self._near_idx
+            tsince = (jd[:, None] - self.epoch_jd[ni]) * _MIN_PER_DAY
+            tsince += (fr[:, None] - self.epoch_fr[ni]) * _MIN_PER_DAY
+            if self._all_near:
+                self._heyoka(tsince, out=out)
+                err[...] = out[:, 6, :]
+            else:
+                near = self._heyoka(tsince)  # (T, 7, Nn)
+                out[:, :, ni] = near
+                err[:, ni] = near[:, 6, :]
+                del near
+        if self._deep is not None and t_count:
+            di = self._deep_idx
+            with self._deep_lock:
+                e, r, v = self._deep.sgp4(jd, fr)  # (Nd, T), (Nd, T, 3)
+            out[:, 0:3, di] = r.transpose(1, 2, 0)
+            out[:, 3:6, di] = v.transpose(1, 2, 0)
+            err[:, di] = e.T
+        bad = err != 0
+        if bad.any():
+            t_bad, n_bad = np.nonzero(bad)
+            out[t_bad, 0:6, n_bad] = np.nan
+        return out, err
+
     def propagate_times(self, times: Sequence[datetime] | np.ndarray) -> PropagationResult:
         """Propagate to an explicit list of instants (datetimes in UTC or datetime64)."""
         jd, fr = times_to_jd(times)

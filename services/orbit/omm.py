@@ -44,6 +44,7 @@ _FLOAT_KEYS = (
     "MEAN_MOTION_DOT",
     "MEAN_MOTION_DDOT",
 )
+_MAX_INT32 = 2**31 - 1
 _INT_KEYS = ("NORAD_CAT_ID", "ELEMENT_SET_NO", "REV_AT_EPOCH", "EPHEMERIS_TYPE")
 _STR_KEYS = (
     "OBJECT_NAME",
@@ -133,6 +134,8 @@ def _build(values: dict, number: int) -> ElementSet:
     for key in ("ELEMENT_SET_NO", "REV_AT_EPOCH", "EPHEMERIS_TYPE"):
         if values.get(key, 0) < 0:
             raise RecordError(number, f"{key} is negative", key)
+        if values.get(key, 0) > _MAX_INT32:  # an int32 in orbit.proto and in the store
+            raise RecordError(number, f"{key} above {_MAX_INT32}", key)
     args = {k: values.get(k, 0.0) for k in _FLOAT_KEYS}
     try:
         validate_elements(

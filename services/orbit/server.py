@@ -7,6 +7,7 @@ import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
+import grpc
 from skybridge.orbit.v1 import orbit_pb2, orbit_pb2_grpc
 
 from services.orbit import walker
@@ -73,6 +74,38 @@ def bound_malloc_retention() -> None:
         pass
 
 
+def _serialize(message) -> bytes:
+    """Propagate's chunks are serialized in the CPU pool (``bytes``); the rest are messages."""
+    if isinstance(message, bytes):
+        return message
+    return message.SerializeToString()
+
+
+class _PreserializedPropagate:
+    """Stands in for the server while the generated code registers the servicer, giving
+    Propagate a response serializer that passes pre-serialized chunks through (tens of MB
+    each: serializing them on the event loop would stall it and copy them twice more)."""
+
+    def __init__(self, server) -> None:
+        self._server = server
+
+    def add_generic_rpc_handlers(self, handlers) -> None:
+        pass  # rebuilt from the patched handlers below
+
+    def add_registered_method_handlers(self, service_name: str, handlers: dict) -> None:
+        handler = handlers["Propagate"]
+        handlers = dict(handlers, Propagate=grpc.unary_stream_rpc_method_handler(
+            handler.unary_stream, handler.request_deserializer, _serialize))
+        self._server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(service_name, handlers),))
+        self._server.add_registered_method_handlers(service_name, handlers)
+
+
+def add_orbit_service(servicer, server) -> None:
+    """``add_OrbitServiceServicer_to_server`` with pre-serialized Propagate chunks."""
+    orbit_pb2_grpc.add_OrbitServiceServicer_to_server(servicer, _PreserializedPropagate(server))
+
+
 async def build(settings: Settings, *, port: int | None = None, span_processors=(),
                 warm: bool = True) -> ServiceKit:
     if settings_bound_malloc():
@@ -81,7 +114,7 @@ async def build(settings: Settings, *, port: int | None = None, span_processors=
     kit.use_store(Path(__file__).parent / "migrations")
     catalog = Catalog(kit.sessions)
     servicer = OrbitServicer(catalog, kit.run_cpu)
-    kit.server.add(servicer, orbit_pb2_grpc.add_OrbitServiceServicer_to_server, SERVICE)
+    kit.server.add(servicer, add_orbit_service, SERVICE)
 
     async def seed_and_warm() -> None:
         if settings.seed:

@@ -12,7 +12,9 @@ from google.protobuf import timestamp_pb2
 from skybridge.common.v1 import common_pb2
 
 __all__ = [
+    "bytes_field",
     "double_array",
+    "double_array_field",
     "from_double_array",
     "from_le_bytes",
     "timestamp_to_jd",
@@ -28,6 +30,37 @@ def double_array(values: np.ndarray) -> common_pb2.DoubleArray:
     """A DoubleArray holding ``values`` as little-endian float64 bytes."""
     arr = np.ascontiguousarray(values, dtype="<f8")
     return common_pb2.DoubleArray(shape=arr.shape, le_bytes=arr.tobytes())
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, value = value & 0x7F, value >> 7
+        if not value:
+            out.append(low)
+            return bytes(out)
+        out.append(low | 0x80)
+
+
+def bytes_field(number: int, data) -> list:
+    """Protobuf wire encoding of a length-delimited field ``number`` holding ``data`` (any
+    C-contiguous buffer), as a list of pieces for ``b"".join`` (``data`` is not copied)."""
+    size = memoryview(data).nbytes
+    return [_varint(number << 3 | 2) + _varint(size), data]
+
+
+def double_array_field(number: int, values: np.ndarray) -> list:
+    """Protobuf wire encoding of a ``DoubleArray`` (``le_bytes``) in field ``number`` of
+    the enclosing message, as pieces for ``b"".join``: the same bytes as setting the field
+    to :func:`double_array` and serializing, without copying ``values`` into protobuf
+    first (a serialized message may be concatenated with other fields of the same
+    message: protobuf merges them). ``values`` must be C-contiguous little-endian float64.
+    """
+    if values.dtype != np.dtype("<f8") or not values.flags.c_contiguous:
+        raise ValueError("values must be C-contiguous little-endian float64")
+    head = common_pb2.DoubleArray(shape=values.shape).SerializeToString()
+    head += _varint(2 << 3 | 2) + _varint(values.nbytes)
+    return [_varint(number << 3 | 2) + _varint(len(head) + values.nbytes) + head, values]
 
 
 def from_double_array(message: common_pb2.DoubleArray) -> np.ndarray:

@@ -294,3 +294,25 @@ async def test_empty_catalog_and_bad_points(orbit, minter):
                                 count=3))
     error = await failure(client.propagate(stub, bad_step, metadata=read))
     assert "grid.step" in violations(error)
+
+
+async def test_both_layouts_carry_the_same_states(loaded):
+    _, stub, _, read = loaded
+    answers = {}
+    for layout in (orbit_pb2.STATE_LAYOUT_UNSPECIFIED,
+                   orbit_pb2.STATE_LAYOUT_TIME_COMPONENT_SATELLITE):
+        request = client.propagate_request(group="tle", start=START, step_s=90.0, count=11,
+                                           frame="itrf", include_velocity=True,
+                                           chunk_steps=4, layout=layout)
+        shapes = [(msg.layout, tuple(msg.positions.shape)) async for msg in
+                  stub.Propagate(request, metadata=read)]
+        cm = layout == orbit_pb2.STATE_LAYOUT_TIME_COMPONENT_SATELLITE
+        assert shapes[0] == ((orbit_pb2.STATE_LAYOUT_TIME_COMPONENT_SATELLITE, (4, 3, 12))
+                             if cm else
+                             (orbit_pb2.STATE_LAYOUT_TIME_SATELLITE_COMPONENT, (4, 12, 3)))
+        answers[layout] = await client.propagate(stub, request, metadata=read)
+    row_major, component_major = answers.values()
+    assert row_major.positions.shape == component_major.positions.shape == (11, 12, 3)
+    assert np.array_equal(row_major.positions, component_major.positions)
+    assert np.array_equal(row_major.velocities, component_major.velocities)
+    assert np.array_equal(row_major.error_codes, component_major.error_codes)

@@ -157,6 +157,16 @@ def test_json_strict_types():
     assert parse_omm_json("{not json")[1][0].reason.startswith("not valid JSON")
 
 
+def test_integers_beyond_int32_are_rejected():
+    # they are int32 in orbit.proto and in the store (found by the RPC fuzz test: 2**63
+    # as EPHEMERIS_TYPE reached the database and came back INTERNAL)
+    for key in ("ELEMENT_SET_NO", "REV_AT_EPOCH", "EPHEMERIS_TYPE"):
+        good, bad = parse_omm_json(json.dumps([dict(RECORD, **{key: 2**63})]))
+        assert good == [] and bad[0].key == key, key
+        good, _ = parse_omm_json(json.dumps([dict(RECORD, **{key: 2**31 - 1})]))
+        assert len(good) == 1, key
+
+
 def test_csv_unknown_column_and_ragged_row():
     good, bad = parse_omm_csv("OBJECT_NAME,WHAT\nx,y\n")
     assert good == [] and bad[0].key == "WHAT"
