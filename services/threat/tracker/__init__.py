@@ -10,6 +10,7 @@ from services.threat.tracker.tracker import (
     IngestReport,
     Tracker,
     TrackerConfig,
+    TrackerState,
     TrackHistory,
     TrackTable,
 )
@@ -17,6 +18,6 @@ from services.threat.tracker.tracker import (
 __all__ = [
     "IMM", "Assignment", "BallisticModel", "GNNAssociator", "GateResult", "IngestReport",
     "LifecycleConfig", "MahalanobisGate", "TentativeTracks", "TrackHistory", "TrackTable",
-    "Tracker", "TrackerConfig", "TriangulationInitiator", "ekf_update", "innovation",
+    "Tracker", "TrackerConfig", "TrackerState", "TriangulationInitiator", "ekf_update", "innovation",
     "triangulate", "update_lifecycle",
 ]

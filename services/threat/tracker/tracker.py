@@ -33,6 +33,7 @@ the last processed frame time are refused, each with a reason (see
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -65,6 +66,8 @@ class TrackerConfig:
     lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
     imm: IMM = field(default_factory=IMM)
     keep_history: bool = True
+    history_limit: int | None = None
+    """Keep at most this many history rows per track (oldest dropped); None: all."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,33 @@ class TrackTable:
 
     def status_names(self) -> list[str]:
         return [STATUS_NAMES[s] for s in self.status]
+
+
+@dataclass(frozen=True)
+class TrackerState:
+    """Everything needed to resume a tracker (per-model IMM states included).
+
+    Rows are the live (not dropped) tracks.  The re-order buffer and the initiator's
+    pending leftovers are not part of it: a service replays its stored detections that
+    are later than ``processed_until_s`` into the restored tracker.
+    """
+
+    epoch: datetime | None
+    next_id: int
+    processed_until_s: float
+    latest_seen_s: float
+    detections_processed: int
+    track_id: np.ndarray  # (K,) int64
+    status: np.ndarray  # (K,) int8
+    time_s: np.ndarray  # (K,)
+    x: np.ndarray  # (K,M,6)
+    P: np.ndarray  # (K,M,6,6)
+    mu: np.ndarray  # (K,M)
+    hit_bits: np.ndarray  # (K,) uint64
+    n_opportunities: np.ndarray  # (K,) int64
+    n_hits: np.ndarray  # (K,) int64
+    created_s: np.ndarray
+    last_hit_s: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -266,10 +296,18 @@ class Tracker:
         if live.size < 2:
             return
         xc, Pc = self.imm.combine(self._x[live], self._P[live], self._mu[live])
-        d = xc[:, None] - xc[None]
-        S = Pc[:, None] + Pc[None]
         iu, ju = np.triu_indices(live.size, k=1)
-        d2 = np.einsum("pi,pi->p", d[iu, ju], np.linalg.solve(S[iu, ju], d[iu, ju][..., None])[..., 0])
+        # cheap exact pre-filter: the 6-D distance is at least the position-only one, which
+        # is at least |dp|^2 / trace(S_pos); only the pairs that pass get the 6x6 solve
+        tr = np.trace(Pc[:, :3, :3], axis1=1, axis2=2)
+        dp = xc[iu, :3] - xc[ju, :3]
+        near = np.einsum("pi,pi->p", dp, dp) < self.config.duplicate_chi2 * (tr[iu] + tr[ju])
+        iu, ju = iu[near], ju[near]
+        if iu.size == 0:
+            return
+        d = xc[iu] - xc[ju]
+        S = Pc[iu] + Pc[ju]
+        d2 = np.einsum("pi,pi->p", d, np.linalg.solve(S, d[..., None])[..., 0])
         close = d2 < self.config.duplicate_chi2
         if not np.any(close):
             return
@@ -294,7 +332,10 @@ class Tracker:
         if not self.config.keep_history:
             return
         for r, row in enumerate(rows):  # per track (not per pair): append one row
-            self._hist.setdefault(int(self._id[row]), []).append(
+            rows_of = self._hist.get(int(self._id[row]))
+            if rows_of is None:
+                rows_of = self._hist[int(self._id[row])] = deque(maxlen=self.config.history_limit)
+            rows_of.append(
                 (t, xc[r].copy(), Pc[r, :3, :3].copy(), self._mu[row].copy(), bool(hit[r]), int(self._status[row]))
             )
 
@@ -310,6 +351,50 @@ class Tracker:
 
     def history_ids(self) -> list[int]:
         return sorted(self._hist)
+
+    def forget_history(self, track_ids) -> None:
+        """Drop the histories of ``track_ids`` (e.g. dropped tracks already persisted)."""
+        for i in track_ids:
+            self._hist.pop(int(i), None)
+
+    # ------------------------------------------------------------------ resume
+    def export_state(self) -> TrackerState:
+        """A copy of the live tracks and counters (see :class:`TrackerState`)."""
+        return TrackerState(
+            self.epoch, self._next_id, float(self.processed_until_s), float(self._latest_seen),
+            self.detections_processed, self._id.copy(), self._status.copy(), self._t.copy(),
+            self._x.copy(), self._P.copy(), self._mu.copy(), self._bits.copy(),
+            self._nopp.copy(), self._nhits.copy(), self._created.copy(), self._last_hit.copy(),
+        )
+
+    def restore(self, state: TrackerState) -> None:
+        """Replace this tracker's tracks and counters by ``state`` (buffers emptied)."""
+        m = self.imm.n_models
+        if state.x.shape[1:] != (m, 6) or state.P.shape[1:] != (m, 6, 6):
+            raise ValueError(f"state has {state.x.shape[1]} models, the tracker {m}")
+        self.epoch = state.epoch
+        self._next_id = int(state.next_id)
+        self.processed_until_s = float(state.processed_until_s)
+        self._latest_seen = float(state.latest_seen_s)
+        self.detections_processed = int(state.detections_processed)
+        self._id = np.asarray(state.track_id, np.int64).copy()
+        self._status = np.asarray(state.status, np.int8).copy()
+        self._t = np.asarray(state.time_s, float).copy()
+        self._x = np.asarray(state.x, float).copy()
+        self._P = np.asarray(state.P, float).copy()
+        self._mu = np.asarray(state.mu, float).copy()
+        self._bits = np.asarray(state.hit_bits, np.uint64).copy()
+        self._nopp = np.asarray(state.n_opportunities, np.int64).copy()
+        self._nhits = np.asarray(state.n_hits, np.int64).copy()
+        self._created = np.asarray(state.created_s, float).copy()
+        self._last_hit = np.asarray(state.last_hit_s, float).copy()
+        self._buffer = None
+        self._pending = None
+        self._hist = {}
+
+    @property
+    def latest_seen_s(self) -> float:
+        return float(self._latest_seen)
 
     # ------------------------------------------------------------------ output
     def tracks(self, include_tentative: bool = False) -> TrackTable:
