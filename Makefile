@@ -30,8 +30,14 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/buf lint
 
+# Benchmarks, each against its reference in the same run (Stone Soup is a bench-only extra).
 bench: install
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.lock
 	$(PY) bench/platform.py
+	$(PY) bench/orbit.py
+	$(PY) bench/provisioning.py
+	$(PY) bench/linkbroker_routing.py
+	$(PY) bench/threat.py
 
 clean:
 	rm -rf $(VENV) shared/gen build var .pytest_cache .ruff_cache
