@@ -136,12 +136,9 @@ class OrbitEphemeris(SensorEphemeris):
 
     def __init__(self, stub, catalog_numbers: Sequence[int], epoch: datetime, *,
                  group: str = "groups/tracking-sensors", step_s: float = 10.0,
-                 window_s: float = 600.0, authorization=None) -> None:
+                 window_s: float = 600.0) -> None:
         super().__init__(epoch, len(catalog_numbers), step_s, window_s)
         self.stub = stub
-        # The service token, sent explicitly: through shared.channels, a server-streaming
-        # call (Propagate) arrived without it (seen with grpcio 1.85), so it is set here.
-        self.authorization = authorization
         self.group = group
         self._numbers = tuple(int(n) for n in catalog_numbers)
         self._resolve_lock = asyncio.Lock()
@@ -160,8 +157,7 @@ class OrbitEphemeris(SensorEphemeris):
             try:
                 while True:
                     page = await self.stub.ListSatellites(orbit_pb2.ListSatellitesRequest(
-                        group=self.group, page_size=1000, page_token=token),
-                        metadata=self._metadata())
+                        group=self.group, page_size=1000, page_token=token))
                     numbers += [int(s.catalog_number) for s in page.satellites]
                     token = page.next_page_token
                     if not token:
@@ -175,10 +171,6 @@ class OrbitEphemeris(SensorEphemeris):
             self._numbers = tuple(sorted(numbers))
             self.n_sensors = len(self._numbers)
             return self._numbers
-
-    def _metadata(self):
-        return None if self.authorization is None else (
-            ("authorization", self.authorization()),)
 
     async def fetch_grid(self, start_s: float, step_s: float, count: int) -> EphemerisGrid:
         import grpc
@@ -201,7 +193,7 @@ class OrbitEphemeris(SensorEphemeris):
         vel = np.full_like(pos, np.nan)
         columns = None
         try:
-            async for chunk in self.stub.Propagate(request, metadata=self._metadata()):
+            async for chunk in self.stub.Propagate(request):
                 if chunk.catalog_numbers:
                     columns = [list(chunk.catalog_numbers).index(n) for n in numbers]
                 if columns is None:

@@ -40,8 +40,6 @@ async def build(settings: Settings, *, port: int | None = None,
         ephemeris = OrbitEphemeris(orbit_pb2_grpc.OrbitServiceStub(channel),
                                    threat_settings.sensor_satellites, threat_settings.epoch,
                                    group=threat_settings.sensor_group,
-                                   authorization=(kit.channels.credentials.authorization
-                                                  if kit.channels.credentials else None),
                                    step_s=threat_settings.ephemeris_step_s,
                                    window_s=threat_settings.ephemeris_window_s)
     store = Store(kit.sessions, n_models=3)
