@@ -8,6 +8,9 @@ Phase 1 (mutations): concurrent callers create subscriptions and activate them, 
 terminals, and move terminals through provisioned -> active -> suspended -> active; every
 call carries a request_id, so every call runs the full idempotent-transaction path
 (idempotency key, row locks, audit records, outbox events).
+While phase 1 runs, --watchers WatchEvents streams follow the event feed (so the outbox relay
+that gives events their feed positions runs too); after it, the bench checks that each follower
+received every event in the database exactly once.
 Phase 2 (entitlement checks): concurrent CheckEntitlement calls over the active terminals.
 
 Targets (issue 4): >= 500 mutations/s with p99 < 50 ms; >= 2,000 checks/s.
@@ -47,6 +50,7 @@ from skybridge.provisioning.v1 import resources_pb2 as res  # noqa: E402
 
 from shared.auth import TokenMinter  # noqa: E402
 
+PREFIX = ""
 PG_URL = os.environ.get("SKYBRIDGE_TEST_PG_URL",
                         "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -68,6 +72,57 @@ def drop_schemas(prefix: str) -> None:
             connection.execute(f'DROP SCHEMA "{name}" CASCADE')
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process `pid` (0.0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def postgres_cpu() -> float:
+    """CPU seconds used so far by every PostgreSQL process on this machine."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() in ("postgres", "postmaster"):
+                    total += process_cpu(int(entry.name))
+            except OSError:
+                continue
+    return total
+
+
+def machine_cpu() -> float:
+    """CPU seconds used so far by the whole machine (every process, all cores)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    busy = sum(int(v) for v in fields[:8]) - int(fields[3]) - int(fields[4])  # minus idle, iowait
+    return busy / CLOCK_TICKS
+
+
+class CpuMeter:
+    """CPU used during a phase by the load generator, the service, PostgreSQL, everything."""
+
+    def __init__(self, server_pid: int):
+        self.server_pid = server_pid
+        self.start = self._sample()
+
+    def _sample(self) -> tuple[float, ...]:
+        return (time.process_time(), process_cpu(self.server_pid), postgres_cpu(),
+                machine_cpu(), time.perf_counter())
+
+    def stop(self) -> dict:
+        end = self._sample()
+        wall = end[4] - self.start[4]
+        share = [round((b - a) / wall, 2) for a, b in zip(self.start[:4], end[:4], strict=True)]
+        return {"client_cores": share[0], "server_cores": share[1],
+                "postgres_cores": share[2], "machine_cores": share[3]}
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -76,12 +131,15 @@ def percentile(values: list[float], q: float) -> float:
 
 
 class Load:
-    def __init__(self, stub, minter: TokenMinter, tenants: int):
-        self.stub = stub
+    def __init__(self, stubs: list, minter: TokenMinter, tenants: int):
+        self.stubs = stubs
+        self.stub = stubs[0]
         self.meta = {t: (("authorization", "Bearer " + minter.mint(
             f"t{t}-admin", ["provisioning.write"], f"bench-t{t}")),) for t in range(tenants)}
         self.broker = (("authorization", "Bearer " + minter.mint(
             "service:linkbroker", ["provisioning.entitlements", "service"], "skybridge")),)
+        self.feed = (("authorization", "Bearer " + minter.mint(
+            "service:feed", ["provisioning.events", "service"], "skybridge")),)
         self.customers: dict[int, str] = {}
         self.subs: dict[int, list[str]] = {t: [] for t in range(tenants)}
         self.terminals: list[tuple[int, str, str]] = []  # tenant, name, state
@@ -109,6 +167,7 @@ class Load:
 
     async def one_mutation(self, rng: random.Random) -> int:
         """One logical step; returns the number of mutating RPCs it made."""
+        self.stub = rng.choice(self.stubs)
         tenant = rng.randrange(len(self.meta))
         meta = self.meta[tenant]
         roll = rng.random()
@@ -170,6 +229,21 @@ async def timed_workers(concurrency: int, seconds: float, step) -> tuple[list[fl
     return latencies, errors, time.perf_counter() - started
 
 
+async def wait_for_feed(seen: list[int]) -> int:
+    """The number of events in the database, once every follower has received that many
+    (or after 30 s)."""
+    import psycopg
+
+    deadline = time.perf_counter() + 30.0
+    while True:
+        with psycopg.connect(PG_URL.replace("postgresql+psycopg://", "postgresql://"),
+                             options=f"-csearch_path={PREFIX}provisioning") as connection:
+            total = connection.execute("SELECT count(*) FROM events").fetchone()[0]
+        if all(n >= total for n in seen) or time.perf_counter() > deadline:
+            return total
+        await asyncio.sleep(0.2)
+
+
 def start_service(prefix: str, port: int, keys: Path) -> subprocess.Popen:
     env = {**os.environ, "SKYBRIDGE_DATABASE_URL": PG_URL, "SKYBRIDGE_DB_SCHEMA_PREFIX": prefix,
            "SKYBRIDGE_PROVISIONING_PORT": str(port), "SKYBRIDGE_LOG_LEVEL": "WARNING",
@@ -183,32 +257,55 @@ def start_service(prefix: str, port: int, keys: Path) -> subprocess.Popen:
     raise SystemExit("the service did not start")
 
 
-async def run(args, port: int, keys: Path) -> dict:
-    channel = None
+async def run(args, port: int, keys: Path, server_pid: int) -> dict:
+    channels: list = []
     try:
         minter = TokenMinter((keys / "k.pem").read_bytes(), issuer="skybridge",
                              audience="skybridge")
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-        stub = provisioning_pb2_grpc.ProvisioningServiceStub(channel)
-        load = Load(stub, minter, args.tenants)
+        # One channel (HTTP/2 connection) per --callers-per-channel callers.
+        callers = max(args.concurrency, args.check_concurrency)
+        channels = [grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+                    for _ in range(max(1, callers // args.callers_per_channel))]
+        stubs = [provisioning_pb2_grpc.ProvisioningServiceStub(c) for c in channels]
+        stub = stubs[0]
+        load = Load(stubs, minter, args.tenants)
         await load.setup()
         await timed_workers(args.concurrency, 1.0, load.one_mutation)  # warm-up
+        # Feed followers read every event while the mutations run (they run the outbox relay).
+        feed_seen = [0] * args.watchers
+        feed_cursors: list[list[str]] = [[] for _ in range(args.watchers)]
+
+        async def follow(index: int) -> None:
+            stream = stub.WatchEvents(pb.WatchEventsRequest(), metadata=load.feed)
+            async for answer in stream:
+                feed_seen[index] += 1
+                feed_cursors[index].append(answer.event.cursor)
+
+        followers = [asyncio.ensure_future(follow(i)) for i in range(args.watchers)]
+        meter = CpuMeter(server_pid)
         lat, errors, wall = await timed_workers(args.concurrency, args.seconds,
                                                 load.one_mutation)
+        mutation_cpu = meter.stop()
+        total_events = await wait_for_feed(feed_seen)
+        for follower in followers:
+            follower.cancel()
+        feed_ok = all(len(set(c)) == len(c) == total_events for c in feed_cursors)
         active = [(t, n) for t, n, s in load.terminals if s == "ACTIVE"]
         checks_lat: list[float] = []
 
         async def check(rng: random.Random) -> int:
             tenant, name = rng.choice(active)
-            answer = await stub.CheckEntitlement(pb.CheckEntitlementRequest(
+            answer = await rng.choice(stubs).CheckEntitlement(pb.CheckEntitlementRequest(
                 customer=load.customers[tenant], terminal=name, bandwidth_mbps=50,
                 target_region="westeurope"), metadata=load.broker)
             assert answer.allowed, answer
             return 1
 
         await timed_workers(args.check_concurrency, 1.0, check)  # warm-up
+        meter = CpuMeter(server_pid)
         checks_lat, check_errors, check_wall = await timed_workers(
             args.check_concurrency, args.seconds, check)
+        check_cpu = meter.stop()
         return {
             "mutations_per_s": round(len(lat) / wall, 1),
             "mutation_p50_ms": round(statistics.median(lat), 2),
@@ -218,14 +315,18 @@ async def run(args, port: int, keys: Path) -> dict:
             "entitlement_p50_ms": round(statistics.median(checks_lat), 2),
             "entitlement_p99_ms": round(percentile(checks_lat, 0.99), 2),
             "entitlement_errors": check_errors,
+            "feed_watchers": args.watchers, "feed_events": total_events,
+            "feed_complete_once_each": feed_ok,
+            "mutation_cpu": mutation_cpu, "check_cpu": check_cpu,
+            "load_average": [round(x, 2) for x in os.getloadavg()],
             "terminals": len(load.terminals), "active_terminals": len(active),
-            "concurrency": args.concurrency, "check_concurrency": args.check_concurrency,
+            "channels": len(channels), "concurrency": args.concurrency, "check_concurrency": args.check_concurrency,
             "seconds": args.seconds, "cpus": os.cpu_count(),
             "targets": {"mutations_per_s": 500, "mutation_p99_ms": 50,
                         "entitlement_checks_per_s": 2000},
         }
     finally:
-        if channel is not None:
+        for channel in channels:
             await channel.close()
 
 
@@ -235,13 +336,17 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--check-concurrency", type=int, default=64)
     parser.add_argument("--tenants", type=int, default=16)
+    parser.add_argument("--callers-per-channel", type=int, default=16)
+    parser.add_argument("--watchers", type=int, default=1,
+                        help="WatchEvents followers during the mutation phase")
     args = parser.parse_args()
-    prefix = f"bench{uuid.uuid4().hex[:8]}_"
+    global PREFIX
+    prefix = PREFIX = f"bench{uuid.uuid4().hex[:8]}_"
     port = free_port()
     keys = Path(tempfile.mkdtemp(prefix="skybridge-bench-keys-"))
     server = start_service(prefix, port, keys)
     try:
-        result = asyncio.run(run(args, port, keys))
+        result = asyncio.run(run(args, port, keys, server.pid))
     finally:
         server.terminate()
         try:
@@ -252,9 +357,17 @@ def main() -> None:
     print(f"mutations:          {result['mutations_per_s']:8.1f}/s  p50 "
           f"{result['mutation_p50_ms']:.2f} ms  p99 {result['mutation_p99_ms']:.2f} ms  "
           f"errors {result['mutation_errors']}")
+    print(f"event feed:         {result['feed_events']} events, each received once by "
+          f"{result['feed_watchers']} follower(s): {result['feed_complete_once_each']}")
     print(f"entitlement checks: {result['entitlement_checks_per_s']:8.1f}/s  p50 "
           f"{result['entitlement_p50_ms']:.2f} ms  p99 {result['entitlement_p99_ms']:.2f} ms  "
           f"errors {result['entitlement_errors']}")
+    for phase in ("mutation", "check"):
+        cpu = result[f"{phase}_cpu"]
+        print(f"{phase + ' CPU (cores):':<20}client {cpu['client_cores']:.2f}  server "
+              f"{cpu['server_cores']:.2f}  postgres {cpu['postgres_cores']:.2f}  machine "
+              f"{cpu['machine_cores']:.2f} of {os.cpu_count()}")
+    print("load average:       " + " ".join(f"{x:.2f}" for x in result["load_average"]))
     print(json.dumps(result))
 
 

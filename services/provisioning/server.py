@@ -18,14 +18,16 @@ from datetime import datetime
 from pathlib import Path
 
 from skybridge.provisioning.v1 import provisioning_pb2, provisioning_pb2_grpc
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from shared import db
 from shared.config import EnvReader, Settings
 from shared.errors import AlreadyExists
 from shared.service import ServiceKit
 
 from .api import ProvisioningServicer
 from .domain import PlanTerms
-from .store import SYSTEM, Store
+from .store import SYSTEM, FastReads, Store
 
 log = logging.getLogger("skybridge.provisioning")
 
@@ -77,6 +79,31 @@ async def _forever(name: str, step: Callable, wake: asyncio.Event | None,
         wake.clear()
 
 
+#: PostgreSQL connections of one replica: a transaction holds one for a few round trips,
+#: and on two cores more connections than this only queue inside PostgreSQL.
+POOL_SIZE = 8
+#: Autocommit connections of one replica for entitlement checks (one query each).
+READ_POOL_SIZE = 4
+
+
+def _own_engine(kit: ServiceKit, pool_size: int) -> None:
+    """This service's PostgreSQL engine without the pool's ping on every checkout (one round
+    trip per transaction and per entitlement check): a connection the server dropped fails its
+    call once and is discarded (SQLAlchemy invalidates the pool on a disconnect error)."""
+    shared_engine = kit.engine
+    kit.engine = create_async_engine(
+        kit.location.url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800,
+        pool_pre_ping=False,
+        connect_args={"options": f"-csearch_path={kit.location.schema}"})
+    kit.telemetry.instrument_engine(kit.engine)
+    kit.sessions = db.session_factory(kit.engine)
+
+    async def dispose_shared() -> None:
+        await shared_engine.dispose()
+
+    kit.server.on_shutdown(dispose_shared)
+
+
 async def build(settings: Settings, *, port: int | None = None,
                 clock: Callable[[], datetime] | None = None,
                 background: bool = True) -> ServiceKit:
@@ -86,7 +113,15 @@ async def build(settings: Settings, *, port: int | None = None,
     sweep_period = read.float("PROVISIONING_SWEEP_SECONDS", 30.0, minimum=0.1)
     kit = ServiceKit.create("provisioning", settings, port=port)
     kit.use_store(MIGRATIONS)
+    if not kit.location.is_sqlite:
+        _own_engine(kit, read.int("PROVISIONING_DB_POOL", POOL_SIZE, minimum=1, maximum=64))
     store = Store(kit.engine, kit.sessions, clock)
+    if not kit.location.is_sqlite:
+        store.fast_reads = FastReads(
+            kit.engine.url.set(drivername="postgresql").render_as_string(hide_password=False),
+            f"-csearch_path={kit.location.schema}",
+            read.int("PROVISIONING_READ_POOL", READ_POOL_SIZE, minimum=1, maximum=64))
+        kit.server.on_shutdown(store.fast_reads.close)
     kit.store = store  # for tests and the benchmark
     kit.server.add(ProvisioningServicer(store),
                    provisioning_pb2_grpc.add_ProvisioningServiceServicer_to_server, SERVICE)

@@ -9,11 +9,16 @@ Every mutation runs through `Store.mutate()`, one database transaction that:
    different request (method + payload fingerprint) is INVALID_ARGUMENT;
 2. does the work under row locks (`SELECT ... FOR UPDATE`), always in the order
    customer -> subscription -> operation/terminal, so replicas cannot deadlock;
-3. writes the audit records and the outbox events. On PostgreSQL the events are inserted
-   under a transaction-scoped advisory lock held until commit, so event sequence numbers are
-   assigned in commit order: a reader following `seq > cursor` can never skip an event that
-   commits later with a smaller number (no gaps, no duplicates on resume);
-4. stores the encoded answer with the idempotency key, and commits.
+3. stores the encoded answer with the idempotency key and writes the audit records and the
+   outbox events: on PostgreSQL in one statement (data-modifying CTEs), then commits. No lock
+   is shared by all writers: the events get no feed position here;
+4. after commit, `publish_events` (one relay at a time: a transaction-scoped advisory lock on
+   PostgreSQL, the write lock on SQLite) gives the committed, unpublished events the next
+   positions in `seq` order. A relay's positions become visible all at once and only after
+   every earlier relay's, so a reader following `position > cursor` can never skip an event
+   (no gaps) nor see one twice (no duplicates on resume); an event exists exactly when its
+   change committed. Two changes of one resource are ordered by their row locks, so their
+   events keep that order in the feed. Readers of the feed run the relay before they read.
 
 Reads are scoped by `domain.Audience`: a resource the caller may not see is NOT_FOUND, the
 same answer as for a resource that does not exist.
@@ -22,6 +27,7 @@ same answer as for a resource that does not exist.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -32,7 +38,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, text, update
+from sqlalchemy import (
+    LargeBinary,
+    and_,
+    bindparam,
+    delete,
+    func,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -64,17 +79,22 @@ from .tables import (
     ReferralRow,
     SubscriptionRow,
     TerminalRow,
+    UTCDateTime,
 )
 
 __all__ = ["Base", "Store", "Tx", "SYSTEM"]
+
+_T, _S, _C = TerminalRow.__table__, SubscriptionRow.__table__, CustomerRow.__table__
 
 log = logging.getLogger("skybridge.provisioning")
 
 #: The service itself, as the actor of background changes (lapses, operations).
 SYSTEM = Principal(subject="service:provisioning", scopes=frozenset({domain.OPERATOR}),
                    tenant="skybridge", expires_at=float("inf"))
-#: Lock key that orders outbox inserts by commit (PostgreSQL).
+#: Lock key of the outbox relay: one replica at a time publishes events (PostgreSQL).
 OUTBOX_LOCK = 0x5B0B_0001
+#: Events published per relay transaction.
+PUBLISH_BATCH = 5000
 _RETRYABLE_SQLSTATES = {"40P01", "40001"}  # deadlock, serialization failure
 
 
@@ -172,9 +192,53 @@ def audit_dict(row: AuditRow) -> dict:
 
 
 def event_dict(row: EventRow) -> dict:
-    return {"seq": row.seq, "type": row.type, "resource": row.resource,
+    return {"seq": row.position, "type": row.type, "resource": row.resource,
             "customer_id": row.customer_id, "payload": json.loads(row.payload),
             "create_time": iso(row.create_time)}
+
+
+#: The writes a transaction ends with (`Tx.writes`, the answer, audit records, events):
+#: SQL with `{i}` after each parameter name, and the parameters that need a column type.
+_WRITES = {
+    "terminal": ("UPDATE terminals SET state = :state{i}, version = :version{i}, "
+                 "update_time = :update_time{i} WHERE id = :id{i}", ("update_time",)),
+    "terminal_count": ("UPDATE subscriptions SET terminal_count = terminal_count + :delta{i}, "
+                       "version = version + 1 WHERE id = :id{i}", ()),
+    "answer": ("UPDATE idempotency_keys SET response = :response{i} "
+               "WHERE tenant = :tenant{i} AND request_id = :request_id{i}", ("response",)),
+    "audit": ("INSERT INTO audit_records (resource, action, actor, actor_tenant, request_id, "
+              "before, after, create_time) VALUES (:resource{i}, :action{i}, :actor{i}, "
+              ":actor_tenant{i}, :request_id{i}, :before{i}, :after{i}, :create_time{i})",
+              ("create_time",)),
+    "event": ("INSERT INTO events (type, resource, customer_id, tenant, partner_id, payload, "
+              "create_time) VALUES (:type{i}, :resource{i}, :customer_id{i}, :tenant{i}, "
+              ":partner_id{i}, :payload{i}, :create_time{i})", ("create_time",)),
+}
+_TYPES = {"update_time": UTCDateTime(), "create_time": UTCDateTime(), "response": LargeBinary()}
+
+
+@functools.lru_cache(maxsize=256)
+def _write_statement(kinds: tuple[str, ...], first: int = 0):
+    """One statement for these writes (PostgreSQL: data-modifying CTEs, in order, so the
+    events are inserted last); built once per shape, so SQLAlchemy compiles it once."""
+    parts, typed = [], []
+    for i, kind in enumerate(kinds, first):
+        sql, types = _WRITES[kind]
+        parts.append(sql.format(i=i))
+        typed.extend(bindparam(f"{name}{i}", type_=_TYPES[name]) for name in types)
+    if len(parts) == 1:
+        return text(parts[0]).bindparams(*typed)
+    ctes = ", ".join(f"w{i} AS ({part})" for i, part in enumerate(parts))
+    return text(f"WITH {ctes} SELECT 1").bindparams(*typed)
+
+
+@dataclass(frozen=True)
+class _Owner:
+    """What an event needs of the customer it belongs to."""
+
+    id: str
+    tenant: str
+    partner_id: str | None
 
 
 def customer_name(customer_id: str) -> str:
@@ -211,24 +275,95 @@ class Tx:
     principal: Principal
     request_id: str
     now: datetime
-    audits: list[AuditRow] = field(default_factory=list)
-    events: list[EventRow] = field(default_factory=list)
+    audits: list[dict] = field(default_factory=list)  # audit_records rows to insert
+    events: list[dict] = field(default_factory=list)  # events rows to insert
+    #: Updates of rows this transaction locked, (kind in `_WRITES`, parameters), written
+    #: with the answer, the audit records and the events.
+    writes: list[tuple[str, dict]] = field(default_factory=list)
     kick_worker: bool = False
 
     def audit(self, resource: str, action: str, before: dict | None, after: dict | None) -> None:
-        self.audits.append(AuditRow(
+        self.audits.append(dict(
             resource=resource, action=action, actor=self.principal.subject,
             actor_tenant=self.principal.tenant, request_id=self.request_id,
             before=_json(before) if before is not None else "",
             after=_json(after) if after is not None else "", create_time=self.now))
 
-    def event(self, type_: str, resource: str, customer: CustomerRow, payload: dict) -> None:
-        self.events.append(EventRow(
+    def event(self, type_: str, resource: str, customer, payload: dict) -> None:
+        self.events.append(dict(
             type=type_, resource=resource, customer_id=customer.id, tenant=customer.tenant,
             partner_id=customer.partner_id, payload=_json(payload), create_time=self.now))
 
 
 Work = Callable[[Tx], Awaitable[Any]]
+
+
+class FastReads:
+    """A few autocommit psycopg connections for one hot single-statement read (PostgreSQL):
+    no SQLAlchemy session, no BEGIN/ROLLBACK around it, and the statement is prepared on each
+    connection. Connections open on demand; a broken one is dropped and the read retried once.
+    """
+
+    def __init__(self, conninfo: str, options: str, size: int):
+        self.conninfo = conninfo
+        self.options = options
+        self.size = size
+        self._idle: list = []
+        self._opened = 0
+        self._freed = asyncio.Condition()
+
+    async def _acquire(self):
+        async with self._freed:
+            while not self._idle and self._opened >= self.size:
+                await self._freed.wait()
+            if self._idle:
+                return self._idle.pop()
+            self._opened += 1
+        try:
+            import psycopg
+
+            return await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True,
+                                                         options=self.options)
+        except BaseException:
+            await self._release(None)
+            raise
+
+    async def _release(self, connection) -> None:
+        async with self._freed:
+            if connection is None:
+                self._opened -= 1
+            else:
+                self._idle.append(connection)
+            self._freed.notify()
+
+    async def fetchone(self, sql: str, params: dict):
+        import psycopg
+
+        for attempt in range(2):
+            connection = await self._acquire()
+            try:
+                cursor = await connection.execute(sql, params, prepare=True)
+                row = await cursor.fetchone()
+            except psycopg.OperationalError:
+                await connection.close()
+                await self._release(None)
+                if attempt:
+                    raise
+                continue
+            except BaseException:
+                await connection.close()
+                await self._release(None)
+                raise
+            await self._release(connection)
+            return row
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        async with self._freed:
+            idle, self._idle = self._idle, []
+            self._opened -= len(idle)
+        for connection in idle:
+            await connection.close()
 
 
 class Store:
@@ -242,6 +377,9 @@ class Store:
         self.is_sqlite = engine.dialect.name == "sqlite"
         self._insert = sqlite.insert if self.is_sqlite else postgresql.insert
         self._event_signal = asyncio.Event()
+        self._publishing = asyncio.Lock()
+        #: PostgreSQL: autocommit connections for the entitlement check (`use_fast_reads`).
+        self.fast_reads: FastReads | None = None
         #: Set when an operation was queued (wakes this replica's worker).
         self.operations_queued = asyncio.Event()
 
@@ -296,30 +434,62 @@ class Store:
             tx = Tx(session, principal, request_id, now)
             result = await work(tx)
             answer = encode(result)
-            if request_id:
-                await session.execute(
-                    update(IdempotencyRow)
-                    .where(IdempotencyRow.tenant == principal.tenant,
-                           IdempotencyRow.request_id == request_id)
-                    .values(response=answer))
-            await self._flush(tx)
+            await self._flush(tx, answer if request_id else None)
         if tx.events:
             self.notify_events()
         if tx.kick_worker:
             self.operations_queued.set()
         return answer
 
-    async def _flush(self, tx: Tx) -> None:
-        if tx.audits:
-            tx.session.add_all(tx.audits)
+    async def _flush(self, tx: Tx, answer: bytes | None = None) -> None:
+        """Write the ORM's pending changes, then the answer (for the idempotency key), the
+        audit records and the events: on PostgreSQL in one statement."""
         await tx.session.flush()
-        if tx.events:
-            if not self.is_sqlite:
-                # Held until commit: event numbers are handed out in commit order.
-                await tx.session.execute(text("SELECT pg_advisory_xact_lock(:key)"),
-                                         {"key": OUTBOX_LOCK})
-            tx.session.add_all(tx.events)
-            await tx.session.flush()
+        writes = list(tx.writes)
+        if answer is not None:
+            writes.append(("answer", {"response": answer, "tenant": tx.principal.tenant,
+                                      "request_id": tx.request_id}))
+        writes.extend(("audit", row) for row in tx.audits)
+        # After every row lock of the change: `seq` orders two changes of one resource.
+        writes.extend(("event", row) for row in tx.events)
+        if not writes:
+            return
+        kinds = tuple(kind for kind, _ in writes)
+        params = {f"{name}{i}": value for i, (_, values) in enumerate(writes)
+                  for name, value in values.items()}
+        if self.is_sqlite:
+            for i, (kind, values) in enumerate(writes):
+                await tx.session.execute(_write_statement((kind,), i), {
+                    f"{name}{i}": value for name, value in values.items()})
+        else:
+            await tx.session.execute(_write_statement(kinds), params)
+
+    # --- the outbox relay -----------------------------------------------------------------
+
+    _PUBLISH = text(
+        "UPDATE events SET position = numbered.position FROM ("
+        " SELECT pending.seq, (SELECT coalesce(max(position), 0) FROM events)"
+        " + row_number() OVER (ORDER BY pending.seq) AS position"
+        " FROM (SELECT seq FROM events WHERE position IS NULL ORDER BY seq"
+        f" LIMIT {PUBLISH_BATCH}) AS pending) AS numbered"
+        " WHERE events.seq = numbered.seq")
+
+    async def publish_events(self) -> int:
+        """Give the committed events without a feed position the next positions, in `seq`
+        order; one relay at a time (another replica's relay running: nothing to do now).
+        Returns how many events were published."""
+        async with self._publishing:
+            published = 0
+            while True:
+                async with self.sessions() as session, session.begin():
+                    if not self.is_sqlite and not await session.scalar(
+                            text("SELECT pg_try_advisory_xact_lock(:key)"),
+                            {"key": OUTBOX_LOCK}):
+                        return published
+                    count = (await session.execute(self._PUBLISH)).rowcount or 0
+                published += count
+                if count < PUBLISH_BATCH:
+                    return published
 
     async def _locked(self, session: AsyncSession, model, *where):
         return (await session.execute(select(model).where(*where).with_for_update())
@@ -896,8 +1066,21 @@ class Store:
 
     async def create_terminal(self, tx: Tx, customer_id: str, subscription_id: str,
                               serial: str, location: tuple[float, float, float]) -> dict:
-        customer, sub = await self._locked_subscription(
-            tx, customer_id, subscription_id, domain.write_audience(tx.principal))
+        """Three statements: lock the subscription (with its customer), insert the terminal
+        unless its serial number is taken, and (in `_flush`) count it on the subscription."""
+        audience = domain.write_audience(tx.principal)
+        query = (select(_S, _C.c.tenant.label("c_tenant"), _C.c.partner_id.label("c_partner"))
+                 .join_from(_S, _C, _C.c.id == _S.c.customer_id)
+                 .where(_S.c.id == subscription_id, _S.c.customer_id == customer_id))
+        if not self.is_sqlite:
+            query = query.with_for_update(of=_S)
+        sub = (await tx.session.execute(query)).first()
+        if sub is None or not domain.admits(audience, sub.c_tenant, sub.c_partner):
+            await self._customer(tx.session, customer_id, audience)  # NOT_FOUND if unseen
+            name = subscription_name(customer_id, subscription_id)
+            raise NotFound(f"{name} does not exist", reason="SUBSCRIPTION_NOT_FOUND",
+                           metadata={"resource": name})
+        customer = _Owner(customer_id, sub.c_tenant, sub.c_partner)
         name = subscription_name(customer_id, subscription_id)
         if sub.state == domain.UNSUBSCRIBED:
             raise FailedPrecondition(f"{name} is UNSUBSCRIBED: no terminals can join it",
@@ -909,28 +1092,30 @@ class Store:
                 "raise the quantity or decommission a terminal", reason="QUANTITY_EXCEEDED",
                 metadata={"resource": name, "quantity": str(sub.quantity),
                           "terminal_count": str(sub.terminal_count)})
-        taken = (await tx.session.execute(select(TerminalRow.id).where(
-            TerminalRow.serial_number == serial))).scalar_one_or_none()
-        if taken is not None:
+        values = dict(id=new_id(), customer_id=customer_id, subscription_id=subscription_id,
+                      serial_number=serial, latitude_deg=location[0],
+                      longitude_deg=location[1], altitude_m=location[2],
+                      state=domain.REGISTERED, create_time=tx.now, update_time=tx.now,
+                      version=1)
+        inserted = (await tx.session.execute(
+            self._insert(_T).values(values)
+            .on_conflict_do_nothing(index_elements=[_T.c.serial_number])
+            .returning(_T.c.id))).first()
+        if inserted is None:
             raise AlreadyExists(f"a terminal with serial number {serial} already exists",
                                 reason="SERIAL_NUMBER_TAKEN",
                                 violations=[("terminal.serial_number", "is already registered")])
-        row = TerminalRow(id=new_id(), customer_id=customer_id, subscription_id=subscription_id,
-                          serial_number=serial, latitude_deg=location[0],
-                          longitude_deg=location[1], altitude_m=location[2],
-                          state=domain.REGISTERED, create_time=tx.now, update_time=tx.now,
-                          version=1)
-        tx.session.add(row)
-        sub.terminal_count += 1
-        sub.version += 1
-        try:
-            await tx.session.flush()
-        except IntegrityError:
-            raise AlreadyExists(f"a terminal with serial number {serial} already exists",
-                                reason="SERIAL_NUMBER_TAKEN",
-                                violations=[("terminal.serial_number",
-                                             "is already registered")]) from None
-        return self._terminal_event(tx, customer, row, "terminal.create", None)
+        tx.writes.append(("terminal_count", {"delta": 1, "id": subscription_id}))
+        after = {key: (iso(v) if isinstance(v, datetime) else v) for key, v in values.items()}
+        return self._terminal_change(tx, customer, after, "terminal.create", None)
+
+    def _terminal_change(self, tx: Tx, customer, after: dict, action: str,
+                         before: dict | None) -> dict:
+        name = terminal_name(after["customer_id"], after["id"])
+        tx.audit(name, action, before, after)
+        tx.event("TERMINAL_REGISTERED" if before is None else "TERMINAL_STATE_CHANGED", name,
+                 customer, after)
+        return after
 
     async def get_terminal(self, audience: Audience, customer_id: str, terminal_id: str) -> dict:
         async with self.sessions() as session:
@@ -955,60 +1140,79 @@ class Store:
 
     async def transition_terminal(self, tx: Tx, customer_id: str, terminal_id: str,
                                   action: str, etag: str) -> dict:
-        customer = await self._customer(tx.session, customer_id,
-                                        domain.write_audience(tx.principal))
+        """One statement reads and locks the terminal, its subscription (lock order:
+        subscription, then terminal, as create and cancel take them) and its customer; the
+        updates go out with the audit record and the event (`_flush`)."""
+        audience = domain.write_audience(tx.principal)
         name = terminal_name(customer_id, terminal_id)
-        sub_id = (await tx.session.execute(select(TerminalRow.subscription_id).where(
-            TerminalRow.id == terminal_id, TerminalRow.customer_id == customer_id))
-        ).scalar_one_or_none()
-        if sub_id is None:
+        query = (select(_T, _S.c.state.label("s_state"), _C.c.tenant.label("c_tenant"),
+                        _C.c.partner_id.label("c_partner"))
+                 .join_from(_T, _S, _S.c.id == _T.c.subscription_id)
+                 .join(_C, _C.c.id == _T.c.customer_id)
+                 .where(_T.c.id == terminal_id, _T.c.customer_id == customer_id))
+        if not self.is_sqlite:
+            # A change of the terminal count needs the subscription exclusively; any other
+            # transition only needs it unchanged until commit (suspending it waits).
+            query = query.suffix_with(
+                "FOR UPDATE OF subscriptions, terminals" if action == "decommission" else
+                "FOR SHARE OF subscriptions FOR UPDATE OF terminals")
+        found = (await tx.session.execute(query)).first()
+        if found is None or not domain.admits(audience, found.c_tenant, found.c_partner):
+            await self._customer(tx.session, customer_id, audience)  # NOT_FOUND if unseen
             raise NotFound(f"{name} does not exist", reason="TERMINAL_NOT_FOUND",
                            metadata={"resource": name})
-        # Lock order: subscription, then terminal (as create and cancel do).
-        sub = await self._locked(tx.session, SubscriptionRow, SubscriptionRow.id == sub_id)
-        row = await self._locked(tx.session, TerminalRow, TerminalRow.id == terminal_id)
-        check_etag(etag, row.version, name)
-        new_state = domain.terminal_next(row.state, action, name)
-        if action == "activate" and sub.state != domain.SUBSCRIBED:
-            sname = subscription_name(customer_id, sub.id)
+        row = found._mapping
+        check_etag(etag, row["version"], name)
+        new_state = domain.terminal_next(row["state"], action, name)
+        if action == "activate" and found.s_state != domain.SUBSCRIBED:
+            sname = subscription_name(customer_id, row["subscription_id"])
             raise FailedPrecondition(
-                f"cannot activate {name}: its subscription {sname} is {sub.state}",
+                f"cannot activate {name}: its subscription {sname} is {found.s_state}",
                 reason="SUBSCRIPTION_NOT_ACTIVE",
-                metadata={"resource": sname, "current_state": sub.state})
-        before = terminal_dict(row)
-        if domain.counts_against_quantity(row.state) and not domain.counts_against_quantity(
+                metadata={"resource": sname, "current_state": found.s_state})
+        before = {c.key: (iso(row[c.key]) if isinstance(row[c.key], datetime) else row[c.key])
+                  for c in _T.columns}
+        if domain.counts_against_quantity(row["state"]) and not domain.counts_against_quantity(
                 new_state):
-            sub.terminal_count -= 1
-            sub.version += 1
-        row.state = new_state
-        row.version += 1
-        row.update_time = tx.now
-        return self._terminal_event(tx, customer, row, f"terminal.{action}", before)
+            tx.writes.append(("terminal_count", {"delta": -1, "id": row["subscription_id"]}))
+        after = {**before, "state": new_state, "version": row["version"] + 1,
+                 "update_time": iso(tx.now)}
+        tx.writes.append(("terminal", {"state": new_state, "version": row["version"] + 1,
+                                       "update_time": tx.now, "id": terminal_id}))
+        return self._terminal_change(tx, _Owner(customer_id, found.c_tenant, found.c_partner),
+                                     after, f"terminal.{action}", before)
 
     # --- entitlements ---------------------------------------------------------------------
 
-    _ENTITLEMENT = text(
+    #: Customer, terminal and subscription by primary key; no row: no such customer.
+    _ENTITLEMENT_SQL = (
         "SELECT t.state, s.state, s.bandwidth_mbps, s.priority_class, s.regions, s.id, "
-        "s.min_quantity, s.max_quantity "
-        "FROM terminals t JOIN subscriptions s ON s.id = t.subscription_id "
-        "WHERE t.id = :terminal AND t.customer_id = :customer")
+        "s.min_quantity, s.max_quantity FROM customers c "
+        "LEFT JOIN terminals t ON t.id = {terminal} AND t.customer_id = c.id "
+        "LEFT JOIN subscriptions s ON s.id = t.subscription_id WHERE c.id = {customer}")
+    _ENTITLEMENT = text(_ENTITLEMENT_SQL.format(terminal=":terminal", customer=":customer"))
 
     async def check_entitlement(self, customer_id: str, terminal_id: str, bandwidth: float,
                                 region: str) -> domain.Entitlement:
-        """One indexed query (primary key of terminals, then of subscriptions); no cache, so
-        a suspension committed by any replica shows in the next answer."""
-        async with self.engine.connect() as connection:
-            row = (await connection.execute(
-                self._ENTITLEMENT, {"terminal": terminal_id, "customer": customer_id})).first()
-            if row is None:
-                exists = (await connection.execute(
-                    text("SELECT 1 FROM customers WHERE id = :c"), {"c": customer_id})).first()
-                if exists is None:
-                    return domain.Entitlement(False, "CUSTOMER_NOT_FOUND",
-                                              f"{customer_name(customer_id)} does not exist")
-                return domain.decide_entitlement(
-                    terminal_state=None, subscription_state=None, terms=None,
-                    bandwidth_mbps=bandwidth, region=region)
+        """One indexed query (primary keys of customers, terminals, subscriptions) on an
+        autocommit connection (PostgreSQL: a prepared statement, no BEGIN/ROLLBACK); no cache,
+        so a change committed by any replica shows in the next answer."""
+        if self.fast_reads is not None:
+            row = await self.fast_reads.fetchone(
+                self._ENTITLEMENT_SQL.format(terminal="%(terminal)s", customer="%(customer)s"),
+                {"terminal": terminal_id, "customer": customer_id})
+        else:
+            async with self.engine.connect() as connection:
+                row = (await connection.execute(
+                    self._ENTITLEMENT, {"terminal": terminal_id, "customer": customer_id})
+                ).first()
+        if row is None:
+            return domain.Entitlement(False, "CUSTOMER_NOT_FOUND",
+                                      f"{customer_name(customer_id)} does not exist")
+        if row[0] is None:
+            return domain.decide_entitlement(
+                terminal_state=None, subscription_state=None, terms=None,
+                bandwidth_mbps=bandwidth, region=region)
         t_state, s_state, bw, priority, regions, sub_id, lo, hi = row
         terms = PlanTerms(bandwidth_mbps=bw, priority_class=priority, min_quantity=lo,
                           max_quantity=hi, price_currency="", price_units=0, price_nanos=0,
@@ -1022,13 +1226,15 @@ class Store:
 
     async def read_events(self, audience: Audience, after: int, limit: int,
                           types: frozenset[str]) -> list[dict]:
+        await self.publish_events()
         query = select(EventRow).where(
-            EventRow.seq > after,
+            EventRow.position > after,
             self._audience_filter(audience, EventRow.tenant, EventRow.partner_id))
         if types:
             query = query.where(EventRow.type.in_(sorted(types)))
         async with self.sessions() as session:
-            rows = (await session.execute(query.order_by(EventRow.seq).limit(limit))).scalars()
+            rows = (await session.execute(query.order_by(EventRow.position).limit(limit))
+                    ).scalars()
             return [event_dict(r) for r in rows]
 
     async def list_audit(self, resource: str, after: int | None, limit: int):

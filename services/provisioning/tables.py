@@ -220,13 +220,25 @@ class TerminalRow(Base):
 
 
 class EventRow(Base):
-    """The transactional outbox: written in the transaction of the change it records."""
+    """The transactional outbox: written in the transaction of the change it records.
+
+    `seq` is the insertion key (allocated under the changed rows' locks, so two changes of
+    one resource get increasing `seq`s). `position` is the feed cursor: NULL when written,
+    assigned after commit by one relay at a time in `seq` order of the committed events
+    (`Store.publish_events`), so positions become visible in increasing order only.
+    """
 
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_tenant", "tenant", "seq"),)
+    __table_args__ = (
+        Index("uq_events_position", "position", unique=True),
+        Index("ix_events_tenant_position", "tenant", "position"),
+        Index("ix_events_unpublished", "seq", sqlite_where=text("position IS NULL"),
+              postgresql_where=text("position IS NULL")),
+    )
 
     seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
                                      primary_key=True, autoincrement=True)
+    position: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     type: Mapped[str] = mapped_column(String(64))
     resource: Mapped[str] = mapped_column(String(300))
     customer_id: Mapped[str] = mapped_column(String(63))

@@ -63,6 +63,22 @@ async def test_two_replicas_on_one_database(settings, backend, who, clock):
 
         await asyncio.gather(*(flip(i) for i in range(20)))
         await flip(0)  # reinstate (or find it subscribed already)
+        # A suspension committed through one replica shows in the other's very next check.
+        live = made[1]
+        for verb in ("Provision", "Activate"):
+            await getattr(stubs[0], f"{verb}Terminal")(getattr(pb, f"{verb}TerminalRequest")(
+                name=live.name, request_id=rid()), metadata=who.customer())
+        check = pb.CheckEntitlementRequest(customer=customer.name, terminal=live.name,
+                                           bandwidth_mbps=10, target_region="westeurope")
+        assert (await stubs[0].CheckEntitlement(check, metadata=who.broker())).allowed
+        await stubs[1].SuspendSubscription(pb.SuspendSubscriptionRequest(
+            name=sub.name, request_id=rid()), metadata=who.operator())
+        answer = await stubs[0].CheckEntitlement(check, metadata=who.broker())
+        assert (answer.allowed, answer.reason) == (
+            False, pb.EntitlementReason.ENTITLEMENT_REASON_SUBSCRIPTION_NOT_ACTIVE)
+        await stubs[0].ReinstateSubscription(pb.ReinstateSubscriptionRequest(
+            name=sub.name, request_id=rid()), metadata=who.operator())
+        assert (await stubs[1].CheckEntitlement(check, metadata=who.broker())).allowed
         # Quantity changes queued through either replica; the workers of both apply them.
         op = (await stubs[1].ChangeSubscriptionQuantity(pb.ChangeSubscriptionQuantityRequest(
             name=sub.name, quantity=6, request_id=rid()), metadata=who.customer()))
