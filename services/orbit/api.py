@@ -490,16 +490,9 @@ class OrbitServicer(orbit_pb2_grpc.OrbitServiceServicer):
         digest = request_hash(request.SerializeToString(deterministic=True))
         async with self.catalog.sessions.begin() as session:
             await Catalog._lock_version(session)
-            if request.request_id:
-                replay = await Catalog.replay(session, request.request_id,
-                                              "ImportElementSets", digest)
-                if replay == "mismatch":
-                    raise InvalidArgument("request_id was used for a different request",
-                                          reason="REQUEST_ID_REUSED",
-                                          violations=[("request_id", "already used for a "
-                                                       "different request")])
-                if replay is not None:
-                    return orbit_pb2.ImportElementSetsResponse.FromString(replay)
+            replay = await Catalog.replay(session, request.request_id, "ImportElementSets", digest)
+            if replay is not None:
+                return orbit_pb2.ImportElementSetsResponse.FromString(replay)
             group = None
             if group_id:
                 group = (group_id, request.group_display_name or group_id, "import")
@@ -580,16 +573,9 @@ class OrbitServicer(orbit_pb2_grpc.OrbitServiceServicer):
         digest = request_hash(request.SerializeToString(deterministic=True))
         async with self.catalog.sessions.begin() as session:
             await Catalog._lock_version(session)
-            if request.request_id:
-                replay = await Catalog.replay(session, request.request_id,
-                                              "GenerateConstellation", digest)
-                if replay == "mismatch":
-                    raise InvalidArgument("request_id was used for a different request",
-                                          reason="REQUEST_ID_REUSED",
-                                          violations=[("request_id", "already used for a "
-                                                       "different request")])
-                if replay is not None:
-                    return orbit_pb2.GenerateConstellationResponse.FromString(replay)
+            replay = await Catalog.replay(session, request.request_id, "GenerateConstellation", digest)
+            if replay is not None:
+                return orbit_pb2.GenerateConstellationResponse.FromString(replay)
             if await self.catalog.group_exists(session, request.group_id):
                 raise AlreadyExists(f"group {request.group_id} already exists",
                                     reason="GROUP_EXISTS",

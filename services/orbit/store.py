@@ -45,6 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.orbit.elements import ElementSet
+from shared.errors import InvalidArgument
 
 _IN_CHUNK = 5000  # bound on parameters per IN (...) list (SQLite allows 32766)
 
@@ -305,16 +306,21 @@ class Catalog:
     # -- request log (AIP-155) -----------------------------------------------------
     @staticmethod
     async def replay(session: AsyncSession, request_id: str, method: str,
-                     digest: str) -> bytes | None | str:
-        """The stored answer for ``request_id``; ``"mismatch"`` when the id was used for a
-        different request; None when unseen."""
+                     digest: str) -> bytes | None:
+        """The stored answer for a retried ``request_id``, or None for a new (or empty) one;
+        INVALID_ARGUMENT when the id was used for a different request."""
+        if not request_id:
+            return None
         row = (await session.execute(
             select(RequestLogRow.method, RequestLogRow.request_hash, RequestLogRow.response)
             .where(RequestLogRow.request_id == request_id))).first()
         if row is None:
             return None
         if row.method != method or row.request_hash != digest:
-            return "mismatch"
+            raise InvalidArgument("request_id was used for a different request",
+                                  reason="REQUEST_ID_REUSED",
+                                  violations=[("request_id",
+                                               "already used for a different request")])
         return bytes(row.response)
 
     @staticmethod
