@@ -172,9 +172,12 @@ def ecef_to_geodetic(
         lat = 2.0 * np.arctan2(z, dz + d)
         alt = (k + WGS84_E2 - 1.0) / k * dz
 
-    # Degenerate case: on (or within underflow of) the equatorial plane inside the evolute
-    # (rho < a e^2) the formulas give 0/0; latitude 0 is an exact solution there.
-    degenerate = ~(np.isfinite(alt) & np.isfinite(lat)) & np.isfinite(rho) & np.isfinite(z)
+    # Degenerate case: on (or within a nanometre of) the equatorial plane inside the evolute
+    # (rho < a e^2) the formulas lose all precision (0/0 or underflow); latitude 0 with
+    # alt = rho - a is exact on the plane and within |z| of exact next to it.
+    near_plane_inside = (evolute <= 0.0) & (np.abs(z) < 1e-9)
+    degenerate = ((~(np.isfinite(alt) & np.isfinite(lat))) | near_plane_inside) & (
+        np.isfinite(rho) & np.isfinite(z))
     if np.any(degenerate):
         lat = np.where(degenerate, 0.0, lat)
         alt = np.where(degenerate, rho - WGS84_A_M, alt)

@@ -110,6 +110,13 @@ def test_points_on_the_polar_axis_roundtrip(z: float) -> None:
     assert np.linalg.norm(geodetic_to_ecef(lat, 0.0, alt) - xyz) < MM
 
 
+@pytest.mark.parametrize("rho", [1e-300, 1e-9, 1.0, 1000.0, 42_000.0])
+@pytest.mark.parametrize("z", [0.0, 2.4234461873656036e-152, 1e-100, 1e-12, 1e-3, 1.0, 1e4])
+def test_points_near_the_centre_roundtrip(rho: float, z: float) -> None:
+    xyz = np.array([0.0, rho, z])
+    assert np.linalg.norm(geodetic_to_ecef(*ecef_to_geodetic(xyz)) - xyz) < MM
+
+
 def test_roundtrip_vectorized_sweep() -> None:
     rng = np.random.default_rng(7)
     n = 200_000
