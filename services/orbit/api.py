@@ -393,16 +393,13 @@ class OrbitServicer(orbit_pb2_grpc.OrbitServiceServicer):
             check.raise_if_any("the satellite selection is invalid")
         how = chosen[0]
         numbers: np.ndarray | None = None
-        names: list[str] = []
         if how in ("catalog_numbers", "satellites"):
             if how == "catalog_numbers":
                 numbers = np.array(selection.catalog_numbers, dtype=np.int64)
-                names = [f"{field}.catalog_numbers[{i}]" for i in range(numbers.size)]
             else:
                 parsed = [_satellite_number(check, n, f"{field}.satellites[{i}]")
                           for i, n in enumerate(selection.satellites[:MAX_SELECTION + 1])]
                 numbers = np.array([p if p is not None else -1 for p in parsed], dtype=np.int64)
-                names = [f"{field}.satellites[{i}]" for i in range(numbers.size)]
             if numbers.size > MAX_SELECTION:
                 check.add(f"{field}.{how}", f"at most {MAX_SELECTION} entries, got {numbers.size}")
             else:
@@ -443,7 +440,7 @@ class OrbitServicer(orbit_pb2_grpc.OrbitServiceServicer):
                 f"{missing.size} selected satellite(s) not in the catalog"
                 + (" with an element set at or before as_of_time" if as_of_us else ""),
                 reason="SATELLITE_NOT_FOUND",
-                violations=[(names[m], f"no satellite {int(numbers[m])}")  # type: ignore[index]
+                violations=[(f"{field}.{how}[{m}]", f"no satellite {int(numbers[m])}")  # type: ignore[index]
                             for m in missing[:_MAX_VIOLATIONS]])
         return snap, idx
 
