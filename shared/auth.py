@@ -52,10 +52,6 @@ class Principal:
         """True when the caller holds at least one of `scopes`."""
         return not self.scopes.isdisjoint(scopes)
 
-    @property
-    def is_service(self) -> bool:
-        return SERVICE_SCOPE in self.scopes and self.subject.startswith("service:")
-
 
 _principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
     "skybridge_principal", default=None

@@ -15,7 +15,6 @@ Clients read the details back with `details_of(rpc_error)`.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -134,9 +133,6 @@ class Violations:
     def require(self, value: object, field: str, description: str = "is required") -> bool:
         """A violation when `value` is missing: None or an empty string or bytes."""
         return self.check(value is not None and value != "" and value != b"", field, description)
-
-    def finite(self, value: float, field: str) -> bool:
-        return self.check(math.isfinite(value), field, "must be a finite number")
 
     def extend(self, pairs: Iterable[tuple[str, str]]) -> None:
         for field, description in pairs:

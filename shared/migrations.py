@@ -49,16 +49,6 @@ async def upgrade(engine: AsyncEngine, location: StoreLocation, script_location:
         await connection.commit()
 
 
-async def current_revision(engine: AsyncEngine) -> str | None:
-    async with engine.connect() as connection:
-        try:
-            row = (await connection.execute(text("SELECT version_num FROM alembic_version"))
-                   ).first()
-        except Exception:  # noqa: BLE001 - no table yet
-            return None
-        return row[0] if row else None
-
-
 def run_env(target_metadata) -> None:
     """The body of every service's `migrations/env.py` (online mode only)."""
     connection = context.config.attributes.get("connection")

@@ -151,6 +151,3 @@ class GrpcService:
         self.telemetry.shutdown()
         self._stopped.set()
         log.info("%s stopped", self.name, extra={"service": self.name})
-
-    async def wait_stopped(self) -> None:
-        await self._stopped.wait()
