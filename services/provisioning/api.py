@@ -806,7 +806,12 @@ class ProvisioningServicer(provisioning_pb2_grpc.ProvisioningServiceServicer):
             message=answer.message, max_bandwidth_mbps=answer.max_bandwidth_mbps,
             priority_class=(res.PriorityClass.Value("PRIORITY_CLASS_" + answer.priority_class)
                             if answer.priority_class else 0),
-            subscription=answer.subscription)
+            subscription=answer.subscription, customer_tenant=answer.customer_tenant,
+            terminal_location=(common_pb2.GeodeticPoint(
+                latitude_deg=answer.terminal_location[0],
+                longitude_deg=answer.terminal_location[1],
+                altitude_m=answer.terminal_location[2])
+                if answer.terminal_location else None))
 
     # --- event feed -----------------------------------------------------------------------
 

@@ -250,6 +250,9 @@ class Entitlement:
     max_bandwidth_mbps: float = 0.0
     priority_class: str = ""
     subscription: str = ""
+    customer_tenant: str = ""
+    #: (latitude_deg, longitude_deg, altitude_m) of the terminal, when it exists.
+    terminal_location: tuple[float, float, float] | None = None
 
 
 def decide_entitlement(*, terminal_state: str | None, subscription_state: str | None,

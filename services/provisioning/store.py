@@ -27,6 +27,7 @@ same answer as for a resource that does not exist.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import hashlib
 import json
@@ -1187,7 +1188,8 @@ class Store:
     #: Customer, terminal and subscription by primary key; no row: no such customer.
     _ENTITLEMENT_SQL = (
         "SELECT t.state, s.state, s.bandwidth_mbps, s.priority_class, s.regions, s.id, "
-        "s.min_quantity, s.max_quantity FROM customers c "
+        "s.min_quantity, s.max_quantity, c.tenant, t.latitude_deg, t.longitude_deg, "
+        "t.altitude_m FROM customers c "
         "LEFT JOIN terminals t ON t.id = {terminal} AND t.customer_id = c.id "
         "LEFT JOIN subscriptions s ON s.id = t.subscription_id WHERE c.id = {customer}")
     _ENTITLEMENT = text(_ENTITLEMENT_SQL.format(terminal=":terminal", customer=":customer"))
@@ -1210,17 +1212,18 @@ class Store:
             return domain.Entitlement(False, "CUSTOMER_NOT_FOUND",
                                       f"{customer_name(customer_id)} does not exist")
         if row[0] is None:
-            return domain.decide_entitlement(
+            return dataclasses.replace(domain.decide_entitlement(
                 terminal_state=None, subscription_state=None, terms=None,
-                bandwidth_mbps=bandwidth, region=region)
-        t_state, s_state, bw, priority, regions, sub_id, lo, hi = row
+                bandwidth_mbps=bandwidth, region=region), customer_tenant=row[8])
+        t_state, s_state, bw, priority, regions, sub_id, lo, hi, tenant, lat, lon, alt = row
         terms = PlanTerms(bandwidth_mbps=bw, priority_class=priority, min_quantity=lo,
                           max_quantity=hi, price_currency="", price_units=0, price_nanos=0,
                           regions=tuple(r for r in regions.split(",") if r))
-        return domain.decide_entitlement(
+        return dataclasses.replace(domain.decide_entitlement(
             terminal_state=t_state, subscription_state=s_state, terms=terms,
             bandwidth_mbps=bandwidth, region=region,
-            subscription=subscription_name(customer_id, sub_id))
+            subscription=subscription_name(customer_id, sub_id)),
+            customer_tenant=tenant, terminal_location=(lat, lon, alt))
 
     # --- events and audit -----------------------------------------------------------------
 

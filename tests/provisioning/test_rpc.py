@@ -286,6 +286,9 @@ async def test_subscription_lifecycle_and_entitlements(prov, who, clock):
     terminal = await new_terminal(stub, who, customer.name, pending.name, "UT-0001")
     answer = await entitlement(stub, who, terminal)
     assert (answer.allowed, answer.reason) == (False, REASON.ENTITLEMENT_REASON_SUBSCRIPTION_NOT_ACTIVE)
+    # The broker learns whose customer it is and where the terminal stands from the same answer.
+    assert answer.customer_tenant == "contoso"
+    assert (answer.terminal_location.latitude_deg, answer.terminal_location.longitude_deg) == (47.6, -122.3)
     mismatch = await failure(stub.ActivateSubscription(pb.ActivateSubscriptionRequest(
         name=pending.name, plan="plans/enterprise-100", quantity=3, request_id=rid()),
         metadata=who.customer()))
@@ -338,6 +341,7 @@ async def test_subscription_lifecycle_and_entitlements(prov, who, clock):
         customer="customers/nobody", terminal="customers/nobody/terminals/x1", bandwidth_mbps=1,
         target_region="eastus"), metadata=who.broker())
     assert unknown.reason == REASON.ENTITLEMENT_REASON_CUSTOMER_NOT_FOUND
+    assert unknown.customer_tenant == "" and not unknown.HasField("terminal_location")
     bad = await failure(stub.CheckEntitlement(pb.CheckEntitlementRequest(
         customer="customers/x", terminal="terminals/y", bandwidth_mbps=-1, target_region=""),
         metadata=who.broker()))
