@@ -36,7 +36,7 @@ bench: install
 	$(PY) bench/platform.py
 	$(PY) bench/orbit.py
 	$(PY) bench/provisioning.py
-	$(PY) bench/linkbroker_routing.py
+	$(PY) bench/linkbroker.py
 	$(PY) bench/threat.py
 
 clean:

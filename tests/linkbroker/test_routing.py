@@ -186,3 +186,141 @@ def test_fibre_model_is_used():
         + 3.0
         + (plan.isl_hops[0] + 1) * router.capacity.satellite_processing_ms
     )
+
+
+# -- sky grid (visibility candidates) ---------------------------------------------
+
+
+def _mixed_constellation(seed=3):
+    """Random satellites between 200 and 1,200 km plus a polar cluster: several
+    radius bands, satellites over the poles and across the date line."""
+    rng = np.random.default_rng(seed)
+    n = 3000
+    u = rng.normal(size=(n, 3))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    u[:100] = [0.0, 0.0, 1.0] + 0.05 * rng.normal(size=(100, 3))
+    u[:100] /= np.linalg.norm(u[:100], axis=1, keepdims=True)
+    alt = np.r_[rng.uniform(200e3, 380e3, n // 3), rng.uniform(540e3, 560e3, n - n // 3 - 200),
+                rng.uniform(1_100e3, 1_200e3, 200)]
+    return u * (6_378_137.0 + alt)[:, None]
+
+
+def _observers(n, seed=9):
+    rng = np.random.default_rng(seed)
+    lat = np.degrees(np.arcsin(rng.uniform(-1, 1, n)))
+    lon = rng.uniform(-180, 180, n)
+    lat[:4] = [90.0, -90.0, 89.9, -89.95]
+    lon[4:8] = [180.0, -180.0, 179.999, -0.0001]
+    alt = rng.uniform(-400.0, 12_000.0, n)  # Dead Sea shore to airliners
+    return lat, lon, alt
+
+
+@pytest.mark.parametrize("seg_cost", [2.0, 0.01])  # 0.01 forces several radius bands
+@pytest.mark.parametrize("mask_deg", [0.0, 25.0, 60.0])
+def test_sky_grid_candidates_cover_every_visible_satellite(monkeypatch, seg_cost, mask_deg):
+    from services.linkbroker import routing
+
+    monkeypatch.setattr(routing, "_SEG_COST", seg_cost)
+    pos = _mixed_constellation()
+    grid = routing._SkyGrid.build(pos, 25.0)
+    if seg_cost < 1:
+        assert grid.band_hi_m.size >= 3
+    lat, lon, alt = _observers(400)
+    obs = geodetic_to_ecef(lat, lon, alt)
+    up = np.stack(
+        (np.cos(np.radians(lat)) * np.cos(np.radians(lon)),
+         np.cos(np.radians(lat)) * np.sin(np.radians(lon)),
+         np.sin(np.radians(lat))), axis=1)
+    per, sat = grid.candidates(obs, up, mask_deg)
+    assert per.shape == (400,) and per.sum() == sat.size
+    owner = np.repeat(np.arange(400), per)
+    pairs = owner * pos.shape[0] + sat
+    assert np.unique(pairs).size == pairs.size  # each pair at most once
+    _, el, _ = look_angles(obs[:, None, :], pos[None], lat[:, None], lon[:, None])
+    ti, si = np.nonzero(el >= mask_deg)
+    assert np.isin(ti * pos.shape[0] + si, pairs).all()
+    # ... and it is a useful filter, not everything.
+    assert sat.size < 0.5 * 400 * pos.shape[0] if mask_deg > 0 else True
+
+
+def test_visible_candidates_exact_against_look_angles():
+    router, pos, isl = _router(FULL)
+    beam = np.ones(router.n_satellites, bool)
+    beam[::7] = False
+    router = SlotRouter(pos, isl, default_gateways(), user_beam_available=beam)
+    lat, lon, _ = _observers(300, seed=4)
+    ecef = geodetic_to_ecef(lat, lon, 0.0)
+    idx, rng, usable = router.visible_candidates(ecef, lat, lon)
+    _, el, ref_rng = look_angles(ecef[:, None, :], pos[None] * 1e3, lat[:, None], lon[:, None])
+    above = el >= router.capacity.terminal_min_elevation_deg
+    real = rng != 1.0  # padding: satellite 0 at 1 m
+    t_of = np.nonzero(real)[0]
+    listed = np.zeros_like(above)
+    listed[t_of, idx[real]] = True
+    assert real.sum() == above.sum() and np.array_equal(listed, above)  # exact, no duplicates
+    # usable = above the mask and user beam available; ranges are slant ranges.
+    assert np.array_equal(usable[real], beam[idx[real]])
+    assert not usable[~real].any()
+    assert rng[real] == pytest.approx(ref_rng[t_of, idx[real]], rel=1e-12)
+
+
+def test_gateway_links_match_look_angles():
+    router, pos, _ = _router(FULL)
+    gws = default_gateways()
+    act = np.flatnonzero(gws.active_mask())
+    _, el, _ = look_angles(gws.ecef_m[act][:, None, :], pos[None] * 1e3,
+                           gws.latitude_deg[act][:, None], gws.longitude_deg[act][:, None])
+    g, s = np.nonzero(el >= router.capacity.gateway_min_elevation_deg)
+    assert np.array_equal(router.gateway_links, np.stack((act[g], s), axis=1))
+
+
+def test_mixed_altitudes_match_floyd_warshall(monkeypatch):
+    """Two shells at 350 and 550 km (several radius bands) against brute force."""
+    from services.linkbroker import routing
+
+    monkeypatch.setattr(routing, "_SEG_COST", 0.01)
+    low = WalkerShell(n_planes=12, sats_per_plane=10, phasing=1, altitude_km=350.0, inclination_deg=70.0)
+    pos = np.r_[SMALL.ecef_km(T_S), low.ecef_km(T_S)]
+    plane = np.r_[SMALL.plane, low.plane + 1000]
+    slot = np.r_[SMALL.slot, low.slot]
+    shell = np.r_[np.zeros(SMALL.n, np.int64), np.ones(low.n, np.int64)]
+    pairs, kind = plus_grid_pairs(plane, slot, shell=shell)
+    isl = isl_topology(pos, pairs, kind)
+    router = SlotRouter(pos, isl, default_gateways())
+    assert router._sky_grid().band_hi_m.size >= 2
+    lat, lon = _terminals(60, seed=21, lat=(-80, 80))
+    plan = router.route(lat, lon)
+    ref = _brute_force_one_way(router, pos, isl, lat, lon)
+    best = ref.min(axis=1)
+    routed = np.isfinite(best)
+    assert routed.sum() > 30
+    assert np.array_equal(plan.routed, routed)
+    graph_ms = plan.budget.propagation_ms + router.fibre.fixed_overhead_ms
+    assert graph_ms[routed] == pytest.approx(best[routed], rel=1e-9)
+
+
+def test_segment_argmin():
+    from services.linkbroker.routing import _segment_argmin
+
+    values = np.array([3.0, 1.0, 2.0, np.inf, np.inf, 5.0, 5.0, 0.5])
+    counts = np.array([3, 0, 2, 2, 0, 1])
+    pos, has = _segment_argmin(values, counts)
+    assert has.tolist() == [True, False, False, True, False, True]
+    assert pos[has].tolist() == [1, 5, 7]  # tie (5.0, 5.0) goes to the first
+    pos, has = _segment_argmin(np.empty(0), np.zeros(3, np.int64))
+    assert not has.any()
+
+
+def test_route_edge_cases():
+    router, _, _ = _router(SMALL)
+    empty = router.route(np.empty(0), np.empty(0))
+    assert empty.serving_satellite.shape == (0,)
+    # Repeated names and region rows give the same routes.
+    lat, lon = _terminals(12, seed=2)
+    names = ["eastus", "westeurope", "japaneast"] * 4
+    by_name = router.route(lat, lon, target_regions=names)
+    by_row = router.route(lat, lon, target_regions=router.regions.indices_of(names))
+    assert np.array_equal(by_name.region, by_row.region)
+    assert np.array_equal(by_name.serving_satellite, by_row.serving_satellite)
+    ok = by_name.routed
+    assert (by_name.region[ok] == router.regions.indices_of(names)[ok]).all()
