@@ -27,7 +27,6 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import json
 import math
 import re
 from collections.abc import Callable
@@ -43,6 +42,7 @@ from skybridge.provisioning.v1 import resources_pb2 as res
 
 from shared.auth import current_principal, requires
 from shared.errors import InvalidArgument, NotFound, Violations
+from shared.paging import decode_token, encode_token
 
 from . import domain, validation
 from .domain import EVENTS, OPERATOR, PARTNER, READ, WRITE, PlanTerms
@@ -105,25 +105,6 @@ def money(currency: str, units: int, nanos: int) -> money_pb2.Money:
 def enum_name(enum_type, value: int, prefix: str) -> str:
     """The domain name of a proto enum value (`STATE_SUBSCRIBED` -> `SUBSCRIBED`)."""
     return enum_type.Name(value).removeprefix(prefix) if value else ""
-
-
-def encode_token(scope: str, key) -> str:
-    raw = json.dumps({"s": scope, "k": key}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_token(token: str, scope: str, path: str = "page_token"):
-    if not token:
-        return None
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        if data["s"] != scope:
-            raise ValueError
-        return data["k"]
-    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise InvalidArgument(f"{path} is not valid for this request",
-                              violations=[(path, "is not a token from a previous response "
-                                                 "to the same request")]) from None
 
 
 def page_args(request, scope: str, check: Violations | None = None) -> tuple:

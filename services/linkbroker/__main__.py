@@ -1,0 +1,3 @@
+from shared.runner import main
+
+raise SystemExit(main(["linkbroker"]))

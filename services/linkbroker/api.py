@@ -1,0 +1,540 @@
+"""The LinkBrokerService servicer: proto <-> broker, validation, entitlement, tenancy.
+
+Scopes
+
+| scope | who | may |
+|---|---|---|
+| `links.read` | a customer's users and apps | list regions and gateways, estimate paths, read the links of the token's tenant, watch them |
+| `links.write` | a customer's admins and apps | the above, plus request and release links for the tenant's customers |
+| `linkbroker.operator` | network operations | everything, for every tenant; add, drain and restore gateways |
+
+A link or customer of another tenant answers NOT_FOUND, exactly like one that does not
+exist. Mutating calls need a `request_id` (at most 64 characters, scoped to the token's
+tenant, kept 48 hours): a retry returns the link as it is now; the same key with a different
+request is INVALID_ARGUMENT (REQUEST_ID_REUSED).
+
+Errors: bad fields are INVALID_ARGUMENT naming each field; unknown customer or terminal is
+NOT_FOUND (field named); a subscription or terminal not active, a bandwidth above the plan or
+a region outside it is FAILED_PRECONDITION with the provisioning reason; no satellite above
+the mask in some slot is FAILED_PRECONDITION (NO_COVERAGE, slot named); a full resource is
+RESOURCE_EXHAUSTED (CAPACITY_EXHAUSTED) with the slot, its start time and the resource in
+the error metadata. Nothing is held by a refused request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import re
+import secrets
+from datetime import UTC, datetime
+
+import grpc
+import sqlalchemy as sa
+from google.protobuf import timestamp_pb2
+from skybridge.common.v1 import common_pb2
+from skybridge.linkbroker.v1 import linkbroker_pb2 as pb
+from skybridge.linkbroker.v1 import linkbroker_pb2_grpc
+from skybridge.provisioning.v1 import provisioning_pb2 as prov
+from skybridge.provisioning.v1 import resources_pb2 as prov_res
+
+from services.linkbroker.broker import LinkBroker, NoCoverage
+from services.linkbroker.ledger import Oversubscribed
+from services.linkbroker.plan import LinkPlan, SlotPath
+from services.linkbroker.regions import normalize_region_name
+from services.linkbroker.slots import SLOT_SECONDS, slot_start
+from services.linkbroker.store import LIVE_STATES, fingerprint
+from shared.auth import current_principal, requires
+from shared.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    Unavailable,
+    Violations,
+)
+from shared.paging import decode_token, encode_token
+
+READ, WRITE, OPERATOR = "links.read", "links.write", "linkbroker.operator"
+DEFAULT_PAGE, MAX_PAGE = 50, 500
+_ID = re.compile(r"^[a-z][a-z0-9-]{2,39}$")
+_CUSTOMER = re.compile(r"^customers/([a-z0-9][a-z0-9-]{0,62})$")
+_TERMINAL = re.compile(r"^customers/([a-z0-9][a-z0-9-]{0,62})/terminals/([a-z0-9][a-z0-9-]{0,62})$")
+_LINK = re.compile(r"^links/([0-9a-f]{32})$")
+_GATEWAY = re.compile(r"^gateways/([a-z][a-z0-9-]{2,39})$")
+_PRIORITY = {prov_res.PRIORITY_CLASS_GOVERNMENT_PRIORITY: "GOVERNMENT",
+             prov_res.PRIORITY_CLASS_ENTERPRISE: "ENTERPRISE",
+             prov_res.PRIORITY_CLASS_BEST_EFFORT: "BEST_EFFORT"}
+_FINAL_KINDS = {"PREEMPTED", "SUSPENDED", "RELEASED", "EXPIRED"}
+
+
+def _ts(seconds: float) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(datetime.fromtimestamp(seconds, UTC))
+    return stamp
+
+
+def _slot_ts(slot: int) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(slot_start(slot))
+    return stamp
+
+
+def _num(x: float) -> float:
+    return float(x) if math.isfinite(x) else 0.0
+
+
+def slot_pb(p: SlotPath) -> pb.PathSlot:
+    if not p.routed:
+        return pb.PathSlot(start_time=_slot_ts(p.slot), routed=False)
+    return pb.PathSlot(start_time=_slot_ts(p.slot), routed=True, serving_satellite=p.serving,
+                       hops=p.hops, gateway=f"gateways/{p.gateway}",
+                       laser_links=p.laser_links, one_way_ms=p.one_way_ms,
+                       round_trip_ms=p.rtt_ms, elevation_deg=p.elevation_deg)
+
+
+def link_pb(row: dict, *, slots: bool = False) -> pb.Link:
+    plan = LinkPlan.decode(row["plan"])
+    median, worst = plan.rtt_stats()
+    link = pb.Link(
+        name=f"links/{row['id']}", customer=f"customers/{row['customer']}",
+        terminal=f"customers/{row['customer']}/terminals/{row['terminal']}",
+        subscription=row["subscription"], region=f"regions/{row['region']}",
+        bandwidth_mbps=row["bandwidth_mbps"],
+        window=common_pb2.TimeWindow(start_time=_slot_ts(row["first_slot"]),
+                                     end_time=_slot_ts(row["end_slot"])),
+        state=pb.Link.State.Value("STATE_" + row["state"]),
+        priority=pb.Link.Priority.Value("PRIORITY_" + row["priority"]),
+        state_reason=row["state_reason"], median_round_trip_ms=_num(median),
+        max_round_trip_ms=_num(worst), handovers=plan.handovers,
+        plan_revision=row["plan_revision"], create_time=_ts(row["create_s"]),
+        update_time=_ts(row["update_s"]))
+    if slots:
+        link.slots.extend(slot_pb(p) for p in plan.paths)
+    return link
+
+
+def gateway_pb(row: dict, broker: LinkBroker) -> pb.Gateway:
+    fibre = broker.constellation.fibre
+    region = broker.constellation.regions.get(row["region"])
+    return pb.Gateway(
+        name=f"gateways/{row['id']}", display_name=row["display_name"],
+        location=common_pb2.GeodeticPoint(latitude_deg=row["latitude_deg"],
+                                          longitude_deg=row["longitude_deg"],
+                                          altitude_m=row["altitude_m"]),
+        antennas=row["antennas"], region=f"regions/{row['region']}",
+        capacity_mbps=broker.capacity.gateway_capacity_gbps(row["antennas"]) * 1e3,
+        state=pb.Gateway.State.Value("STATE_" + row["state"]),
+        fibre_one_way_ms=float(fibre.one_way_ms(row["latitude_deg"], row["longitude_deg"],
+                                                region.latitude_deg, region.longitude_deg)),
+        update_time=_ts(row["update_s"]))
+
+
+class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
+    def __init__(self, broker: LinkBroker, provisioning, draining: asyncio.Event | None = None):
+        self.broker = broker
+        self.store = broker.store
+        self.provisioning = provisioning
+        self.draining = draining or asyncio.Event()
+
+    # --- validation helpers -------------------------------------------------------------
+
+    def _region(self, value: str, path: str, check: Violations) -> str | None:
+        name = normalize_region_name(value.removeprefix("regions/")) if value else ""
+        if not value:
+            check.add(path, "is required")
+        elif name not in self.broker.constellation.regions:
+            check.add(path, f"{value[:80]!r} is not a known Azure region (see ListRegions)")
+        else:
+            return name
+        return None
+
+    @staticmethod
+    def _location(point: common_pb2.GeodeticPoint, path: str, check: Violations,
+                  present: bool) -> None:
+        if not present:
+            check.add(path, "is required")
+            return
+        check.check(math.isfinite(point.latitude_deg) and -90 <= point.latitude_deg <= 90,
+                    f"{path}.latitude_deg", "must be within [-90, 90] degrees")
+        check.check(math.isfinite(point.longitude_deg) and -180 <= point.longitude_deg <= 180,
+                    f"{path}.longitude_deg", "must be within [-180, 180] degrees")
+        check.check(math.isfinite(point.altitude_m) and -500 <= point.altitude_m <= 10_000,
+                    f"{path}.altitude_m", "must be within [-500, 10000] m")
+
+    def _window(self, request, check: Violations) -> tuple[int, int] | None:
+        """(first slot, end slot): start clamped to the current slot, end rounded up."""
+        settings = self.broker.settings
+        if not request.HasField("window"):
+            check.add("window", "is required")
+            return None
+        w = request.window
+        ok = check.check(w.HasField("start_time"), "window.start_time", "is required")
+        ok &= check.check(w.HasField("end_time"), "window.end_time", "is required")
+        if not ok:
+            return None
+        start = w.start_time.seconds + w.start_time.nanos * 1e-9
+        end = w.end_time.seconds + w.end_time.nanos * 1e-9
+        now = self.broker.clock()
+        if not check.check(end > start, "window.end_time", "must be after window.start_time"):
+            return None
+        ok = check.check(end > now, "window.end_time", "is in the past")
+        ok &= check.check(start <= now + settings.max_lead_days * 86_400, "window.start_time",
+                          f"must be at most {settings.max_lead_days:g} days ahead")
+        ok &= check.check(end - start <= settings.max_window_hours * 3600 + 1e-6,
+                          "window", f"must span at most {settings.max_window_hours:g} hours")
+        if not ok:
+            return None
+        first = int(max(start, now) // SLOT_SECONDS)
+        end_slot = int(-(-end // SLOT_SECONDS))
+        return first, max(end_slot, first + 1)
+
+    @staticmethod
+    def _request_id(value: str, check: Violations) -> None:
+        if not value:
+            check.add("request_id", "is required")
+        else:
+            check.check(len(value) <= 64, "request_id", "must be at most 64 characters")
+
+    def _visible_tenant(self) -> str | None:
+        principal = current_principal()
+        return None if principal.has(OPERATOR) else principal.tenant
+
+    async def _link_row(self, name: str, path: str = "name") -> dict:
+        match = _LINK.match(name or "")
+        if not match:
+            raise InvalidArgument(f"{path} is not a link name",
+                                  violations=[(path, "is required" if not name else
+                                               f"{name[:80]!r} is not links/{{32 hex digits}}")])
+        row = await self.store.lease(match.group(1))
+        tenant = self._visible_tenant()
+        if row is None or (tenant is not None and row["tenant"] != tenant):
+            raise NotFound(f"{name} does not exist", reason="LINK_NOT_FOUND",
+                           violations=[(path, "no such link")])
+        return row
+
+    # --- regions and gateways -------------------------------------------------------------
+
+    @requires(READ, WRITE, OPERATOR)
+    async def ListRegions(self, request, context):
+        return pb.ListRegionsResponse(regions=[pb.Region(
+            name=f"regions/{r.name}", display_name=r.display_name,
+            location=common_pb2.GeodeticPoint(latitude_deg=r.latitude_deg,
+                                              longitude_deg=r.longitude_deg),
+            geography=r.geography, paired_region=r.paired_region or "")
+            for r in self.broker.constellation.regions.regions])
+
+    @requires(READ, WRITE, OPERATOR)
+    async def ListGateways(self, request, context):
+        check = Violations()
+        check.check(request.page_size >= 0, "page_size", "must not be negative")
+        after = decode_token(request.page_token, "gateways") or ""
+        check.raise_if_any()
+        size = min(request.page_size or 100, 1000)
+        rows = [r for r in await self.store.gateways() if r["id"] > after]
+        page = rows[:size]
+        return pb.ListGatewaysResponse(
+            gateways=[gateway_pb(r, self.broker) for r in page],
+            next_page_token=encode_token("gateways", page[-1]["id"]) if len(rows) > size
+            else "")
+
+    async def _gateway_row(self, name: str) -> dict:
+        match = _GATEWAY.match(name or "")
+        if not match:
+            raise InvalidArgument("name is not a gateway name", violations=[(
+                "name", "is required" if not name else f"{name[:80]!r} is not gateways/{{id}}")])
+        row = await self.store.gateway(match.group(1))
+        if row is None:
+            raise NotFound(f"{name} does not exist", reason="GATEWAY_NOT_FOUND",
+                           violations=[("name", "no such gateway")])
+        return row
+
+    @requires(READ, WRITE, OPERATOR)
+    async def GetGateway(self, request, context):
+        return pb.GetGatewayResponse(gateway=gateway_pb(await self._gateway_row(request.name),
+                                                        self.broker))
+
+    @requires(OPERATOR)
+    async def CreateGateway(self, request, context):
+        check = Violations()
+        if not _ID.match(request.gateway_id):
+            check.add("gateway_id", "must be 3 to 40 of a-z, 0-9 and '-', starting with a letter")
+        self._request_id(request.request_id, check)
+        g = request.gateway
+        self._location(g.location, "gateway.location", check, g.HasField("location"))
+        check.check(1 <= g.antennas <= 64, "gateway.antennas", "must be 1 to 64")
+        region = self._region(g.region, "gateway.region", check)
+        check.check(len(g.display_name) <= 200, "gateway.display_name",
+                    "must be at most 200 characters")
+        check.raise_if_any()
+        digest = fingerprint("CreateGateway", request.SerializeToString(deterministic=True))
+        tenant = current_principal().tenant
+        if await self.store.replay(tenant, request.request_id, "CreateGateway", digest):
+            return pb.CreateGatewayResponse(gateway=gateway_pb(
+                await self.store.gateway(request.gateway_id), self.broker))
+        row = await self.store.create_gateway({
+            "id": request.gateway_id, "display_name": g.display_name or request.gateway_id,
+            "latitude_deg": g.location.latitude_deg, "longitude_deg": g.location.longitude_deg,
+            "altitude_m": g.location.altitude_m, "antennas": g.antennas, "region": region,
+            "state": "ACTIVE"})
+        await self._remember(tenant, request.request_id, "CreateGateway", digest, row["id"])
+        await self.broker.reload_gateways()
+        return pb.CreateGatewayResponse(gateway=gateway_pb(row, self.broker))
+
+    async def _remember(self, tenant, request_id, method, digest, value: str) -> None:
+        with contextlib.suppress(sa.exc.IntegrityError):
+            async with self.store.engine.begin() as conn:
+                await self.store.remember(conn, tenant, request_id, method, digest,
+                                          value.encode())
+
+    async def _gateway_state(self, request, state: str, method: str):
+        check = Violations()
+        self._request_id(request.request_id, check)
+        check.raise_if_any()
+        row = await self._gateway_row(request.name)
+        digest = fingerprint(method, request.name)
+        tenant = current_principal().tenant
+        replay = await self.store.replay(tenant, request.request_id, method, digest)
+        if replay is not None or row["state"] == state:
+            return row, 0, 0
+        row, replanned, degraded = await self.broker.set_gateway_state(row["id"], state)
+        await self._remember(tenant, request.request_id, method, digest, row["id"])
+        return row, replanned, degraded
+
+    @requires(OPERATOR)
+    async def DrainGateway(self, request, context):
+        row, replanned, degraded = await self._gateway_state(request, "DRAINED", "DrainGateway")
+        return pb.DrainGatewayResponse(gateway=gateway_pb(row, self.broker),
+                                       replanned_links=replanned, degraded_links=degraded)
+
+    @requires(OPERATOR)
+    async def RestoreGateway(self, request, context):
+        row, _, _ = await self._gateway_state(request, "ACTIVE", "RestoreGateway")
+        return pb.RestoreGatewayResponse(gateway=gateway_pb(row, self.broker))
+
+    # --- paths --------------------------------------------------------------------------
+
+    @requires(READ, WRITE, OPERATOR)
+    async def EstimatePath(self, request, context):
+        check = Violations()
+        self._location(request.location, "location", check, request.HasField("location"))
+        region = self._region(request.region, "region", check)
+        window = self._window(request, check)
+        check.raise_if_any()
+        loc = request.location
+        plan = await self._plan(loc.latitude_deg, loc.longitude_deg, loc.altitude_m,
+                                window, region)
+        median, _ = plan.rtt_stats()
+        return pb.EstimatePathResponse(slots=[slot_pb(p) for p in plan.paths],
+                                       median_round_trip_ms=_num(median),
+                                       routed_fraction=plan.routed_fraction)
+
+    async def _plan(self, lat, lon, alt, window, region) -> LinkPlan:
+        try:
+            return await self.broker.plan(lat, lon, alt, window[0], window[1], region)
+        except grpc.aio.AioRpcError as error:
+            raise Unavailable(f"the orbit service did not answer: {error.code().name}",
+                              reason="ORBIT_UNAVAILABLE") from None
+
+    # --- links --------------------------------------------------------------------------
+
+    @requires(WRITE, OPERATOR)
+    async def RequestLink(self, request, context):
+        check = Violations()
+        customer = _CUSTOMER.match(request.customer or "")
+        terminal = _TERMINAL.match(request.terminal or "")
+        if not customer:
+            check.add("customer", "is required" if not request.customer else
+                      f"{request.customer[:80]!r} is not customers/{{customer}}")
+        if not terminal:
+            check.add("terminal", "is required" if not request.terminal else
+                      f"{request.terminal[:80]!r} is not customers/{{c}}/terminals/{{t}}")
+        elif customer and terminal.group(1) != customer.group(1):
+            check.add("terminal", f"must be a terminal of {request.customer}")
+        region = self._region(request.region, "region", check)
+        check.check(math.isfinite(request.bandwidth_mbps) and request.bandwidth_mbps > 0,
+                    "bandwidth_mbps", "must be a finite number above 0")
+        window = self._window(request, check)
+        self._request_id(request.request_id, check)
+        check.raise_if_any()
+        principal = current_principal()
+        digest = fingerprint("RequestLink", request.customer, request.terminal, region,
+                             request.bandwidth_mbps, window[1],
+                             request.window.start_time.seconds, request.window.end_time.seconds)
+        replay = await self.store.replay(principal.tenant, request.request_id, "RequestLink",
+                                         digest)
+        if replay is not None:
+            return await self._replayed(replay, request.include_slots)
+        answer = await self._entitlement(request, region)
+        if not principal.has(OPERATOR) and answer.customer_tenant != principal.tenant:
+            raise NotFound(f"{request.customer} does not exist", reason="CUSTOMER_NOT_FOUND",
+                           violations=[("customer", "no such customer")])
+        self._require_entitled(answer, request)
+        loc = answer.terminal_location
+        lease = {"id": secrets.token_hex(16), "tenant": answer.customer_tenant,
+                 "customer": customer.group(1), "terminal": terminal.group(2),
+                 "subscription": answer.subscription, "region": region,
+                 "bandwidth_mbps": request.bandwidth_mbps,
+                 "priority": _PRIORITY.get(answer.priority_class, "BEST_EFFORT"),
+                 "first_slot": window[0], "end_slot": window[1],
+                 "latitude_deg": loc.latitude_deg, "longitude_deg": loc.longitude_deg,
+                 "altitude_m": loc.altitude_m}
+        try:
+            row, _plan, _preempted = await self.broker.request(
+                lease, (request.request_id, "RequestLink", digest))
+        except sa.exc.IntegrityError:
+            # A concurrent twin with the same request_id won: answer what it stored.
+            replay = await self.store.replay(principal.tenant, request.request_id,
+                                             "RequestLink", digest)
+            if replay is None:
+                raise
+            return await self._replayed(replay, request.include_slots)
+        except NoCoverage as gap:
+            raise FailedPrecondition(
+                str(gap), reason="NO_COVERAGE",
+                metadata={"slot": gap.slot, "slot_start": slot_start(gap.slot).isoformat()},
+                violations=[("terminal", f"no satellite above the mask in slot {gap.slot}")]
+            ) from None
+        except Oversubscribed as full:
+            raise ResourceExhausted(
+                f"no capacity: {full.resource} is full in slot {full.slot} "
+                f"({slot_start(full.slot).isoformat()})", reason="CAPACITY_EXHAUSTED",
+                metadata={"slot": full.slot, "slot_start": slot_start(full.slot).isoformat(),
+                          "resource": full.resource}) from None
+        except grpc.aio.AioRpcError as error:
+            raise Unavailable(f"the orbit service did not answer: {error.code().name}",
+                              reason="ORBIT_UNAVAILABLE") from None
+        return pb.RequestLinkResponse(link=link_pb(row, slots=request.include_slots))
+
+    async def _replayed(self, replay: bytes, slots: bool) -> pb.RequestLinkResponse:
+        row = await self.store.lease(replay.decode())
+        return pb.RequestLinkResponse(link=link_pb(row, slots=slots))
+
+    async def _entitlement(self, request, region: str) -> prov.CheckEntitlementResponse:
+        try:
+            return await self.provisioning.CheckEntitlement(prov.CheckEntitlementRequest(
+                customer=request.customer, terminal=request.terminal,
+                bandwidth_mbps=request.bandwidth_mbps, target_region=region))
+        except grpc.aio.AioRpcError as error:
+            raise Unavailable("the provisioning service did not answer the entitlement "
+                              f"check: {error.code().name}",
+                              reason="PROVISIONING_UNAVAILABLE") from None
+
+    @staticmethod
+    def _require_entitled(answer, request) -> None:
+        if answer.allowed:
+            return
+        reason = prov.EntitlementReason.Name(answer.reason).removeprefix("ENTITLEMENT_REASON_")
+        if reason == "CUSTOMER_NOT_FOUND":
+            raise NotFound(f"{request.customer} does not exist", reason=reason,
+                           violations=[("customer", "no such customer")])
+        if reason == "TERMINAL_NOT_FOUND":
+            raise NotFound(f"{request.terminal} does not exist", reason=reason,
+                           violations=[("terminal", "no such terminal for this customer")])
+        field = {"BANDWIDTH_EXCEEDS_PLAN": "bandwidth_mbps",
+                 "REGION_NOT_IN_PLAN": "region"}.get(reason, "terminal")
+        raise FailedPrecondition(f"not entitled: {answer.message}", reason=reason,
+                                 metadata={"max_bandwidth_mbps": answer.max_bandwidth_mbps},
+                                 violations=[(field, answer.message)])
+
+    @requires(READ, WRITE, OPERATOR)
+    async def GetLink(self, request, context):
+        return pb.GetLinkResponse(link=link_pb(await self._link_row(request.name),
+                                               slots=request.include_slots))
+
+    @requires(READ, WRITE, OPERATOR)
+    async def ListLinks(self, request, context):
+        check = Violations()
+        customer = None
+        if request.customer:
+            match = _CUSTOMER.match(request.customer)
+            if match:
+                customer = match.group(1)
+            else:
+                check.add("customer", f"{request.customer[:80]!r} is not customers/{{customer}}")
+        check.check(request.page_size >= 0, "page_size", "must not be negative")
+        scope = f"links:{request.customer}"
+        try:
+            after = decode_token(request.page_token, scope)
+        except InvalidArgument as error:
+            check.extend((v.field, v.description) for v in error.violations)
+            after = None
+        check.raise_if_any()
+        size = min(request.page_size or DEFAULT_PAGE, MAX_PAGE)
+        rows = await self.store.list_leases(self._visible_tenant(), customer,
+                                            tuple(after) if after else None, size + 1)
+        page = rows[:size]
+        token = (encode_token(scope, [page[-1]["create_s"], page[-1]["id"]])
+                 if len(rows) > size else "")
+        return pb.ListLinksResponse(links=[link_pb(r) for r in page], next_page_token=token)
+
+    @requires(WRITE, OPERATOR)
+    async def ReleaseLink(self, request, context):
+        check = Violations()
+        self._request_id(request.request_id, check)
+        check.raise_if_any()
+        row = await self._link_row(request.name)
+        tenant = current_principal().tenant
+        digest = fingerprint("ReleaseLink", request.name)
+        if await self.store.replay(tenant, request.request_id, "ReleaseLink", digest):
+            return pb.ReleaseLinkResponse(link=link_pb(row))
+        row = await self.broker.end(row["id"], "RELEASED", "released by the customer",
+                                    (tenant, request.request_id, "ReleaseLink", digest))
+        return pb.ReleaseLinkResponse(link=link_pb(row))
+
+    # --- watching -----------------------------------------------------------------------
+
+    @requires(READ, WRITE, OPERATOR)
+    async def WatchLink(self, request, context):
+        row = await self._link_row(request.name)
+        lease_id = row["id"]
+        seen = await self.store.last_event_id(lease_id)
+        plan = LinkPlan.decode(row["plan"])
+        now = self.broker.now_slot()
+        state = row["state"]
+        if state not in LIVE_STATES:
+            yield pb.WatchLinkResponse(kind=pb.WatchLinkResponse.KIND_STATE_CHANGED,
+                                       state=pb.Link.State.Value("STATE_" + state),
+                                       reason=row["state_reason"], time=_ts(row["update_s"]))
+            return
+        current = min(max(now, plan.first_slot), plan.end_slot - 1)
+        yield self._change(pb.WatchLinkResponse.KIND_CURRENT, plan.path_at(current), state)
+        told = current
+        while True:
+            for event in await self.store.events(lease_id, seen):
+                seen = event["id"]
+                state = event["state"]
+                if event["kind"] == "REPLANNED":
+                    fresh = await self.store.lease(lease_id)
+                    plan = LinkPlan.decode(fresh["plan"])
+                    slot = min(max(self.broker.now_slot(), plan.first_slot), plan.end_slot - 1)
+                    yield self._change(pb.WatchLinkResponse.KIND_REPLANNED, plan.path_at(slot),
+                                       state, event["reason"], event["create_s"])
+                else:
+                    yield pb.WatchLinkResponse(
+                        kind=pb.WatchLinkResponse.KIND_STATE_CHANGED,
+                        state=pb.Link.State.Value("STATE_" + state), reason=event["reason"],
+                        time=_ts(event["create_s"]))
+                if state in _FINAL_KINDS:
+                    return
+            now = self.broker.now_slot()
+            for p in plan.changes():
+                if told < p.slot <= now:
+                    yield self._change(pb.WatchLinkResponse.KIND_HANDOVER, p, state)
+            told = max(told, now)
+            upcoming = [p.slot for p in plan.changes() if p.slot > now]
+            due = (slot_start(upcoming[0]).timestamp() - self.broker.clock()) if upcoming \
+                else 1.0
+            changed = self.broker.changed
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), timeout=min(max(due, 0.01), 1.0))
+            if self.draining.is_set():
+                return
+
+    @staticmethod
+    def _change(kind, path: SlotPath, state: str, reason: str = "",
+                when: float | None = None) -> pb.WatchLinkResponse:
+        return pb.WatchLinkResponse(
+            kind=kind, slot=slot_pb(path), state=pb.Link.State.Value("STATE_" + state),
+            reason=reason, time=_ts(when) if when is not None else _slot_ts(path.slot))

@@ -1,0 +1,291 @@
+"""The link broker's engine: plans with the constellation, holds capacity through the store.
+
+- Geometry comes in blocks of slots from the orbit service (:mod:`.ephemeris`), fetched once
+  per block and shared by every request (one fetch at a time per block).
+- ``request``: plan every slot, reserve in one transaction; when a resource is full the
+  slot is re-planned without it (up to ``MAX_PLAN_ROUNDS`` rounds); a government-priority
+  request first pre-empts best-effort links holding the full resource.
+- Gateways drained or restored, and catalog updates, re-plan the live links they touch.
+- A sweeper expires links whose window ended and drops past ledger rows, and reloads the
+  gateway table when another replica changed it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import numpy as np
+
+from services.linkbroker.capacity_model import CapacityModel
+from services.linkbroker.constellation import Constellation
+from services.linkbroker.gateways import Gateway, GatewayState, GatewayTable, default_gateways
+from services.linkbroker.ledger import Oversubscribed
+from services.linkbroker.plan import LinkPlan, capacity_lookup
+from services.linkbroker.settings import BrokerSettings
+from services.linkbroker.slots import slot_index
+from services.linkbroker.store import LIVE_STATES, Store
+
+__all__ = ["LinkBroker", "NoCoverage"]
+
+log = logging.getLogger(__name__)
+
+MAX_PLAN_ROUNDS = 4
+_STATE_CODES = {"ACTIVE": GatewayState.ACTIVE, "DRAINED": GatewayState.DRAINED}
+
+
+class NoCoverage(Exception):
+    """No satellite serves the location in ``slot`` (geometry, not capacity)."""
+
+    def __init__(self, slot: int):
+        super().__init__(f"no satellite is above the elevation mask in slot {slot}")
+        self.slot = slot
+
+
+def gateway_rows(table: GatewayTable) -> list[dict]:
+    return [{"id": str(table.ids[i]), "display_name": f"Gateway {table.backhaul_region[i]}",
+             "latitude_deg": float(table.latitude_deg[i]),
+             "longitude_deg": float(table.longitude_deg[i]),
+             "altitude_m": float(table.altitude_m[i]), "antennas": int(table.antennas[i]),
+             "region": str(table.backhaul_region[i]), "state": "ACTIVE"}
+            for i in range(len(table))]
+
+
+class LinkBroker:
+    def __init__(self, store: Store, settings: BrokerSettings, capacity: CapacityModel,
+                 source, run_cpu, clock: Callable[[], float]):
+        self.store = store
+        self.settings = settings
+        self.capacity = capacity.replace(
+            terminal_min_elevation_deg=settings.terminal_min_elevation_deg)
+        self.source = source
+        self.run_cpu = run_cpu
+        self.clock = clock
+        self.constellation = Constellation(default_gateways(self.capacity), self.capacity)
+        self.capacity_of = capacity_lookup(self.capacity, self.constellation.gateways)
+        self.gateway_records: dict[str, dict] = {}
+        self._gateway_stamp: tuple = ()
+        self._block_locks: dict[int, asyncio.Lock] = {}
+        self._catalog_version: int | None = None
+        self._tasks: list[asyncio.Task] = []
+        #: Set (and replaced) whenever this replica changes a lease: wakes watchers at once.
+        self.changed = asyncio.Event()
+
+    # --- life cycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.store.seed_gateways(gateway_rows(default_gateways(self.capacity)))
+        await self.reload_gateways()
+        self._tasks.append(asyncio.create_task(self._sweep_loop(), name="linkbroker-sweep"))
+        self._tasks.append(asyncio.create_task(self._catalog_loop(),
+                                               name="linkbroker-catalog"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+
+    def now_slot(self) -> int:
+        return slot_index(datetime.fromtimestamp(self.clock(), UTC))
+
+    def notify(self) -> None:
+        event, self.changed = self.changed, asyncio.Event()
+        event.set()
+
+    # --- gateways ---------------------------------------------------------------------------
+
+    async def reload_gateways(self) -> bool:
+        """Load the gateway table from the store; True when it changed."""
+        rows = await self.store.gateways()
+        stamp = tuple((r["id"], r["state"], r["update_s"]) for r in rows)
+        if stamp == self._gateway_stamp:
+            return False
+        table = GatewayTable.from_gateways([Gateway(
+            id=r["id"], latitude_deg=r["latitude_deg"], longitude_deg=r["longitude_deg"],
+            altitude_m=r["altitude_m"], antennas=r["antennas"],
+            capacity_gbps=self.capacity.gateway_capacity_gbps(r["antennas"]),
+            backhaul_region=r["region"], state=_STATE_CODES[r["state"]]) for r in rows])
+        self.gateway_records = {r["id"]: r for r in rows}
+        self.constellation.set_gateways(table)
+        self.capacity_of = capacity_lookup(self.capacity, table)
+        self._gateway_stamp = stamp
+        return True
+
+    async def set_gateway_state(self, gateway_id: str, state: str) -> tuple[dict, int, int]:
+        """Drain or restore; returns (gateway, links re-planned, links degraded)."""
+        record = await self.store.set_gateway_state(gateway_id, state)
+        await self.reload_gateways()
+        replanned = degraded = 0
+        if state == "DRAINED":
+            key = f"g:{gateway_id}"
+            replanned, degraded = await self.replan_where(
+                lambda plan, start: any(key in p.resources() for p in plan.paths
+                                        if p.slot >= start),
+                reason=f"gateways/{gateway_id} drained")
+        return record, replanned, degraded
+
+    # --- geometry -----------------------------------------------------------------------------
+
+    async def ensure_window(self, first_slot: int, end_slot: int) -> None:
+        size = self.settings.block_slots
+        for start in range(first_slot // size * size, end_slot, size):
+            if start in self.constellation.blocks:
+                continue
+            lock = self._block_locks.setdefault(start, asyncio.Lock())
+            async with lock:
+                if start in self.constellation.blocks:
+                    continue
+                block = await self.source.block(start, size)
+                if self._catalog_version is None:
+                    self._catalog_version = block.catalog_version
+                elif block.catalog_version != self._catalog_version:
+                    self._forget_catalog(block.catalog_version)
+                    self._tasks.append(asyncio.create_task(self._replan_all(
+                        block.catalog_version), name="linkbroker-replan"))
+                self.constellation.add_block(block)
+                self._block_locks.pop(start, None)
+        now = self.now_slot()
+        stale = [f for f, b in self.constellation.blocks.items() if b.end_slot <= now]
+        if stale:
+            self.constellation.drop_blocks(
+                keep=[f for f in self.constellation.blocks if f not in stale])
+
+    async def plan(self, latitude_deg: float, longitude_deg: float, altitude_m: float,
+                   first_slot: int, end_slot: int, region: str, exclusions=None) -> LinkPlan:
+        await self.ensure_window(first_slot, end_slot)
+        return await self.run_cpu(self.constellation.plan, latitude_deg, longitude_deg,
+                                  altitude_m, first_slot, end_slot, region, exclusions)
+
+    # --- links ----------------------------------------------------------------------------------
+
+    async def request(self, lease: dict, request: tuple[str, str, str]):
+        """Plan and reserve; returns (lease row, plan, pre-empted leases). Raises
+        :class:`NoCoverage` or :class:`Oversubscribed`."""
+        exclusions: dict[int, set[str]] = {}
+        last: Oversubscribed | None = None
+        for _ in range(MAX_PLAN_ROUNDS):
+            plan = await self.plan(lease["latitude_deg"], lease["longitude_deg"],
+                                   lease["altitude_m"], lease["first_slot"], lease["end_slot"],
+                                   lease["region"],
+                                   {s: frozenset(k) for s, k in exclusions.items()})
+            unrouted = plan.unrouted_slots()
+            if unrouted:
+                if last is not None:
+                    raise last
+                raise NoCoverage(unrouted[0])
+            try:
+                row, preempted = await self.store.create_lease(
+                    lease, plan, self.capacity_of, preempt=lease["priority"] == "GOVERNMENT",
+                    request=request, now_slot=self.now_slot())
+            except Oversubscribed as full:
+                last = full
+                exclusions.setdefault(full.slot, set()).add(full.resource)
+                continue
+            self.notify()
+            return row, plan, preempted
+        assert last is not None
+        raise last
+
+    async def end(self, lease_id: str, state: str, reason: str, request=None) -> dict | None:
+        row = await self.store.end_lease(lease_id, state, reason, self.now_slot(), request)
+        self.notify()
+        return row
+
+    async def revoke_subscription(self, subscription: str, state: str, reason: str) -> int:
+        """End every live lease of ``subscription`` (SUSPENDED or RELEASED)."""
+        live = await self.store.live_leases(subscription=subscription,
+                                            from_slot=self.now_slot() - 1)
+        for row in live:
+            await self.store.end_lease(row["id"], state, reason, self.now_slot())
+        if live:
+            self.notify()
+        return len(live)
+
+    async def replan_where(self, affected: Callable[[LinkPlan, int], bool], reason: str
+                           ) -> tuple[int, int]:
+        """Re-plan the live leases for which ``affected(plan, from_slot)`` from the next
+        slot on; returns (re-planned, degraded)."""
+        start = self.now_slot() + 1
+        replanned = degraded = 0
+        for row in await self.store.live_leases(from_slot=start):
+            if not affected(LinkPlan.decode(row["plan"]), start):
+                continue
+
+            async def plan_of(lease: dict, first: int, _conn) -> LinkPlan:
+                plan = await self.plan(lease["latitude_deg"], lease["longitude_deg"],
+                                       lease["altitude_m"], first, lease["end_slot"],
+                                       lease["region"])
+                if plan.unrouted_slots():
+                    raise LookupError(f"no coverage in slot {plan.unrouted_slots()[0]}")
+                return plan
+
+            outcome = await self.store.replan_lease(row["id"], start, plan_of,
+                                                    self.capacity_of)
+            if outcome is None:
+                continue
+            if outcome[0] == "ACTIVE":
+                replanned += 1
+            else:
+                degraded += 1
+            log.info("link re-planned", extra={"link": row["id"], "state": outcome[0],
+                                               "why": reason})
+        if replanned or degraded:
+            self.notify()
+        return replanned, degraded
+
+    # --- background -------------------------------------------------------------------------------
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.sweep_seconds)
+            try:
+                if await self.store.expire(self.now_slot()):
+                    self.notify()
+                await self.reload_gateways()
+            except Exception:  # keep sweeping; the next round retries
+                log.exception("link sweep failed")
+
+    async def _catalog_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.catalog_poll_seconds)
+            try:
+                version = await self.source.catalog_version(
+                    datetime.fromtimestamp(self.clock(), UTC))
+                if self._catalog_version is not None and version != self._catalog_version:
+                    await self._catalog_changed(version)
+            except Exception:
+                log.exception("catalog poll failed")
+
+    def _forget_catalog(self, version: int) -> None:
+        log.info("orbit catalog changed", extra={"catalog_version": version})
+        self._catalog_version = version
+        self.constellation.drop_blocks()
+
+    async def _catalog_changed(self, version: int) -> None:
+        """Forget the geometry of the old catalog and re-plan every live link."""
+        self._forget_catalog(version)
+        await self._replan_all(version)
+
+    async def _replan_all(self, version: int) -> None:
+        await self.replan_where(lambda plan, start: True,
+                                reason=f"orbit catalog version {version}")
+
+
+def summary(plan: LinkPlan) -> dict:
+    median, worst = plan.rtt_stats()
+    return {"median_rtt_ms": median, "max_rtt_ms": worst, "handovers": plan.handovers,
+            "routed_fraction": plan.routed_fraction}
+
+
+def live(state: str) -> bool:
+    return state in LIVE_STATES
+
+
+def finite_or_zero(x: float) -> float:
+    return float(x) if np.isfinite(x) else 0.0

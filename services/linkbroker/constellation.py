@@ -1,0 +1,383 @@
+"""The constellation as the broker plans with it: blocks of slots, one routing graph a slot.
+
+A :class:`Block` holds the ITRF positions of every satellite at the midpoint of each of
+``T`` consecutive 15-second slots (one Propagate call to the orbit service), and the +Grid
+laser-link candidates recovered from the orbital planes at the block's first slot.
+:class:`Constellation` keeps a few blocks and, per slot, a
+:class:`~services.linkbroker.routing.SlotRouter` (built once, shared by every request that
+touches the slot) and, per (block, region), the shortest-path tree from that region's node
+to every satellite, filled slot by slot as requests need them. Planning one terminal over a
+window then costs a k-d tree query and a few gathers, not a routing computation.
+
+Terminal visibility over a whole block is one k-d tree over the block's stacked positions:
+slot ``k``'s satellites are shifted by ``k * SLOT_OFFSET_M`` along x, so one query of the
+terminal shifted the same way, per slot, returns that slot's satellites only (the shift is
+far larger than any slant range), and the point index ``k * N + s`` names slot and
+satellite at once.
+
+Units: positions metres (ITRF), latencies ms, elevations degrees. Thread-safe: caches are
+filled under a lock; the numeric work runs outside it (in the service's CPU pool).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.sparse.csgraph import dijkstra
+from scipy.spatial import cKDTree
+
+from services.linkbroker.capacity_model import CapacityModel
+from services.linkbroker.gateways import FibreModel, GatewayTable
+from services.linkbroker.latency import latency_budget
+from services.linkbroker.plan import LinkPlan, SlotPath
+from services.linkbroker.regions import RegionTable, load_regions
+from services.linkbroker.routing import SlotRouter, max_slant_range_m
+from services.linkbroker.topology import isl_topology
+from shared.geodesy import SPEED_OF_LIGHT_M_S, enu_rotation, geodetic_to_ecef
+
+__all__ = ["Block", "Constellation", "Exclusions", "SLOT_OFFSET_M"]
+
+#: Shift between consecutive slots in the stacked k-d tree, m (>> any slant range).
+SLOT_OFFSET_M = 1.0e8
+_MS_PER_M = 1e3 / SPEED_OF_LIGHT_M_S
+_NO_NODE = -9999
+
+#: Per slot, resource keys that must not be used (full), e.g. ``{"u:44713", "g:gw-eastus"}``.
+Exclusions = dict[int, frozenset[str]]
+
+
+@dataclass
+class Block:
+    """Positions of the whole constellation over ``T`` consecutive slots.
+
+    Attributes:
+        first_slot: index of the first slot.
+        catalog_numbers: ``(N,)`` int64.
+        positions_m: ``(T, N, 3)`` ITRF metres at each slot's midpoint.
+        ok: ``(T, N)`` True where propagation succeeded.
+        pairs, kind: +Grid laser-link candidates (rows of ``catalog_numbers``).
+        catalog_version: the orbit catalog version the positions come from.
+    """
+
+    first_slot: int
+    catalog_numbers: NDArray[np.int64]
+    positions_m: NDArray[np.float64]
+    ok: NDArray[np.bool_]
+    pairs: NDArray[np.int64]
+    kind: NDArray[np.int8]
+    catalog_version: int
+    _tree: cKDTree | None = field(default=None, repr=False)
+    _radius_m: float = field(default=0.0, repr=False)
+
+    @property
+    def n_slots(self) -> int:
+        return int(self.positions_m.shape[0])
+
+    @property
+    def end_slot(self) -> int:
+        return self.first_slot + self.n_slots
+
+    def stacked_tree(self) -> cKDTree:
+        """k-d tree over all slots' positions, slot ``k`` shifted by ``k * SLOT_OFFSET_M``."""
+        if self._tree is None:
+            t, n = self.ok.shape
+            pts = np.where(self.ok[..., None], self.positions_m, np.nan).copy()
+            pts[..., 0] += (np.arange(t) * SLOT_OFFSET_M)[:, None]
+            pts = pts.reshape(-1, 3)
+            # Failed satellites go far away (NaN is not allowed in a tree).
+            pts[~np.isfinite(pts).all(axis=1)] = -1.0e12
+            self._tree = cKDTree(pts, balanced_tree=False, compact_nodes=False)
+            good = self.positions_m[self.ok]
+            self._radius_m = float(np.max(np.linalg.norm(good, axis=1))) if good.size else 0.0
+        return self._tree
+
+    def satellite_radius_m(self) -> float:
+        self.stacked_tree()
+        return self._radius_m
+
+
+@dataclass
+class _RegionTrees:
+    """Shortest-path trees from one region node, per slot of one block (filled lazily)."""
+
+    dist_ms: NDArray[np.float32]  # (T, N): region -> satellite graph distance, ms
+    pred: NDArray[np.int32]  # (T, N + G + R) predecessors
+    filled: NDArray[np.bool_]  # (T,)
+
+
+class Constellation:
+    """Blocks, per-slot routers and per-(block, region) trees; plans terminals.
+
+    Args:
+        gateways: the gateway table (drained gateways carry no path).
+        capacity: elevation masks, overheads and capacities.
+        regions: Azure regions (default: the packaged catalogue).
+        fibre: the fibre model.
+        max_region_trees: how many (block, region) tree sets to keep (each is about
+            ``T * N * 8`` bytes; 240 slots x 4,408 satellites: 8.6 MB).
+        max_routers: how many slot routers to keep.
+    """
+
+    def __init__(self, gateways: GatewayTable, capacity: CapacityModel, *,
+                 regions: RegionTable | None = None, fibre: FibreModel | None = None,
+                 max_region_trees: int = 24, max_routers: int = 720) -> None:
+        self.capacity = capacity
+        self.regions = regions or load_regions()
+        self.fibre = fibre or FibreModel()
+        self.gateways = gateways
+        self.blocks: dict[int, Block] = {}
+        self._routers: OrderedDict[int, SlotRouter] = OrderedDict()
+        self._trees: OrderedDict[tuple[int, int], _RegionTrees] = OrderedDict()
+        self._lock = threading.Lock()
+        self.max_region_trees = max_region_trees
+        self.max_routers = max_routers
+
+    # -- cache management -----------------------------------------------------------
+
+    def add_block(self, block: Block) -> None:
+        with self._lock:
+            self.blocks[block.first_slot] = block
+
+    def drop_blocks(self, keep: Iterable[int] = ()) -> None:
+        """Forget every block not in ``keep`` (first slots), with its routers and trees."""
+        keep = set(keep)
+        with self._lock:
+            for first in [f for f in self.blocks if f not in keep]:
+                block = self.blocks.pop(first)
+                for s in range(block.first_slot, block.end_slot):
+                    self._routers.pop(s, None)
+                for key in [k for k in self._trees if k[0] == first]:
+                    del self._trees[key]
+
+    def set_gateways(self, gateways: GatewayTable) -> None:
+        """New gateway table (added, drained, restored): every router and tree is rebuilt."""
+        with self._lock:
+            self.gateways = gateways
+            self._routers.clear()
+            self._trees.clear()
+
+    def block_of(self, slot: int) -> Block:
+        for block in self.blocks.values():
+            if block.first_slot <= slot < block.end_slot:
+                return block
+        raise KeyError(slot)
+
+    def router(self, slot: int) -> SlotRouter:
+        """The slot's routing graph (cached)."""
+        with self._lock:
+            router = self._routers.get(slot)
+            if router is not None:
+                self._routers.move_to_end(slot)
+                return router
+            gateways = self.gateways
+        block = self.block_of(slot)
+        router = self._build_router(block, slot - block.first_slot, gateways)
+        with self._lock:
+            if gateways is self.gateways:
+                self._routers[slot] = router
+                while len(self._routers) > self.max_routers:
+                    self._routers.popitem(last=False)
+        return router
+
+    def _build_router(self, block: Block, k: int, gateways: GatewayTable,
+                      exclude: frozenset[str] = frozenset()) -> SlotRouter:
+        ok = block.ok[k]
+        pos_km = np.where(ok[:, None], block.positions_m[k], 0.0) / 1e3
+        isl = isl_topology(pos_km, block.pairs, block.kind,
+                           max_range_km=self.capacity.isl_max_range_km)
+        masks = _exclusion_masks(exclude, block.catalog_numbers, isl.pairs, gateways) \
+            if exclude else {}
+        return SlotRouter(pos_km, isl, gateways, self.regions, capacity=self.capacity,
+                          fibre=self.fibre, satellite_available=ok, **masks)
+
+    def _region_trees(self, block: Block, region: int, ks: NDArray[np.int64]) -> _RegionTrees:
+        key = (block.first_slot, region)
+        with self._lock:
+            trees = self._trees.get(key)
+            if trees is None:
+                n = block.catalog_numbers.size
+                nodes = n + len(self.gateways) + len(self.regions)
+                trees = self._trees[key] = _RegionTrees(
+                    np.full((block.n_slots, n), np.inf, np.float32),
+                    np.full((block.n_slots, nodes), _NO_NODE, np.int32),
+                    np.zeros(block.n_slots, bool))
+                while len(self._trees) > self.max_region_trees:
+                    self._trees.popitem(last=False)
+            else:
+                self._trees.move_to_end(key)
+        for k in ks[~trees.filled[ks]]:
+            router = self.router(block.first_slot + int(k))
+            dist, pred = dijkstra(router.graph, directed=True,
+                                  indices=router.n_satellites + router.n_gateways + region,
+                                  return_predecessors=True)
+            trees.dist_ms[k] = dist[: block.catalog_numbers.size]
+            trees.pred[k] = pred
+            trees.filled[k] = True
+        return trees
+
+    # -- planning ---------------------------------------------------------------------
+
+    def plan(self, latitude_deg: float, longitude_deg: float, altitude_m: float,
+             first_slot: int, end_slot: int, region: str,
+             exclusions: Exclusions | None = None) -> LinkPlan:
+        """Lowest-latency path per slot ``first_slot <= s < end_slot`` to ``region``.
+
+        Every slot must lie in a loaded block (``KeyError`` otherwise). Slots named in
+        ``exclusions`` are planned on a graph without the excluded resources.
+        """
+        region_row = self.regions.index_of(region)
+        ecef = geodetic_to_ecef(latitude_deg, longitude_deg, altitude_m).reshape(3)
+        up = enu_rotation(np.array([latitude_deg]), np.array([longitude_deg]))[0, 2, :]
+        sin_mask = np.sin(np.radians(self.capacity.terminal_min_elevation_deg))
+        paths: list[SlotPath] = []
+        slot = first_slot
+        while slot < end_slot:
+            block = self.block_of(slot)
+            stop = min(end_slot, block.end_slot)
+            paths += self._plan_in_block(block, ecef, up, sin_mask, slot, stop, region_row)
+            slot = stop
+        if exclusions:
+            for i, path in enumerate(paths):
+                excluded = exclusions.get(path.slot)
+                if excluded:
+                    paths[i] = self._plan_slot_excluding(path.slot, latitude_deg, longitude_deg,
+                                                         altitude_m, ecef, up, region_row,
+                                                         excluded)
+        return LinkPlan.from_paths(paths)
+
+    def _plan_in_block(self, block: Block, ecef, up, sin_mask, first: int, stop: int,
+                       region: int) -> list[SlotPath]:
+        n = block.catalog_numbers.size
+        ks = np.arange(first - block.first_slot, stop - block.first_slot)
+        tree = block.stacked_tree()
+        r_ground = float(np.linalg.norm(ecef))
+        radius = max_slant_range_m(r_ground, block.satellite_radius_m(),
+                                   max(self.capacity.terminal_min_elevation_deg - 0.5, 0.0))
+        queries = np.repeat(ecef[None, :], ks.size, axis=0)
+        queries[:, 0] += ks * SLOT_OFFSET_M
+        hits = tree.query_ball_point(queries, radius, return_sorted=False)
+        lengths = np.fromiter((len(h) for h in hits), np.int64, ks.size)
+        idx = np.fromiter((i for h in hits for i in h), np.int64, int(lengths.sum()))
+        k, sat = np.divmod(idx, n)
+        d = block.positions_m[k, sat] - ecef
+        rng = np.linalg.norm(d, axis=1)
+        sin_el = (d @ up) / np.maximum(rng, 1.0)
+        keep = (sin_el >= sin_mask) & block.ok[k, sat]
+        k, sat, rng, sin_el = k[keep], sat[keep], rng[keep], sin_el[keep]
+        trees = self._region_trees(block, region, ks)
+        cost = rng * _MS_PER_M + trees.dist_ms[k, sat]
+        finite = np.isfinite(cost)
+        k, sat, rng, sin_el, cost = k[finite], sat[finite], rng[finite], sin_el[finite], cost[finite]
+        order = np.lexsort((cost, k))
+        best_k, first_of = np.unique(k[order], return_index=True)
+        chosen = order[first_of]
+        by_k = dict(zip(best_k.tolist(), chosen.tolist(), strict=True))
+        routed_k, hop_lists, gws, ups, sins = [], [], [], [], []
+        for kk in ks.tolist():
+            c = by_k.get(kk)
+            if c is None:
+                continue
+            node = int(sat[c])
+            pred = trees.pred[kk]
+            hops = [node]
+            while True:
+                node = int(pred[node])
+                if node < 0 or node >= n:
+                    break
+                hops.append(node)
+            routed_k.append(kk)
+            hop_lists.append(hops)
+            gws.append(node - n)
+            ups.append(rng[c])
+            sins.append(sin_el[c])
+        routed = dict(zip(routed_k, self._slot_paths(
+            block, routed_k, hop_lists, gws, region, np.array(ups), np.array(sins)),
+            strict=True))
+        return [routed.get(kk) or SlotPath.unrouted(block.first_slot + kk)
+                for kk in ks.tolist()]
+
+    def _slot_paths(self, block: Block, ks: list[int], hop_lists: list[list[int]],
+                    gateways: list[int], region: int, uplink_m: NDArray[np.float64],
+                    sin_el: NDArray[np.float64]) -> list[SlotPath]:
+        """Latency of chosen paths, from geometry (penalties never enter it); vectorized
+        over slots."""
+        if not ks:
+            return []
+        counts = np.array([len(h) for h in hop_lists])
+        flat = np.fromiter((h for hops in hop_lists for h in hops), np.int64, int(counts.sum()))
+        k_flat = np.repeat(np.array(ks), counts)
+        hop_pos = block.positions_m[k_flat, flat]
+        seg = np.zeros(flat.size)
+        seg[1:] = np.linalg.norm(np.diff(hop_pos, axis=0), axis=1)
+        starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+        seg[starts] = 0.0  # the first hop of each slot starts a new path
+        isl_m = np.add.reduceat(seg, starts)
+        last = starts + counts - 1
+        gw = np.array(gateways)
+        down_m = np.linalg.norm(hop_pos[last] - self.gateways.ecef_m[gw], axis=1)
+        fibre = self.fibre.propagation_ms(self.gateways.latitude_deg[gw],
+                                          self.gateways.longitude_deg[gw],
+                                          self.regions.latitude_deg[region],
+                                          self.regions.longitude_deg[region])
+        budget = latency_budget(uplink_m * _MS_PER_M, isl_m * _MS_PER_M, down_m * _MS_PER_M,
+                                fibre, counts, capacity=self.capacity,
+                                fibre_fixed_ms=self.fibre.fixed_overhead_ms)
+        elevation = np.degrees(np.arcsin(np.clip(sin_el, -1.0, 1.0)))
+        cats = block.catalog_numbers
+        ids = self.gateways.ids
+        return [SlotPath(slot=block.first_slot + k, serving=int(cats[hops[0]]),
+                         hops=tuple(int(cats[h]) for h in hops), gateway=str(ids[g]),
+                         one_way_ms=float(ow), rtt_ms=float(rt), elevation_deg=float(el))
+                for k, hops, g, ow, rt, el in zip(ks, hop_lists, gateways,
+                                                  budget.one_way_ms.tolist(),
+                                                  budget.rtt_ms.tolist(), elevation.tolist(),
+                                                  strict=True)]
+
+    def _plan_slot_excluding(self, slot: int, lat: float, lon: float, alt: float, ecef, up,
+                             region: int, excluded: frozenset[str]) -> SlotPath:
+        """One slot on a graph built without the excluded resources (not cached)."""
+        block = self.block_of(slot)
+        k = slot - block.first_slot
+        router = self._build_router(block, k, self.gateways, excluded)
+        plan = router.route(lat, lon, alt, target_regions=np.array([region]))
+        if not plan.routed[0]:
+            return SlotPath.unrouted(slot)
+        hops = plan.hops(0)
+        d = block.positions_m[k, hops[0]] - ecef
+        rng = float(np.linalg.norm(d))
+        return self._slot_paths(block, [k], [hops], [int(plan.gateway[0])], region,
+                                np.array([rng]), np.array([float(d @ up) / rng]))[0]
+
+
+def _exclusion_masks(exclude: frozenset[str], catalog_numbers: NDArray[np.int64],
+                     isl_pairs: NDArray[np.int64], gateways: GatewayTable) -> dict:
+    """SlotRouter availability masks from ledger resource keys (see :mod:`.plan`)."""
+    row_of = {int(c): i for i, c in enumerate(catalog_numbers.tolist())}
+    n = catalog_numbers.size
+    user = np.ones(n, bool)
+    feeder = np.ones(n, bool)
+    gw = np.ones(len(gateways), bool)
+    isl = np.ones(len(isl_pairs), bool)
+    bad_links = set()
+    for key in exclude:
+        kind, _, ident = key.partition(":")
+        if kind == "u" and int(ident) in row_of:
+            user[row_of[int(ident)]] = False
+        elif kind == "f" and int(ident) in row_of:
+            feeder[row_of[int(ident)]] = False
+        elif kind == "g":
+            gw &= gateways.ids != ident
+        elif kind == "i":
+            a, b = (int(x) for x in ident.split("-"))
+            if a in row_of and b in row_of:
+                bad_links.add(frozenset((row_of[a], row_of[b])))
+    if bad_links:
+        isl = np.array([frozenset((int(a), int(b))) not in bad_links
+                        for a, b in isl_pairs.tolist()], bool)
+    return {"user_beam_available": user, "feeder_available": feeder,
+            "gateway_available": gw, "isl_available": isl}

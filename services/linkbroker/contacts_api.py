@@ -1,0 +1,641 @@
+"""The ground-station contacts servicer: proto <-> domain, validation, scopes, errors.
+
+The rules live in :mod:`services.linkbroker.contacts`, the queries and transactions in
+:mod:`services.linkbroker.contact_store`; passes come from the orbit service
+(``PredictPasses`` for one spacecraft over one station, mask = the larger of the station's
+and the profile's minimum elevation).
+
+Error codes (every one with an ErrorInfo reason; bad input with a BadRequest naming the
+field):
+
+- INVALID_ARGUMENT: malformed or missing fields, a window or contact outside the limits,
+  ``LEAD_TIME_NOT_MET`` (start_time sooner than 15 minutes: the request must change, not
+  the system), ``NOT_IN_PASS`` (the spacecraft is not above the mask for the whole
+  contact), ``REQUEST_ID_REUSED``;
+- NOT_FOUND: unknown station, profile, contact or spacecraft (another tenant's profile or
+  contact answers the same);
+- ALREADY_EXISTS: a profile id the tenant already uses;
+- FAILED_PRECONDITION: the contact is not in a state that allows the call
+  (``CONTACT_NOT_SCHEDULED``, ``CONTACT_STARTED``...), ``PROFILE_IN_USE``, and
+  ``NO_ANTENNA_AVAILABLE`` when every antenna is booked within the guard gap. Not ABORTED:
+  ABORTED tells a client to retry the same sequence (a lost optimistic-concurrency race);
+  here the conflict is decided under the station's row lock, and the same request will keep
+  failing until a contact is cancelled, so the client must choose another pass;
+- ABORTED only for ``PROFILE_CHANGED`` (the profile was deleted and re-created between the
+  pass check and the reservation: retrying is right);
+- UNAVAILABLE when the orbit service cannot be reached.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+
+import grpc
+import numpy as np
+from google.protobuf import duration_pb2, timestamp_pb2
+from skybridge.common.v1 import common_pb2
+from skybridge.linkbroker.v1 import contacts_pb2, contacts_pb2_grpc
+from skybridge.orbit.v1 import orbit_pb2
+
+from shared.auth import current_principal, requires
+from shared.errors import (
+    Aborted,
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+    Violations,
+)
+
+from . import contacts as rules
+from .contact_store import (
+    ContactStore,
+    decode_page_token,
+    encode_page_token,
+    fingerprint,
+    new_contact_id,
+)
+from .contacts import State
+
+OPERATOR = "linkbroker.operator"
+READ = ("contacts.read", "contacts.write", OPERATOR)
+WRITE = ("contacts.write", OPERATOR)
+DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 100, 1000
+MAX_REQUEST_ID, MAX_REASON, MAX_DISPLAY_NAME = 64, 500, 200
+_MIN_TS, _MAX_TS = -62_135_596_800, 253_402_300_799  # 0001-01-01 .. 9999-12-31 (UTC)
+_Contact = contacts_pb2.Contact
+
+
+# --------------------------------------------------------------------------- conversions
+
+def _ts(seconds: float) -> timestamp_pb2.Timestamp:
+    whole = int(np.floor(seconds))
+    return timestamp_pb2.Timestamp(seconds=whole, nanos=int(round((seconds - whole) * 1e9))
+                                   % 1_000_000_000)
+
+
+def _seconds(ts: timestamp_pb2.Timestamp) -> float:
+    return ts.seconds + ts.nanos * 1e-9
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    whole = int(seconds)
+    return duration_pb2.Duration(seconds=whole, nanos=int(round((seconds - whole) * 1e9)))
+
+
+def _time(check: Violations, message, name: str, field: str) -> float | None:
+    """The Timestamp field `name` of `message` in Unix seconds; a violation when unset or
+    out of range."""
+    if not message.HasField(name):
+        check.add(field, "is required")
+        return None
+    ts = getattr(message, name)
+    if not (0 <= ts.nanos < 1_000_000_000 and _MIN_TS <= ts.seconds <= _MAX_TS):
+        check.add(field, "is not a valid timestamp")
+        return None
+    return _seconds(ts)
+
+
+def _duration_s(check: Violations, duration: duration_pb2.Duration, field: str
+                ) -> float | None:
+    if abs(duration.nanos) >= 1_000_000_000 or (duration.seconds and duration.nanos
+                                                  and (duration.seconds > 0) != (
+                                                      duration.nanos > 0)):
+        check.add(field, "is not a valid duration")
+        return None
+    return duration.seconds + duration.nanos * 1e-9
+
+
+def _resource_id(check: Violations, value: str, collection: str, field: str) -> str | None:
+    """The id of ``{collection}/{id}``; a violation when missing or malformed."""
+    if not value:
+        check.add(field, "is required")
+        return None
+    prefix, _, rid = value.partition("/")
+    if prefix != collection or rules.profile_id_problem(rid):
+        check.add(field, f"must be {collection}/{{id}} with an id of 3 to 40 of a-z, 0-9 "
+                         "and '-'")
+        return None
+    return rid
+
+
+def _contact_id(check: Violations, value: str, field: str = "name") -> str | None:
+    prefix, _, cid = (value or "").partition("/")
+    if not value:
+        check.add(field, "is required")
+    elif prefix != "contacts" or not cid or len(cid) > 32 or not cid.isalnum():
+        check.add(field, "must be contacts/{id}")
+    else:
+        return cid
+    return None
+
+
+def _spacecraft(check: Violations, value: str, field: str = "spacecraft") -> int | None:
+    if not value:
+        check.add(field, "is required")
+        return None
+    number = rules.parse_spacecraft(value)
+    if number is None:
+        check.add(field, "must be satellites/{catalog_number} or a catalog number")
+    return number
+
+
+def _request_id(check: Violations, value: str) -> None:
+    if not value:
+        check.add("request_id", "is required for a mutating call (an idempotency key)")
+    elif len(value) > MAX_REQUEST_ID or not value.isprintable():
+        check.add("request_id", f"must be 1 to {MAX_REQUEST_ID} printable characters")
+
+
+def _page(check: Violations, size: int) -> int:
+    if size < 0:
+        check.add("page_size", "must not be negative")
+        return DEFAULT_PAGE_SIZE
+    return min(size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+
+
+def station_message(row) -> contacts_pb2.GroundStation:
+    return contacts_pb2.GroundStation(
+        name=f"groundStations/{row.id}", display_name=row.display_name,
+        location=common_pb2.GeodeticPoint(latitude_deg=row.latitude_deg,
+                                          longitude_deg=row.longitude_deg,
+                                          altitude_m=row.altitude_m),
+        antennas=row.antennas, min_elevation_deg=row.min_elevation_deg,
+        provider=row.provider, region=f"regions/{row.region}")
+
+
+def profile_message(m: Mapping) -> contacts_pb2.ContactProfile:
+    return contacts_pb2.ContactProfile(
+        name=f"contactProfiles/{m['id']}", display_name=m["display_name"],
+        min_elevation_deg=m["min_elevation_deg"],
+        min_viable_contact_duration=_duration(m["min_duration_s"]),
+        guard_gap=_duration(m["guard_gap_s"]), create_time=_ts(m["create_s"]))
+
+
+def contact_message(m: Mapping, now_s: float) -> contacts_pb2.Contact:
+    state = rules.effective_state(State[m["state"]], m["end_s"], now_s)
+    return contacts_pb2.Contact(
+        name=f"contacts/{m['id']}", spacecraft=f"satellites/{m['spacecraft']}",
+        ground_station=f"groundStations/{m['ground_station']}",
+        contact_profile=f"contactProfiles/{m['profile']}", antenna_index=m["antenna"],
+        start_time=_ts(m["start_s"]), end_time=_ts(m["end_s"]),
+        max_elevation_deg=m["max_elevation_deg"], start_azimuth_deg=m["start_azimuth_deg"],
+        end_azimuth_deg=m["end_azimuth_deg"], min_elevation_deg=m["min_elevation_deg"],
+        guard_gap=_duration(m["guard_gap_s"]), state=int(state),
+        state_reason=m["state_reason"], create_time=_ts(m["create_s"]),
+        update_time=_ts(m["update_s"]))
+
+
+def _refused(error: rules.RuleViolation) -> Exception:
+    """The canonical error for a rule the domain refused."""
+    if error.kind == "argument":
+        return InvalidArgument(error.message, reason=error.reason,
+                               violations=[(error.field or "request", error.message)])
+    return FailedPrecondition(error.message, reason=error.reason, metadata=error.metadata)
+
+
+class GroundStationServicer(contacts_pb2_grpc.GroundStationServiceServicer):
+    """GroundStationService over a :class:`ContactStore` and the orbit service's stub."""
+
+    def __init__(self, store: ContactStore, orbit, *, clock: Callable[[], float] = time.time,
+                 lead_time_s: float = rules.DEFAULT_LEAD_TIME_S):
+        self.store = store
+        self.orbit = orbit
+        self.clock = clock
+        self.lead_time_s = lead_time_s
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _contact_scope() -> str | None:
+        """The tenant whose contacts the caller sees; None for an operator (all)."""
+        principal = current_principal()
+        return None if principal.has(OPERATOR) else principal.tenant
+
+    async def _station(self, station_id: str, field: str = "ground_station"):
+        row = await self.store.get_station(station_id)
+        if row is None:
+            raise NotFound(f"groundStations/{station_id} not found",
+                           reason="GROUND_STATION_NOT_FOUND",
+                           violations=[(field, f"no ground station {station_id!r}")])
+        return row
+
+    async def _profile(self, profile_id: str, field: str = "contact_profile"):
+        row = await self.store.get_profile(current_principal().tenant, profile_id)
+        if row is None:
+            raise NotFound(f"contactProfiles/{profile_id} not found",
+                           reason="CONTACT_PROFILE_NOT_FOUND",
+                           violations=[(field, f"no contact profile {profile_id!r}")])
+        return row
+
+    async def _mutate(self, method: str, request, work, encode, response_type):
+        """Run `work(session, now)` once per (tenant, request_id) and decode the answer."""
+        payload = type(request)()
+        payload.CopyFrom(request)
+        payload.request_id = ""
+        print_ = fingerprint(method, payload.SerializeToString(deterministic=True))
+        try:
+            answer = await self.store.mutate(current_principal().tenant, request.request_id,
+                                             method, print_, work, encode)
+        except rules.RuleViolation as error:
+            raise _refused(error) from None
+        return response_type.FromString(answer)
+
+    async def _passes(self, number: int, station, mask_deg: float, min_duration_s: float,
+                      start_s: float, end_s: float, window_field: str) -> list:
+        """Passes of satellite `number` over `station` in ``[start_s, end_s]`` above
+        `mask_deg`, from the orbit service."""
+        request = orbit_pb2.PredictPassesRequest(
+            points=[common_pb2.GeodeticPoint(latitude_deg=station.latitude_deg,
+                                             longitude_deg=station.longitude_deg,
+                                             altitude_m=station.altitude_m)],
+            window=common_pb2.TimeWindow(start_time=_ts(start_s), end_time=_ts(end_s)),
+            min_elevation_deg=mask_deg, min_duration=_duration(max(min_duration_s, 0.0)),
+            selection=orbit_pb2.SatelliteSelection(catalog_numbers=[number]))
+        try:
+            answer = await self.orbit.PredictPasses(request)
+        except grpc.aio.AioRpcError as error:
+            code = error.code()
+            if code == grpc.StatusCode.NOT_FOUND:
+                raise NotFound(f"satellites/{number} is not in the orbit catalog",
+                               reason="SPACECRAFT_NOT_FOUND",
+                               violations=[("spacecraft", f"no satellite {number}")]) from None
+            if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE,
+                        grpc.StatusCode.RESOURCE_EXHAUSTED):
+                raise InvalidArgument(
+                    f"passes cannot be predicted: {error.details()}", reason="NO_PREDICTION",
+                    violations=[(window_field, error.details() or "rejected by the orbit "
+                                 "service")]) from None
+            raise Unavailable("the orbit service could not predict passes",
+                              reason="ORBIT_UNAVAILABLE") from None
+        return list(answer.passes)
+
+    # ------------------------------------------------------------------ ground stations
+    @requires(*READ)
+    async def ListGroundStations(self, request, context):
+        check = Violations()
+        size = _page(check, request.page_size)
+        check.raise_if_any()
+        after = decode_page_token(request.page_token, "stations", (str,))
+        rows = await self.store.list_stations(after[0] if after else None, size + 1)
+        more = len(rows) > size
+        rows = rows[:size]
+        return contacts_pb2.ListGroundStationsResponse(
+            ground_stations=[station_message(r) for r in rows],
+            next_page_token=encode_page_token([rows[-1].id], "stations") if more else "")
+
+    @requires(*READ)
+    async def GetGroundStation(self, request, context):
+        check = Violations()
+        station_id = _resource_id(check, request.name, "groundStations", "name")
+        check.raise_if_any()
+        return contacts_pb2.GetGroundStationResponse(
+            ground_station=station_message(await self._station(station_id, "name")))
+
+    # ------------------------------------------------------------------ profiles
+    @requires(*WRITE)
+    async def CreateContactProfile(self, request, context):
+        check = Violations()
+        bad_id = rules.profile_id_problem(request.contact_profile_id)
+        if bad_id:
+            check.add("contact_profile_id", bad_id)
+        values = {}
+        if check.require(request.HasField("contact_profile") or None, "contact_profile"):
+            p = request.contact_profile
+            check.check(len(p.display_name) <= MAX_DISPLAY_NAME,
+                        "contact_profile.display_name",
+                        f"must be at most {MAX_DISPLAY_NAME} characters")
+            duration = gap = None
+            if p.HasField("min_viable_contact_duration"):
+                duration = _duration_s(check, p.min_viable_contact_duration,
+                                       "contact_profile.min_viable_contact_duration")
+            if p.HasField("guard_gap"):
+                gap = _duration_s(check, p.guard_gap, "contact_profile.guard_gap")
+            malformed = {v.field for v in check.items}
+            for field, problem in rules.profile_problems(p.min_elevation_deg, duration, gap):
+                if f"contact_profile.{field}" not in malformed:
+                    check.add(f"contact_profile.{field}", problem)
+            values = {"id": request.contact_profile_id, "display_name": p.display_name,
+                      "min_elevation_deg": p.min_elevation_deg, "min_duration_s": duration,
+                      "guard_gap_s": rules.DEFAULT_GUARD_GAP_S if gap is None else gap}
+        _request_id(check, request.request_id)
+        check.raise_if_any("the contact profile is invalid")
+        tenant = current_principal().tenant
+
+        async def work(session, now):
+            row = dict(values, tenant=tenant, create_s=now)
+            if not await self.store.insert_profile(session, row):
+                raise AlreadyExists(
+                    f"contactProfiles/{values['id']} already exists",
+                    reason="CONTACT_PROFILE_ALREADY_EXISTS",
+                    violations=[("contact_profile_id", "is already used")])
+            return row
+
+        return await self._mutate(
+            "CreateContactProfile", request, work,
+            lambda row: contacts_pb2.CreateContactProfileResponse(
+                contact_profile=profile_message(row)).SerializeToString(deterministic=True),
+            contacts_pb2.CreateContactProfileResponse)
+
+    @requires(*READ)
+    async def GetContactProfile(self, request, context):
+        check = Violations()
+        profile_id = _resource_id(check, request.name, "contactProfiles", "name")
+        check.raise_if_any()
+        row = await self._profile(profile_id, "name")
+        return contacts_pb2.GetContactProfileResponse(contact_profile=profile_message(
+            row._mapping))
+
+    @requires(*READ)
+    async def ListContactProfiles(self, request, context):
+        check = Violations()
+        size = _page(check, request.page_size)
+        check.raise_if_any()
+        after = decode_page_token(request.page_token, "profiles", (str,))
+        rows = await self.store.list_profiles(current_principal().tenant,
+                                              after[0] if after else None, size + 1)
+        more = len(rows) > size
+        rows = rows[:size]
+        return contacts_pb2.ListContactProfilesResponse(
+            contact_profiles=[profile_message(r._mapping) for r in rows],
+            next_page_token=encode_page_token([rows[-1].id], "profiles") if more else "")
+
+    @requires(*WRITE)
+    async def DeleteContactProfile(self, request, context):
+        check = Violations()
+        profile_id = _resource_id(check, request.name, "contactProfiles", "name")
+        _request_id(check, request.request_id)
+        check.raise_if_any()
+        tenant = current_principal().tenant
+
+        async def work(session, now):
+            row = await self.store.profile_in(session, tenant, profile_id, lock="update")
+            if row is None:
+                raise NotFound(f"contactProfiles/{profile_id} not found",
+                               reason="CONTACT_PROFILE_NOT_FOUND",
+                               violations=[("name", f"no contact profile {profile_id!r}")])
+            in_use = await self.store.profile_in_use(session, tenant, profile_id, now)
+            if in_use:
+                raise FailedPrecondition(
+                    f"{in_use} scheduled contact(s) use contactProfiles/{profile_id}; cancel "
+                    "them or wait until they end", reason="PROFILE_IN_USE",
+                    metadata={"scheduled_contacts": str(in_use)})
+            await self.store.delete_profile(session, tenant, profile_id)
+            return dict(row._mapping)
+
+        return await self._mutate(
+            "DeleteContactProfile", request, work,
+            lambda row: contacts_pb2.DeleteContactProfileResponse(
+                contact_profile=profile_message(row)).SerializeToString(deterministic=True),
+            contacts_pb2.DeleteContactProfileResponse)
+
+    # ------------------------------------------------------------------ available contacts
+    @requires(*READ)
+    async def ListAvailableContacts(self, request, context):
+        check = Violations()
+        number = _spacecraft(check, request.spacecraft)
+        station_id = _resource_id(check, request.ground_station, "groundStations",
+                                  "ground_station")
+        profile_id = _resource_id(check, request.contact_profile, "contactProfiles",
+                                  "contact_profile")
+        size = _page(check, request.page_size)
+        start_s = end_s = None
+        if check.require(request.HasField("window") or None, "window"):
+            start_s = _time(check, request.window, "start_time", "window.start_time")
+            end_s = _time(check, request.window, "end_time", "window.end_time")
+        now = self.clock()
+        if start_s is not None and end_s is not None:
+            check.extend(rules.window_problems(start_s, end_s, now,
+                                               start_field="window.start_time",
+                                               end_field="window.end_time"))
+        check.raise_if_any("the availability request is invalid")
+        query = fingerprint("ListAvailableContacts", f"{number}|{station_id}|{profile_id}|"
+                            f"{start_s!r}|{end_s!r}".encode())
+        after = decode_page_token(request.page_token, query, (float,))
+        station = await self._station(station_id)
+        profile = await self._profile(profile_id)
+        mask = max(station.min_elevation_deg, profile.min_elevation_deg)
+        passes = await self._passes(number, station, mask, profile.min_duration_s, start_s,
+                                    end_s, "window")
+        rise = np.array([_seconds(p.rise_time) for p in passes], float)
+        sets = np.array([_seconds(p.set_time) for p in passes], float)
+        keep = np.ones(rise.size, bool) if after is None else rise > float(after[0])
+        idx = np.flatnonzero(keep)
+        more = idx.size > size
+        idx = idx[:size]
+        bookings = (await self.store.station_bookings(station_id, float(rise[idx].min()),
+                                                      float(sets[idx].max()))
+                    if idx.size else rules.Bookings.empty())
+        busy = rules.busy_antennas(rise[idx], sets[idx], profile.guard_gap_s, bookings,
+                                   station.antennas)
+        items = []
+        for k, i in enumerate(idx):
+            p = passes[i]
+            free = np.flatnonzero(~busy[k]).tolist()
+            items.append(contacts_pb2.AvailableContact(
+                spacecraft=f"satellites/{number}", ground_station=f"groundStations/{station_id}",
+                start_time=p.rise_time, end_time=p.set_time,
+                max_elevation_time=p.culmination_time, max_elevation_deg=p.max_elevation_deg,
+                start_azimuth_deg=p.rise_azimuth_deg, end_azimuth_deg=p.set_azimuth_deg,
+                free_antenna_indices=free,
+                reservable=bool(free) and rise[i] >= now + self.lead_time_s))
+        token = encode_page_token([float(rise[idx[-1]])], query) if more else ""
+        return contacts_pb2.ListAvailableContactsResponse(available_contacts=items,
+                                                          next_page_token=token)
+
+    # ------------------------------------------------------------------ contacts
+    @requires(*WRITE)
+    async def ReserveContact(self, request, context):
+        check = Violations()
+        number = _spacecraft(check, request.spacecraft)
+        station_id = _resource_id(check, request.ground_station, "groundStations",
+                                  "ground_station")
+        profile_id = _resource_id(check, request.contact_profile, "contactProfiles",
+                                  "contact_profile")
+        start_s = _time(check, request, "start_time", "start_time")
+        end_s = _time(check, request, "end_time", "end_time")
+        _request_id(check, request.request_id)
+        check.raise_if_any("the reservation is invalid")
+        principal = current_principal()
+        payload = contacts_pb2.ReserveContactRequest()
+        payload.CopyFrom(request)
+        payload.request_id = ""
+        print_ = fingerprint("ReserveContact", payload.SerializeToString(deterministic=True))
+        # A retry replays the first answer before any rule is checked again (the lead
+        # time may have passed since).
+        first = await self.store.replay(principal.tenant, request.request_id,
+                                        "ReserveContact", print_)
+        if first is not None:
+            return contacts_pb2.ReserveContactResponse.FromString(first)
+        station = await self._station(station_id)
+        profile = await self._profile(profile_id)
+        now = self.clock()
+        problems = rules.reservation_problems(start_s, end_s, now, profile.min_duration_s,
+                                              self.lead_time_s)
+        if problems:
+            raise InvalidArgument(
+                "the reservation is invalid: " + "; ".join(f"{f}: {d}" for f, d, _ in problems),
+                reason=problems[0][2], violations=[(f, d) for f, d, _ in problems])
+        mask = max(station.min_elevation_deg, profile.min_elevation_deg)
+        tolerance = rules.PASS_TOLERANCE_S
+        passes = await self._passes(number, station, mask,
+                                    profile.min_duration_s - 2 * tolerance, start_s, end_s,
+                                    "start_time")
+        rise = np.array([_seconds(p.rise_time) for p in passes], float)
+        sets = np.array([_seconds(p.set_time) for p in passes], float)
+        hit = rules.covering_pass(rise, sets, start_s, end_s, tolerance)
+        if hit is None:
+            description = (f"satellites/{number} is not above {mask:g} deg at "
+                           f"groundStations/{station_id} for the whole contact; take the "
+                           "times of a pass from ListAvailableContacts")
+            raise InvalidArgument(description, reason="NOT_IN_PASS",
+                                  violations=[("start_time", description),
+                                              ("end_time", description)])
+        chosen = passes[hit]
+        tenant = principal.tenant
+        used = (profile.min_elevation_deg, profile.min_duration_s, profile.guard_gap_s)
+
+        async def work(session, now):
+            locked = await self.store.profile_in(session, tenant, profile_id, lock="share")
+            if locked is None:
+                raise NotFound(f"contactProfiles/{profile_id} not found",
+                               reason="CONTACT_PROFILE_NOT_FOUND",
+                               violations=[("contact_profile", "was deleted")])
+            if (locked.min_elevation_deg, locked.min_duration_s, locked.guard_gap_s) != used:
+                raise Aborted("the contact profile changed during the reservation; retry",
+                              reason="PROFILE_CHANGED")
+            station_row = await self.store.lock_station(session, station_id)
+            bookings = await self.store.bookings(session, station_id, start_s, end_s)
+            antenna = rules.assign_antenna(start_s, end_s, profile.guard_gap_s, bookings,
+                                           station_row.antennas)
+            row = {"id": new_contact_id(), "tenant": tenant, "spacecraft": number,
+                   "ground_station": station_id, "profile": profile_id, "antenna": antenna,
+                   "start_s": start_s, "end_s": end_s,
+                   "max_elevation_deg": chosen.max_elevation_deg,
+                   "start_azimuth_deg": chosen.rise_azimuth_deg,
+                   "end_azimuth_deg": chosen.set_azimuth_deg, "min_elevation_deg": mask,
+                   "guard_gap_s": profile.guard_gap_s, "state": State.SCHEDULED.name,
+                   "state_reason": "", "create_s": now, "update_s": now}
+            await self.store.insert_contact(session, row)
+            return row
+
+        return await self._mutate(
+            "ReserveContact", request, work,
+            lambda row: contacts_pb2.ReserveContactResponse(contact=contact_message(
+                row, row["create_s"])).SerializeToString(deterministic=True),
+            contacts_pb2.ReserveContactResponse)
+
+    @requires(*READ)
+    async def GetContact(self, request, context):
+        check = Violations()
+        contact_id = _contact_id(check, request.name)
+        check.raise_if_any()
+        row = await self.store.get_contact(contact_id, self._contact_scope())
+        if row is None:
+            raise NotFound(f"{request.name} not found", reason="CONTACT_NOT_FOUND",
+                           violations=[("name", f"no contact {contact_id!r}")])
+        return contacts_pb2.GetContactResponse(contact=contact_message(row._mapping,
+                                                                       self.clock()))
+
+    @requires(*READ)
+    async def ListContacts(self, request, context):
+        check = Violations()
+        station_id = number = state = None
+        if request.ground_station:
+            station_id = _resource_id(check, request.ground_station, "groundStations",
+                                      "ground_station")
+        if request.spacecraft:
+            number = _spacecraft(check, request.spacecraft)
+        if request.state:
+            if request.state in State._value2member_map_:
+                state = State(request.state)
+            else:
+                check.add("state", "is not a Contact.State")
+        size = _page(check, request.page_size)
+        check.raise_if_any("the contact filter is invalid")
+        scope = self._contact_scope()
+        query = fingerprint("ListContacts", f"{scope}|{station_id}|{number}|{state}".encode())
+        after = decode_page_token(request.page_token, query, (float, str))
+        now = self.clock()
+        rows = await self.store.list_contacts(
+            scope, station=station_id, spacecraft=number, state=state, now_s=now,
+            after=(float(after[0]), str(after[1])) if after else None, limit=size + 1)
+        more = len(rows) > size
+        rows = rows[:size]
+        token = encode_page_token([rows[-1].start_s, rows[-1].id], query) if more else ""
+        return contacts_pb2.ListContactsResponse(
+            contacts=[contact_message(r._mapping, now) for r in rows], next_page_token=token)
+
+    def _change_state(self, request, scope: str | None, rule: Callable, target: Callable,
+                      reason: str):
+        """The transaction body that locks the contact, checks `rule(current, row, now)`
+        and stores `target(current)`, and the violations of the name and request_id."""
+
+        async def work(session, now):
+            row = await self.store.contact_in(session, contact_id, scope, lock=True)
+            if row is None:
+                raise NotFound(f"{request.name} not found", reason="CONTACT_NOT_FOUND",
+                               violations=[("name", f"no contact {contact_id!r}")])
+            current = rules.effective_state(State[row.state], row.end_s, now)
+            rule(current, row, now)
+            new_state = target(current)
+            await self.store.set_state(session, contact_id, new_state, reason, now)
+            return dict(row._mapping, state=new_state.name, state_reason=reason,
+                        update_s=now), now
+
+        check = Violations()
+        contact_id = _contact_id(check, request.name)
+        _request_id(check, request.request_id)
+        return work, check
+
+    @requires(*WRITE)
+    async def CancelContact(self, request, context):
+        principal = current_principal()
+        work, check = self._change_state(
+            request, self._contact_scope(),
+            lambda current, row, now: rules.check_cancel(current, row.start_s, now),
+            lambda current: State.CANCELLED, f"cancelled by {principal.subject}")
+        check.raise_if_any()
+        return await self._mutate(
+            "CancelContact", request, work,
+            lambda answer: contacts_pb2.CancelContactResponse(contact=contact_message(
+                *answer)).SerializeToString(deterministic=True),
+            contacts_pb2.CancelContactResponse)
+
+    @requires(OPERATOR)
+    async def CompleteContact(self, request, context):
+        outcome = State(request.outcome) if request.outcome in State._value2member_map_ \
+            else None
+        work, check = self._change_state(
+            request, None,
+            lambda current, row, now: rules.check_outcome(current, outcome, row.start_s, now),
+            lambda current: outcome, request.reason)
+        if outcome not in rules.OUTCOMES:
+            check.add("outcome", "must be STATE_SUCCEEDED or STATE_FAILED")
+        if outcome == State.FAILED and not request.reason:
+            check.add("reason", "is required for a FAILED outcome")
+        check.check(len(request.reason) <= MAX_REASON, "reason",
+                    f"must be at most {MAX_REASON} characters")
+        check.raise_if_any()
+        return await self._mutate(
+            "CompleteContact", request, work,
+            lambda answer: contacts_pb2.CompleteContactResponse(contact=contact_message(
+                *answer)).SerializeToString(deterministic=True),
+            contacts_pb2.CompleteContactResponse)
+
+    @requires(OPERATOR)
+    async def ProviderCancelContact(self, request, context):
+        work, check = self._change_state(
+            request, None,
+            lambda current, row, now: rules.check_provider_cancel(current, row.end_s, now),
+            lambda current: State.PROVIDER_CANCELLED, request.reason)
+        check.require(request.reason, "reason")
+        check.check(len(request.reason) <= MAX_REASON, "reason",
+                    f"must be at most {MAX_REASON} characters")
+        check.raise_if_any()
+        return await self._mutate(
+            "ProviderCancelContact", request, work,
+            lambda answer: contacts_pb2.ProviderCancelContactResponse(contact=contact_message(
+                *answer)).SerializeToString(deterministic=True),
+            contacts_pb2.ProviderCancelContactResponse)

@@ -1,0 +1,334 @@
+"""The link broker's queries: gateways, leases with their capacity, events, idempotency keys
+and the provisioning feed cursor (tables in :mod:`services.linkbroker.tables`).
+
+Every change of a lease happens in one transaction with its ledger rows and its event: a
+lease is never stored without its capacity, and capacity is never held by a lease that is
+not active. Lease rows are locked (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite
+serializes writers with ``BEGIN IMMEDIATE``) before their state changes, so two replicas
+racing to release, pre-empt or re-plan one lease apply exactly one of the changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.linkbroker import ledger
+from services.linkbroker.ledger import Oversubscribed
+from services.linkbroker.plan import LinkPlan
+from services.linkbroker.tables import (
+    feed_cursors,
+    gateways,
+    lease_events,
+    leases,
+    requests,
+)
+from shared.errors import AlreadyExists, InvalidArgument
+
+__all__ = ["LIVE_STATES", "Store", "fingerprint"]
+
+#: States that hold capacity.
+LIVE_STATES = ("ACTIVE", "DEGRADED")
+#: Pre-emption rounds before a government request gives up (each frees one full resource).
+MAX_PREEMPTION_ROUNDS = 64
+
+
+def fingerprint(*parts: object) -> str:
+    return hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Preempted:
+    lease_id: str
+    slot: int
+    resource: str
+
+
+class Store:
+    def __init__(self, engine: AsyncEngine, clock: Callable[[], float]):
+        self.engine = engine
+        self.clock = clock
+
+    def _lock(self, query):
+        return query.with_for_update() if self.engine.dialect.name == "postgresql" else query
+
+    # --- gateways ---------------------------------------------------------------------
+
+    async def gateways(self) -> list[dict]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(sa.select(gateways).order_by(gateways.c.id))
+            return [dict(r._mapping) for r in rows]
+
+    async def seed_gateways(self, rows: Iterable[dict]) -> int:
+        """Insert the defaults into an empty table (idempotent; safe with two replicas)."""
+        now = self.clock()
+        async with self.engine.begin() as conn:
+            if await conn.scalar(sa.select(sa.func.count()).select_from(gateways)):
+                return 0
+            values = [{**r, "create_s": now, "update_s": now} for r in rows]
+            await conn.execute(gateways.insert(), values)
+            return len(values)
+
+    async def create_gateway(self, row: dict) -> dict:
+        now = self.clock()
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(gateways.insert().values(**row, create_s=now, update_s=now))
+        except sa.exc.IntegrityError:
+            raise AlreadyExists(f"gateways/{row['id']} already exists",
+                                reason="GATEWAY_EXISTS") from None
+        return await self.gateway(row["id"])
+
+    async def gateway(self, gateway_id: str) -> dict | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(gateways).where(gateways.c.id == gateway_id))
+                   ).first()
+            return dict(row._mapping) if row else None
+
+    async def set_gateway_state(self, gateway_id: str, state: str) -> dict | None:
+        async with self.engine.begin() as conn:
+            await conn.execute(gateways.update().where(gateways.c.id == gateway_id)
+                               .values(state=state, update_s=self.clock()))
+        return await self.gateway(gateway_id)
+
+    # --- idempotency --------------------------------------------------------------------
+
+    async def replayed(self, conn: AsyncConnection, tenant: str, request_id: str, method: str,
+                       digest: str) -> bytes | None:
+        """The stored answer of an earlier call with this key, or None; a different request
+        under the same key is INVALID_ARGUMENT (REQUEST_ID_REUSED)."""
+        row = (await conn.execute(sa.select(requests.c.method, requests.c.fingerprint,
+                                            requests.c.response)
+                                  .where(requests.c.tenant == tenant,
+                                         requests.c.request_id == request_id))).first()
+        if row is None:
+            return None
+        if row.method != method or row.fingerprint != digest:
+            raise InvalidArgument("request_id was already used for a different request",
+                                  reason="REQUEST_ID_REUSED",
+                                  violations=[("request_id", "already used for a different "
+                                               "request")])
+        return row.response
+
+    async def replay(self, tenant: str, request_id: str, method: str, digest: str
+                     ) -> bytes | None:
+        async with self.engine.connect() as conn:
+            return await self.replayed(conn, tenant, request_id, method, digest)
+
+    async def remember(self, conn: AsyncConnection, tenant: str, request_id: str, method: str,
+                       digest: str, response: bytes) -> None:
+        await conn.execute(requests.insert().values(
+            tenant=tenant, request_id=request_id, method=method, fingerprint=digest,
+            response=response, create_s=self.clock()))
+
+    # --- leases ---------------------------------------------------------------------------
+
+    async def create_lease(self, lease: dict, plan: LinkPlan,
+                           capacity_of: Callable[[str], float], *, preempt: bool,
+                           request: tuple[str, str, str], now_slot: int
+                           ) -> tuple[dict, list[Preempted]]:
+        """Reserve the plan's capacity and store the lease, in one transaction.
+
+        ``request`` is (request_id, method, fingerprint); a concurrent twin with the same key
+        makes this raise ``sqlalchemy.exc.IntegrityError`` (the caller replays). With
+        ``preempt``, a full resource is freed by pre-empting best-effort leases on it.
+        Raises :class:`Oversubscribed` when a resource stays full.
+        """
+        slots, keys, caps = plan.ledger_rows(capacity_of)
+        bw = lease["bandwidth_mbps"]
+        now = self.clock()
+        preempted: list[Preempted] = []
+        async with self.engine.begin() as conn:
+            for _ in range(MAX_PREEMPTION_ROUNDS):
+                try:
+                    await ledger.reserve(conn, bw, slots, keys, caps)
+                    break
+                except Oversubscribed as full:
+                    if not preempt:
+                        raise
+                    victim = await self._preempt_one(conn, full, now_slot, lease["id"])
+                    if victim is None:
+                        raise
+                    preempted.append(victim)
+            else:
+                raise Oversubscribed(preempted[-1].slot, preempted[-1].resource, 0.0, 0.0)
+            row = {**lease, "plan": plan.encode(), "plan_revision": 1, "create_s": now,
+                   "update_s": now, "state": "ACTIVE", "state_reason": ""}
+            await conn.execute(leases.insert().values(**row))
+            await self._event(conn, lease["id"], "CREATED", "ACTIVE", "", now)
+            request_id, method, digest = request
+            await self.remember(conn, lease["tenant"], request_id, method, digest,
+                                lease["id"].encode())
+        return row, preempted
+
+    async def _preempt_one(self, conn: AsyncConnection, full: Oversubscribed, now_slot: int,
+                           by: str) -> Preempted | None:
+        """Pre-empt the newest best-effort live lease holding ``full.resource`` in
+        ``full.slot``; None when there is none."""
+        query = self._lock(
+            sa.select(leases.c.id, leases.c.plan, leases.c.bandwidth_mbps, leases.c.end_slot)
+            .where(leases.c.priority == "BEST_EFFORT", leases.c.state.in_(LIVE_STATES),
+                   leases.c.first_slot <= full.slot, leases.c.end_slot > full.slot)
+            .order_by(leases.c.create_s.desc(), leases.c.id))
+        for lease_id, blob, bw, _end in (await conn.execute(query)).all():
+            plan = LinkPlan.decode(blob)
+            if full.resource in plan.resources_at(full.slot):
+                reason = (f"pre-empted by government-priority links/{by} "
+                          f"({full.resource} in slot {full.slot})")
+                await self._free(conn, plan, bw, now_slot)
+                await conn.execute(leases.update().where(leases.c.id == lease_id).values(
+                    state="PREEMPTED", state_reason=reason, update_s=self.clock()))
+                await self._event(conn, lease_id, "STATE_CHANGED", "PREEMPTED", reason,
+                                  self.clock())
+                return Preempted(lease_id, full.slot, full.resource)
+        return None
+
+    async def _free(self, conn: AsyncConnection, plan: LinkPlan, bw: float, from_slot: int
+                    ) -> None:
+        slots, keys, _ = plan.ledger_rows(lambda _k: 0.0, from_slot=from_slot)
+        await ledger.release(conn, bw, slots, keys)
+
+    async def _event(self, conn: AsyncConnection, lease_id: str, kind: str, state: str,
+                     reason: str, when: float) -> None:
+        await conn.execute(lease_events.insert().values(
+            lease_id=lease_id, kind=kind, state=state, reason=reason[:500], create_s=when))
+
+    async def lease(self, lease_id: str) -> dict | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(leases).where(leases.c.id == lease_id))).first()
+            return dict(row._mapping) if row else None
+
+    async def list_leases(self, tenant: str | None, customer: str | None,
+                          after: tuple[float, str] | None, limit: int) -> list[dict]:
+        """Newest first; ``after`` is the (create_s, id) of the previous page's last row."""
+        query = sa.select(leases)
+        if tenant is not None:
+            query = query.where(leases.c.tenant == tenant)
+        if customer is not None:
+            query = query.where(leases.c.customer == customer)
+        if after is not None:
+            query = query.where(sa.or_(leases.c.create_s < after[0], sa.and_(
+                leases.c.create_s == after[0], leases.c.id > after[1])))
+        query = query.order_by(leases.c.create_s.desc(), leases.c.id).limit(limit)
+        async with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in await conn.execute(query)]
+
+    async def end_lease(self, lease_id: str, state: str, reason: str, now_slot: int,
+                        request: tuple[str, str, str, str] | None = None) -> dict | None:
+        """Move a live lease to a final ``state``, freeing its capacity from ``now_slot``
+        on; a lease already final is returned unchanged. ``request`` is (tenant,
+        request_id, method, fingerprint) to remember for replays."""
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(self._lock(
+                sa.select(leases).where(leases.c.id == lease_id)))).first()
+            if row is None:
+                return None
+            if row.state in LIVE_STATES:
+                await self._free(conn, LinkPlan.decode(row.plan), row.bandwidth_mbps,
+                                 max(now_slot, row.first_slot))
+                now = self.clock()
+                await conn.execute(leases.update().where(leases.c.id == lease_id).values(
+                    state=state, state_reason=reason, update_s=now))
+                await self._event(conn, lease_id, "STATE_CHANGED", state, reason, now)
+            if request is not None:
+                tenant, request_id, method, digest = request
+                await self.remember(conn, tenant, request_id, method, digest,
+                                    lease_id.encode())
+        return await self.lease(lease_id)
+
+    async def replan_lease(self, lease_id: str, from_slot: int, plan_of: Callable,
+                           capacity_of: Callable[[str], float]) -> tuple[str, str] | None:
+        """Replace a live lease's plan from ``from_slot`` on.
+
+        ``plan_of(lease_row)`` returns the new plan for ``from_slot .. end_slot`` (or raises
+        :class:`Oversubscribed`/``LookupError`` when there is none). On success the lease
+        is ACTIVE with the new path; when no path has room, its future capacity is freed
+        and it is DEGRADED. Returns (state, reason), or None when the lease is not live.
+        """
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(self._lock(
+                sa.select(leases).where(leases.c.id == lease_id)))).first()
+            if row is None or row.state not in LIVE_STATES or row.end_slot <= from_slot:
+                return None
+            old = LinkPlan.decode(row.plan)
+            start = max(from_slot, row.first_slot)
+            await self._free(conn, old, row.bandwidth_mbps, start)
+            now = self.clock()
+            try:
+                new = await plan_of(dict(row._mapping), start, conn)
+                slots, keys, caps = new.ledger_rows(capacity_of)
+                await ledger.reserve(conn, row.bandwidth_mbps, slots, keys, caps)
+                state, reason, plan = "ACTIVE", "", old.splice(new)
+                kind = "REPLANNED"
+            except (Oversubscribed, LookupError) as why:
+                state = "DEGRADED"
+                reason = f"no path with capacity from slot {start}: {why}"[:500]
+                plan, kind = old, "STATE_CHANGED"
+            await conn.execute(leases.update().where(leases.c.id == lease_id).values(
+                state=state, state_reason=reason, plan=plan.encode(),
+                plan_revision=row.plan_revision + 1, update_s=now))
+            await self._event(conn, lease_id, kind, state, reason, now)
+            return state, reason
+
+    async def live_leases(self, *, subscription: str | None = None, from_slot: int
+                          ) -> list[dict]:
+        query = sa.select(leases.c.id, leases.c.plan, leases.c.subscription).where(
+            leases.c.state.in_(LIVE_STATES), leases.c.end_slot > from_slot)
+        if subscription is not None:
+            query = query.where(leases.c.subscription == subscription)
+        async with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in await conn.execute(query)]
+
+    async def events(self, lease_id: str, after_id: int) -> list[dict]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(sa.select(lease_events).where(
+                lease_events.c.lease_id == lease_id, lease_events.c.id > after_id)
+                .order_by(lease_events.c.id))
+            return [dict(r._mapping) for r in rows]
+
+    async def last_event_id(self, lease_id: str) -> int:
+        async with self.engine.connect() as conn:
+            return int(await conn.scalar(sa.select(sa.func.coalesce(
+                sa.func.max(lease_events.c.id), 0)).where(lease_events.c.lease_id == lease_id)))
+
+    # --- housekeeping ---------------------------------------------------------------------
+
+    async def expire(self, now_slot: int) -> int:
+        """Live leases whose window ended become EXPIRED; ledger rows of past slots go."""
+        async with self.engine.connect() as conn:
+            due = list((await conn.execute(sa.select(leases.c.id).where(
+                leases.c.state.in_(LIVE_STATES), leases.c.end_slot <= now_slot)
+                .limit(500))).scalars())
+        for lease_id in due:
+            await self.end_lease(lease_id, "EXPIRED", "the window ended", now_slot)
+        async with self.engine.begin() as conn:
+            await conn.execute(sa.text("DELETE FROM capacity_usage WHERE slot < :s"),
+                               {"s": now_slot - 1})
+            await conn.execute(requests.delete().where(
+                requests.c.create_s < self.clock() - 48 * 3600))
+        return len(due)
+
+    # --- provisioning feed cursor -----------------------------------------------------------
+
+    async def cursor(self, name: str) -> str:
+        async with self.engine.connect() as conn:
+            return await conn.scalar(sa.select(feed_cursors.c.cursor).where(
+                feed_cursors.c.name == name)) or ""
+
+    async def save_cursor(self, name: str, cursor: str) -> None:
+        async with self.engine.begin() as conn:
+            updated = await conn.execute(feed_cursors.update().where(
+                feed_cursors.c.name == name).values(cursor=cursor, update_s=self.clock()))
+            if not updated.rowcount:
+                try:
+                    async with conn.begin_nested():
+                        await conn.execute(feed_cursors.insert().values(
+                            name=name, cursor=cursor, update_s=self.clock()))
+                except sa.exc.IntegrityError:
+                    await conn.execute(feed_cursors.update().where(
+                        feed_cursors.c.name == name).values(cursor=cursor,
+                                                           update_s=self.clock()))

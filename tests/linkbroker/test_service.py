@@ -1,0 +1,177 @@
+"""The link broker over gRPC with real orbit and provisioning servers and a real database."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import grpc
+import pytest
+import sqlalchemy as sa
+from skybridge.common.v1 import common_pb2
+from skybridge.linkbroker.v1 import linkbroker_pb2 as pb
+from skybridge.provisioning.v1 import provisioning_pb2 as prov
+
+from services.linkbroker.latency import physical_floor_rtt_ms
+from shared.errors import details_of
+from tests.linkbroker.suite import link_request, rid, start_suite, window
+
+LINK = pb.Link
+
+
+async def failure(call) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call
+    return caught.value
+
+
+def fields_of(error) -> set[str]:
+    return {v.field for v in details_of(error).violations}
+
+
+@pytest.fixture
+async def suite(settings, minter):
+    suite = await start_suite(settings, minter)
+    await suite.add_broker()
+    yield suite
+    await suite.close()
+
+
+async def usage_rows(kit, *, from_now: bool = True) -> list[tuple]:
+    """Ledger rows holding capacity (from the current slot on, unless ``from_now`` is
+    False: a slot that has passed keeps what it held)."""
+    first = kit.broker.now_slot() if from_now else 0
+    async with kit.engine.connect() as conn:
+        return (await conn.execute(sa.text(
+            "SELECT slot, resource, used_mbps, capacity_mbps FROM capacity_usage "
+            "WHERE used_mbps > 0 AND slot >= :first ORDER BY slot, resource"),
+            {"first": first})).all()
+
+
+async def test_estimate_path_is_physical_and_within_public_starlink_round_trips(suite):
+    stub = suite.stub()
+    # Quincy, Washington (next to the westus2 datacentres) to westus2; Dallas to southcentralus.
+    for lat, lon, region in ((47.23, -119.85, "westus2"), (32.78, -96.80, "southcentralus")):
+        answer = await stub.EstimatePath(pb.EstimatePathRequest(
+            location=common_pb2.GeodeticPoint(latitude_deg=lat, longitude_deg=lon),
+            region=region, window=window(minutes=5)), metadata=suite.customer())
+        assert len(answer.slots) >= 20
+        assert answer.routed_fraction == 1.0
+        for slot in answer.slots:
+            assert slot.routed and slot.elevation_deg >= 25.0 - 1e-6
+            assert slot.hops[0] == slot.serving_satellite
+            assert slot.laser_links == len(slot.hops) - 1
+            assert slot.round_trip_ms >= physical_floor_rtt_ms(550.0)
+            assert 20.0 <= slot.round_trip_ms <= 50.0
+            assert slot.gateway.startswith("gateways/gw-")
+        starts = [s.start_time.seconds for s in answer.slots]
+        assert all(b - a == 15 for a, b in zip(starts, starts[1:], strict=False))
+        assert starts[0] % 15 == 0
+        assert 20.0 <= answer.median_round_trip_ms <= 50.0
+
+
+async def test_request_get_list_release_and_capacity(suite):
+    stub = suite.stub()
+    customer, sub, terminal = await suite.active_terminal()
+    request = link_request(customer, terminal, mbps=25.0, include_slots=True)
+    link = (await stub.RequestLink(request, metadata=suite.customer())).link
+    assert link.state == LINK.STATE_ACTIVE and link.priority == LINK.PRIORITY_ENTERPRISE
+    assert link.subscription == sub.name and link.region == "regions/westus2"
+    assert len(link.slots) >= 40 and all(s.routed for s in link.slots)
+    assert 20.0 <= link.median_round_trip_ms <= 50.0
+    # Every slot holds 25 Mbit/s on each resource of its path, nothing else is held.
+    rows = await usage_rows(suite.brokers[0], from_now=False)
+    expected = set()
+    for s in link.slots:
+        slot = s.start_time.seconds // 15
+        expected |= {(slot, f"u:{s.serving_satellite}"), (slot, f"f:{s.hops[-1]}"),
+                     (slot, "g:" + s.gateway.removeprefix("gateways/"))}
+        expected |= {(slot, f"i:{min(a, b)}-{max(a, b)}") for a, b in zip(s.hops, s.hops[1:],
+                                                                          strict=False)}
+    assert {(r[0], r[1]) for r in rows} == expected
+    assert all(r[2] == pytest.approx(25.0) for r in rows)
+    # Replay: same answer, nothing more held; the same key for another request is refused.
+    again = (await stub.RequestLink(request, metadata=suite.customer())).link
+    assert again.name == link.name
+    assert await usage_rows(suite.brokers[0], from_now=False) == rows
+    request.bandwidth_mbps = 30.0
+    reused = await failure(stub.RequestLink(request, metadata=suite.customer()))
+    assert reused.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert details_of(reused).reason == "REQUEST_ID_REUSED"
+    # Get and list for the tenant; another tenant sees nothing.
+    got = (await stub.GetLink(pb.GetLinkRequest(name=link.name),
+                              metadata=suite.customer(write=False))).link
+    assert got.name == link.name and not got.slots
+    listed = await stub.ListLinks(pb.ListLinksRequest(), metadata=suite.customer())
+    assert [x.name for x in listed.links] == [link.name]
+    other = await stub.ListLinks(pb.ListLinksRequest(), metadata=suite.customer("fabrikam"))
+    assert not other.links
+    hidden = await failure(stub.GetLink(pb.GetLinkRequest(name=link.name),
+                                        metadata=suite.customer("fabrikam")))
+    assert hidden.code() == grpc.StatusCode.NOT_FOUND
+    # Release frees everything.
+    released = (await stub.ReleaseLink(pb.ReleaseLinkRequest(name=link.name, request_id=rid()),
+                                       metadata=suite.customer())).link
+    assert released.state == LINK.STATE_RELEASED
+    assert await usage_rows(suite.brokers[0]) == []
+
+
+async def test_bad_input_names_the_field_and_holds_nothing(suite):
+    stub = suite.stub()
+    customer, _, terminal = await suite.active_terminal()
+    who = suite.customer()
+    bad = pb.RequestLinkRequest(customer="customer/x", terminal="t", region="atlantis",
+                                bandwidth_mbps=-1, window=window(minutes=-5), request_id="")
+    error = await failure(stub.RequestLink(bad, metadata=who))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert fields_of(error) >= {"customer", "terminal", "region", "bandwidth_mbps",
+                                "window.end_time", "request_id"}
+    long = link_request(customer, terminal, minutes=25 * 60)
+    assert "window" in fields_of(await failure(stub.RequestLink(long, metadata=who)))
+    past = link_request(customer, terminal)
+    past.window.CopyFrom(window(minutes=5, start_in_s=-3600))
+    assert "window.end_time" in fields_of(await failure(stub.RequestLink(past, metadata=who)))
+    far = link_request(customer, terminal)
+    far.window.CopyFrom(window(minutes=5, start_in_s=8 * 86400))
+    assert "window.start_time" in fields_of(await failure(stub.RequestLink(far, metadata=who)))
+    nan = link_request(customer, terminal, mbps=math.nan)
+    assert "bandwidth_mbps" in fields_of(await failure(stub.RequestLink(nan, metadata=who)))
+    unknown = link_request(customer, terminal)
+    unknown.terminal = customer.name + "/terminals/nope"
+    missing = await failure(stub.RequestLink(unknown, metadata=who))
+    assert missing.code() == grpc.StatusCode.NOT_FOUND and "terminal" in fields_of(missing)
+    theirs = await failure(stub.RequestLink(link_request(customer, terminal),
+                                            metadata=suite.customer("fabrikam")))
+    assert theirs.code() == grpc.StatusCode.NOT_FOUND and "customer" in fields_of(theirs)
+    over = await failure(stub.RequestLink(link_request(customer, terminal, mbps=500),
+                                          metadata=who))
+    assert over.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert details_of(over).reason == "BANDWIDTH_EXCEEDS_PLAN"
+    where = common_pb2.GeodeticPoint(latitude_deg=91, longitude_deg=-181, altitude_m=1e9)
+    estimate = await failure(stub.EstimatePath(pb.EstimatePathRequest(
+        location=where, region="westus2", window=window()), metadata=who))
+    assert fields_of(estimate) == {"location.latitude_deg", "location.longitude_deg",
+                                   "location.altitude_m"}
+    reader = await failure(stub.RequestLink(link_request(customer, terminal),
+                                            metadata=suite.customer(write=False)))
+    assert reader.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert await usage_rows(suite.brokers[0]) == []
+
+
+async def test_suspended_subscription_suspends_its_links_within_five_seconds(suite):
+    stub = suite.stub()
+    customer, sub, terminal = await suite.active_terminal()
+    link = (await stub.RequestLink(link_request(customer, terminal),
+                                   metadata=suite.customer())).link
+    prov_stub = suite.prov_stub()
+    await prov_stub.SuspendSubscription(prov.SuspendSubscriptionRequest(
+        name=sub.name, request_id=rid()), metadata=suite.operator())
+    state = None
+    for _ in range(50):
+        state = (await stub.GetLink(pb.GetLinkRequest(name=link.name),
+                                    metadata=suite.customer())).link.state
+        if state == LINK.STATE_SUSPENDED:
+            break
+        await asyncio.sleep(0.1)
+    assert state == LINK.STATE_SUSPENDED
+    assert await usage_rows(suite.brokers[0]) == []
