@@ -13,6 +13,7 @@ Each service owns its tables and never reads another's:
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,3 +95,95 @@ def create_engine(location: StoreLocation, *, pool_size: int = 10) -> AsyncEngin
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+class FastReads:
+    """A few autocommit psycopg connections for hot single statements (PostgreSQL): no
+    SQLAlchemy session, no BEGIN/COMMIT round trips around it (one statement is its own
+    transaction, so row locks it takes are released as it ends, not when the client gets
+    round to sending COMMIT), and the statement is prepared on each connection. Connections
+    open on demand; a broken one is dropped and a read (never a write) retried once.
+    """
+
+    def __init__(self, conninfo: str, options: str, size: int):
+        self.conninfo = conninfo
+        self.options = options
+        self.size = size
+        self._idle: list = []
+        self._opened = 0
+        self._freed = asyncio.Condition()
+
+    async def _acquire(self):
+        async with self._freed:
+            while not self._idle and self._opened >= self.size:
+                await self._freed.wait()
+            if self._idle:
+                return self._idle.pop()
+            self._opened += 1
+        try:
+            import psycopg
+
+            return await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True,
+                                                         options=self.options)
+        except BaseException:
+            await self._release(None)
+            raise
+
+    async def _release(self, connection) -> None:
+        async with self._freed:
+            if connection is None:
+                self._opened -= 1
+            else:
+                self._idle.append(connection)
+            self._freed.notify()
+
+    async def fetchone(self, sql: str, params: dict):
+        import psycopg
+
+        for attempt in range(2):
+            connection = await self._acquire()
+            try:
+                cursor = await connection.execute(sql, params, prepare=True)
+                row = await cursor.fetchone()
+            except psycopg.OperationalError:
+                await connection.close()
+                await self._release(None)
+                if attempt:
+                    raise
+                continue
+            except BaseException:
+                await connection.close()
+                await self._release(None)
+                raise
+            await self._release(connection)
+            return row
+        raise AssertionError("unreachable")
+
+    async def execute(self, sql: str, params: dict) -> None:
+        """Run one writing statement (not retried: it may have committed)."""
+        connection = await self._acquire()
+        try:
+            await connection.execute(sql, params, prepare=True)
+        except BaseException as error:
+            import psycopg
+
+            if isinstance(error, psycopg.OperationalError | asyncio.CancelledError):
+                await connection.close()
+                await self._release(None)
+                raise
+            await self._release(connection)
+            raise
+        await self._release(connection)
+
+    @classmethod
+    def for_store(cls, engine, location, size: int) -> FastReads:
+        """A pool on the same database and schema as ``engine``."""
+        return cls(engine.url.set(drivername="postgresql").render_as_string(hide_password=False),
+                   f"-csearch_path={location.schema}", size)
+
+    async def close(self) -> None:
+        async with self._freed:
+            idle, self._idle = self._idle, []
+            self._opened -= len(idle)
+        for connection in idle:
+            await connection.close()

@@ -22,12 +22,13 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared import db
 from shared.config import EnvReader, Settings
+from shared.db import FastReads
 from shared.errors import AlreadyExists
 from shared.service import ServiceKit
 
 from .api import ProvisioningServicer
 from .domain import PlanTerms
-from .store import SYSTEM, FastReads, Store
+from .store import SYSTEM, Store
 
 log = logging.getLogger("skybridge.provisioning")
 

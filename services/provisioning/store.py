@@ -54,6 +54,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.auth import Principal
+from shared.db import FastReads
 from shared.errors import (
     Aborted,
     AlreadyExists,
@@ -92,8 +93,12 @@ log = logging.getLogger("skybridge.provisioning")
 #: The service itself, as the actor of background changes (lapses, operations).
 SYSTEM = Principal(subject="service:provisioning", scopes=frozenset({domain.OPERATOR}),
                    tenant="skybridge", expires_at=float("inf"))
-#: Lock key of the outbox relay: one replica at a time publishes events (PostgreSQL).
-OUTBOX_LOCK = 0x5B0B_0001
+#: The outbox relay's lock (PostgreSQL): one replica at a time publishes events. Advisory
+#: locks belong to the whole database, so the key names this deployment's schema: another
+#: deployment (another schema prefix: a test, a benchmark) has its own relay and its own
+#: events, and a busy relay there must not keep this one from publishing.
+OUTBOX_LOCK_SQL = text(
+    "SELECT pg_try_advisory_xact_lock(hashtext('skybridge-outbox:' || current_schema()))")
 #: Events published per relay transaction.
 PUBLISH_BATCH = 5000
 _RETRYABLE_SQLSTATES = {"40P01", "40001"}  # deadlock, serialization failure
@@ -299,74 +304,6 @@ class Tx:
 Work = Callable[[Tx], Awaitable[Any]]
 
 
-class FastReads:
-    """A few autocommit psycopg connections for one hot single-statement read (PostgreSQL):
-    no SQLAlchemy session, no BEGIN/ROLLBACK around it, and the statement is prepared on each
-    connection. Connections open on demand; a broken one is dropped and the read retried once.
-    """
-
-    def __init__(self, conninfo: str, options: str, size: int):
-        self.conninfo = conninfo
-        self.options = options
-        self.size = size
-        self._idle: list = []
-        self._opened = 0
-        self._freed = asyncio.Condition()
-
-    async def _acquire(self):
-        async with self._freed:
-            while not self._idle and self._opened >= self.size:
-                await self._freed.wait()
-            if self._idle:
-                return self._idle.pop()
-            self._opened += 1
-        try:
-            import psycopg
-
-            return await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True,
-                                                         options=self.options)
-        except BaseException:
-            await self._release(None)
-            raise
-
-    async def _release(self, connection) -> None:
-        async with self._freed:
-            if connection is None:
-                self._opened -= 1
-            else:
-                self._idle.append(connection)
-            self._freed.notify()
-
-    async def fetchone(self, sql: str, params: dict):
-        import psycopg
-
-        for attempt in range(2):
-            connection = await self._acquire()
-            try:
-                cursor = await connection.execute(sql, params, prepare=True)
-                row = await cursor.fetchone()
-            except psycopg.OperationalError:
-                await connection.close()
-                await self._release(None)
-                if attempt:
-                    raise
-                continue
-            except BaseException:
-                await connection.close()
-                await self._release(None)
-                raise
-            await self._release(connection)
-            return row
-        raise AssertionError("unreachable")
-
-    async def close(self) -> None:
-        async with self._freed:
-            idle, self._idle = self._idle, []
-            self._opened -= len(idle)
-        for connection in idle:
-            await connection.close()
-
-
 class Store:
     """Queries and transactions of the provisioning service."""
 
@@ -483,9 +420,7 @@ class Store:
             published = 0
             while True:
                 async with self.sessions() as session, session.begin():
-                    if not self.is_sqlite and not await session.scalar(
-                            text("SELECT pg_try_advisory_xact_lock(:key)"),
-                            {"key": OUTBOX_LOCK}):
+                    if not self.is_sqlite and not await session.scalar(OUTBOX_LOCK_SQL):
                         return published
                     count = (await session.execute(self._PUBLISH)).rowcount or 0
                 published += count
