@@ -17,6 +17,10 @@ one JSON object; ``--skip PART`` leaves a part out):
   then the slot snapshot (``isl_topology`` + ``SlotRouter`` + ``route``).
   Target: under 100 ms (best of ``--repeats``; the spread is printed too).
 
+``load`` - RequestLink for one-hour windows at a steady 100/s for 60 s across the running
+suite on PostgreSQL (see bench/linkbroker_load.py): p50, p99 (target < 100 ms), errors
+(target 0).
+
 New parts: write ``def my_part(args, figures) -> None`` and register it in
 :data:`PARTS` (and any options in :func:`build_parser`).
 """
@@ -38,6 +42,8 @@ if str(ROOT) not in sys.path:
 
 import numpy as np  # noqa: E402
 
+from bench.linkbroker_load import add_arguments as add_load_arguments  # noqa: E402
+from bench.linkbroker_load import load_part  # noqa: E402
 from services.linkbroker.gateways import default_gateways  # noqa: E402
 from services.linkbroker.planes import assign_planes, orbit_geometry  # noqa: E402
 from services.linkbroker.routing import SlotRouter  # noqa: E402
@@ -217,6 +223,7 @@ def routing_part(args: argparse.Namespace, figures: dict) -> None:
 # name -> part(args, figures); run in this order.
 PARTS: dict[str, Callable[[argparse.Namespace, dict], None]] = {
     "routing": routing_part,
+    "load": load_part,
 }
 
 
@@ -225,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--skip", action="append", default=[], choices=sorted(PARTS),
                         help="leave a part out (repeatable)")
     parser.add_argument("--repeats", type=int, default=REPEATS, help="best-of-N for our timings")
+    add_load_arguments(parser)
     return parser
 
 

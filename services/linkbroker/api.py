@@ -508,7 +508,10 @@ class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
                 if event["kind"] == "REPLANNED":
                     fresh = await self.store.lease(lease_id)
                     plan = LinkPlan.decode(fresh["plan"])
-                    slot = min(max(self.broker.now_slot(), plan.first_slot), plan.end_slot - 1)
+                    # A re-plan applies from the next slot on (the current one keeps its
+                    # path): tell the first re-planned slot, not the unchanged current one.
+                    slot = min(max(self.broker.now_slot() + 1, plan.first_slot),
+                               plan.end_slot - 1)
                     yield self._change(pb.WatchLinkResponse.KIND_REPLANNED, plan.path_at(slot),
                                        state, event["reason"], event["create_s"])
                 else:

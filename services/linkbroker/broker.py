@@ -24,7 +24,7 @@ from services.linkbroker.capacity_model import CapacityModel
 from services.linkbroker.constellation import Constellation
 from services.linkbroker.gateways import Gateway, GatewayState, GatewayTable, default_gateways
 from services.linkbroker.ledger import Oversubscribed
-from services.linkbroker.plan import LinkPlan, capacity_lookup
+from services.linkbroker.plan import LinkPlan, bucket_of, capacity_lookup
 from services.linkbroker.settings import BrokerSettings
 from services.linkbroker.slots import slot_index
 from services.linkbroker.store import LIVE_STATES, Store
@@ -184,8 +184,14 @@ class LinkBroker:
                     lease, plan, self.capacity_of, preempt=lease["priority"] == "GOVERNMENT",
                     request=request, now_slot=self.now_slot())
             except Oversubscribed as full:
-                last = full
-                exclusions.setdefault(full.slot, set()).add(full.resource)
+                # The ledger counts per bucket: avoid the resource in every slot of the
+                # bucket where this plan uses it, and name the first such slot.
+                using = [p.slot for p in plan.paths
+                         if bucket_of(p.slot) == full.slot and full.resource in p.resources()]
+                for slot in using:
+                    exclusions.setdefault(slot, set()).add(full.resource)
+                last = Oversubscribed(using[0] if using else max(full.slot, plan.first_slot),
+                                      full.resource, full.used_mbps, full.capacity_mbps)
                 continue
             self.notify()
             return row, plan, preempted

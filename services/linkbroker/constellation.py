@@ -7,7 +7,9 @@ laser-link candidates recovered from the orbital planes at the block's first slo
 :class:`~services.linkbroker.routing.SlotRouter` (built once, shared by every request that
 touches the slot) and, per (block, region), the shortest-path tree from that region's node
 to every satellite, filled slot by slot as requests need them. Planning one terminal over a
-window then costs a k-d tree query and a few gathers, not a routing computation.
+window then costs a k-d tree query and a few gathers, not a routing computation; and a
+terminal's paths over a whole block are kept too (terminals ask again and again: a second
+request from the same place costs a lookup).
 
 Terminal visibility over a whole block is one k-d tree over the block's stacked positions:
 slot ``k``'s satellites are shifted by ``k * SLOT_OFFSET_M`` along x, so one query of the
@@ -46,6 +48,10 @@ __all__ = ["Block", "Constellation", "Exclusions", "SLOT_OFFSET_M"]
 SLOT_OFFSET_M = 1.0e8
 _MS_PER_M = 1e3 / SPEED_OF_LIGHT_M_S
 _NO_NODE = -9999
+
+#: A terminal keeps its serving satellite while that satellite's path is within this many
+#: ms (one way) of the best one (an assumption: fewer handovers for a negligible cost).
+HANDOVER_HYSTERESIS_MS = 1.0
 
 #: Per slot, resource keys that must not be used (full), e.g. ``{"u:44713", "g:gw-eastus"}``.
 Exclusions = dict[int, frozenset[str]]
@@ -125,7 +131,8 @@ class Constellation:
 
     def __init__(self, gateways: GatewayTable, capacity: CapacityModel, *,
                  regions: RegionTable | None = None, fibre: FibreModel | None = None,
-                 max_region_trees: int = 24, max_routers: int = 720) -> None:
+                 max_region_trees: int = 24, max_routers: int = 720,
+                 max_terminal_plans: int = 4096) -> None:
         self.capacity = capacity
         self.regions = regions or load_regions()
         self.fibre = fibre or FibreModel()
@@ -133,8 +140,11 @@ class Constellation:
         self.blocks: dict[int, Block] = {}
         self._routers: OrderedDict[int, SlotRouter] = OrderedDict()
         self._trees: OrderedDict[tuple[int, int], _RegionTrees] = OrderedDict()
+        #: (lat, lon, alt, region row, block) -> the terminal's paths over the whole block.
+        self._terminal_paths: OrderedDict[tuple, list[SlotPath]] = OrderedDict()
         self._lock = threading.Lock()
         self.max_region_trees = max_region_trees
+        self.max_terminal_plans = max_terminal_plans
         self.max_routers = max_routers
 
     # -- cache management -----------------------------------------------------------
@@ -153,6 +163,8 @@ class Constellation:
                     self._routers.pop(s, None)
                 for key in [k for k in self._trees if k[0] == first]:
                     del self._trees[key]
+                for key in [k for k in self._terminal_paths if k[4] == first]:
+                    del self._terminal_paths[key]
 
     def set_gateways(self, gateways: GatewayTable) -> None:
         """New gateway table (added, drained, restored): every router and tree is rebuilt."""
@@ -160,6 +172,7 @@ class Constellation:
             self.gateways = gateways
             self._routers.clear()
             self._trees.clear()
+            self._terminal_paths.clear()
 
     def block_of(self, slot: int) -> Block:
         for block in self.blocks.values():
@@ -239,7 +252,22 @@ class Constellation:
         while slot < end_slot:
             block = self.block_of(slot)
             stop = min(end_slot, block.end_slot)
-            paths += self._plan_in_block(block, ecef, up, sin_mask, slot, stop, region_row)
+            key = (round(latitude_deg, 7), round(longitude_deg, 7), round(altitude_m, 2),
+                   region_row, block.first_slot)
+            with self._lock:
+                block_paths = self._terminal_paths.get(key)
+                if block_paths is not None:
+                    self._terminal_paths.move_to_end(key)
+            if block_paths is None:
+                gateways = self.gateways
+                block_paths = self._plan_in_block(block, ecef, up, sin_mask, block.first_slot,
+                                                  block.end_slot, region_row)
+                with self._lock:
+                    if gateways is self.gateways and block.first_slot in self.blocks:
+                        self._terminal_paths[key] = block_paths
+                        while len(self._terminal_paths) > self.max_terminal_plans:
+                            self._terminal_paths.popitem(last=False)
+            paths += block_paths[slot - block.first_slot: stop - block.first_slot]
             slot = stop
         if exclusions:
             for i, path in enumerate(paths):
@@ -277,11 +305,21 @@ class Constellation:
         best_k, first_of = np.unique(k[order], return_index=True)
         chosen = order[first_of]
         by_k = dict(zip(best_k.tolist(), chosen.tolist(), strict=True))
+        candidate = {(a, b): i for i, (a, b) in enumerate(zip(k.tolist(), sat.tolist(),
+                                                              strict=True))}
         routed_k, hop_lists, gws, ups, sins = [], [], [], [], []
+        previous = -1
         for kk in ks.tolist():
             c = by_k.get(kk)
             if c is None:
+                previous = -1
                 continue
+            # Hysteresis: keep the serving satellite while it stays within
+            # HANDOVER_HYSTERESIS_MS of the best one.
+            kept = candidate.get((kk, previous))
+            if kept is not None and cost[kept] <= cost[c] + HANDOVER_HYSTERESIS_MS:
+                c = kept
+            previous = int(sat[c])
             node = int(sat[c])
             pred = trees.pred[kk]
             hops = [node]

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.linkbroker.tables import CAPACITY_EPSILON_MBPS
 
-__all__ = ["Oversubscribed", "find_full", "release", "reserve", "usage"]
+__all__ = ["PG_RESERVE_SQL", "Oversubscribed", "find_full", "release", "reserve", "usage"]
 
 
 class Oversubscribed(Exception):
@@ -33,13 +33,14 @@ class Oversubscribed(Exception):
         self.used_mbps, self.capacity_mbps = used_mbps, capacity_mbps
 
 
-_PG_RESERVE = sa.text(
+PG_RESERVE_SQL = (
     "INSERT INTO capacity_usage (slot, resource, used_mbps, capacity_mbps) "
     "SELECT s, r, :bw, c FROM unnest(CAST(:slots AS bigint[]), CAST(:keys AS text[]), "
     "CAST(:caps AS double precision[])) AS t(s, r, c) ORDER BY s, r "
     "ON CONFLICT (slot, resource) DO UPDATE SET "
     "used_mbps = capacity_usage.used_mbps + excluded.used_mbps, "
     "capacity_mbps = excluded.capacity_mbps")
+_PG_RESERVE = sa.text(PG_RESERVE_SQL)
 _SQLITE_RESERVE = sa.text(
     "INSERT INTO capacity_usage (slot, resource, used_mbps, capacity_mbps) "
     "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), :bw, "

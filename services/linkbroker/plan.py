@@ -23,7 +23,18 @@ import numpy as np
 from services.linkbroker.capacity_model import CapacityModel
 from services.linkbroker.gateways import GatewayTable
 
-__all__ = ["LinkPlan", "SlotPath", "capacity_lookup"]
+__all__ = ["LEDGER_BUCKET_SLOTS", "LinkPlan", "SlotPath", "bucket_of", "capacity_lookup"]
+
+#: The ledger counts capacity per minute (4 slots): a resource a path uses in any slot of a
+#: minute holds the bandwidth for the whole minute. Conservative (never oversubscribes,
+#: may refuse up to 45 s early) and 4 times fewer rows per link; paths keep their serving
+#: satellite for minutes (hysteresis), so the overcount is small.
+LEDGER_BUCKET_SLOTS = 4
+
+
+def bucket_of(slot: int) -> int:
+    """First slot of the ledger bucket holding ``slot``."""
+    return slot - slot % LEDGER_BUCKET_SLOTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,15 +130,18 @@ class LinkPlan:
 
     def ledger_rows(self, capacity_of: Callable[[str], float], *, from_slot: int | None = None
                     ) -> tuple[list[int], list[str], list[float]]:
-        """(slots, resource keys, capacities in Mbit/s) of every routed slot at or after
-        ``from_slot``, sorted by (slot, key) so concurrent writers lock rows in one order."""
-        rows = sorted((p.slot, key) for p in self.paths
-                      if p.routed and (from_slot is None or p.slot >= from_slot)
-                      for key in p.resources())
+        """(bucket first slots, resource keys, capacities in Mbit/s) of every routed slot at
+        or after ``from_slot``, one row per (bucket, key), sorted so that concurrent writers
+        lock rows in one order."""
+        rows = sorted({(bucket_of(p.slot), key) for p in self.paths
+                       if p.routed and (from_slot is None or p.slot >= from_slot)
+                       for key in p.resources()})
         return ([s for s, _ in rows], [k for _, k in rows], [capacity_of(k) for _, k in rows])
 
-    def resources_at(self, slot: int) -> list[str]:
-        return self.path_at(slot).resources()
+    def resources_in_bucket(self, bucket_slot: int) -> set[str]:
+        """Resources held in the ledger bucket that starts at ``bucket_slot``."""
+        return {key for s in range(bucket_slot, bucket_slot + LEDGER_BUCKET_SLOTS)
+                if self.first_slot <= s < self.end_slot for key in self.path_at(s).resources()}
 
     # -- storage ----------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from skybridge.orbit.v1 import orbit_pb2, orbit_pb2_grpc
 from skybridge.provisioning.v1 import provisioning_pb2, provisioning_pb2_grpc
 
 from shared.config import Settings
+from shared.db import FastReads
 from shared.service import ServiceKit
 
 from .api import LinkBrokerServicer
@@ -47,7 +48,11 @@ async def build(settings: Settings, *, port: int | None = None, span_processors=
     provisioning = provisioning_pb2_grpc.ProvisioningServiceStub(
         kit.channels.channel("provisioning", [PROVISIONING_SERVICE],
                              target=provisioning_target))
-    store = Store(kit.engine, clock)
+    fast = None
+    if not kit.location.is_sqlite:
+        fast = FastReads.for_store(kit.engine, kit.location, size=8)
+        kit.server.on_shutdown(fast.close)
+    store = Store(kit.engine, clock, fast)
     source = OrbitConstellationSource(orbit, broker_settings.constellation_group, kit.run_cpu)
     broker = LinkBroker(store, broker_settings, capacity or DEFAULT_CAPACITY_MODEL, source,
                         kit.run_cpu, clock)

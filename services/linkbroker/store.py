@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.linkbroker import ledger
 from services.linkbroker.ledger import Oversubscribed
-from services.linkbroker.plan import LinkPlan
+from services.linkbroker.plan import LEDGER_BUCKET_SLOTS, LinkPlan, bucket_of
 from services.linkbroker.tables import (
     feed_cursors,
     gateways,
@@ -27,6 +27,7 @@ from services.linkbroker.tables import (
     leases,
     requests,
 )
+from shared.db import FastReads
 from shared.errors import AlreadyExists, InvalidArgument
 
 __all__ = ["LIVE_STATES", "Store", "fingerprint"]
@@ -41,6 +42,12 @@ def fingerprint(*parts: object) -> str:
     return hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()
 
 
+def _reused() -> InvalidArgument:
+    return InvalidArgument("request_id was already used for a different request",
+                           reason="REQUEST_ID_REUSED",
+                           violations=[("request_id", "already used for a different request")])
+
+
 @dataclass(frozen=True)
 class Preempted:
     lease_id: str
@@ -49,9 +56,12 @@ class Preempted:
 
 
 class Store:
-    def __init__(self, engine: AsyncEngine, clock: Callable[[], float]):
+    def __init__(self, engine: AsyncEngine, clock: Callable[[], float],
+                 fast: FastReads | None = None):
         self.engine = engine
         self.clock = clock
+        #: PostgreSQL: autocommit connections for the one-statement lease creation.
+        self.fast = fast
 
     def _lock(self, query):
         return query.with_for_update() if self.engine.dialect.name == "postgresql" else query
@@ -108,14 +118,21 @@ class Store:
         if row is None:
             return None
         if row.method != method or row.fingerprint != digest:
-            raise InvalidArgument("request_id was already used for a different request",
-                                  reason="REQUEST_ID_REUSED",
-                                  violations=[("request_id", "already used for a different "
-                                               "request")])
+            raise _reused()
         return row.response
 
     async def replay(self, tenant: str, request_id: str, method: str, digest: str
                      ) -> bytes | None:
+        if self.fast is not None:  # one prepared autocommit read: no BEGIN/ROLLBACK
+            row = await self.fast.fetchone(
+                "SELECT method, fingerprint, response FROM requests "
+                "WHERE tenant = %(tenant)s AND request_id = %(request_id)s",
+                {"tenant": tenant, "request_id": request_id})
+            if row is None:
+                return None
+            if row[0] != method or row[1] != digest:
+                raise _reused()
+            return row[2]
         async with self.engine.connect() as conn:
             return await self.replayed(conn, tenant, request_id, method, digest)
 
@@ -142,7 +159,19 @@ class Store:
         bw = lease["bandwidth_mbps"]
         now = self.clock()
         preempted: list[Preempted] = []
+        row = {**lease, "plan": plan.encode(), "plan_revision": 1, "create_s": now,
+               "update_s": now, "state": "ACTIVE", "state_reason": ""}
+        if self.fast is not None and await self._create_in_one_statement(
+                row, request, slots, keys, caps):
+            return row, preempted
         async with self.engine.begin() as conn:
+            # The lease, its event and its idempotency key first; the ledger last, so the
+            # hot (slot, resource) rows stay locked only from the upsert to the commit.
+            await conn.execute(leases.insert().values(**row))
+            await self._event(conn, lease["id"], "CREATED", "ACTIVE", "", now)
+            request_id, method, digest = request
+            await self.remember(conn, lease["tenant"], request_id, method, digest,
+                                lease["id"].encode())
             for _ in range(MAX_PREEMPTION_ROUNDS):
                 try:
                     await ledger.reserve(conn, bw, slots, keys, caps)
@@ -156,14 +185,51 @@ class Store:
                     preempted.append(victim)
             else:
                 raise Oversubscribed(preempted[-1].slot, preempted[-1].resource, 0.0, 0.0)
-            row = {**lease, "plan": plan.encode(), "plan_revision": 1, "create_s": now,
-                   "update_s": now, "state": "ACTIVE", "state_reason": ""}
-            await conn.execute(leases.insert().values(**row))
-            await self._event(conn, lease["id"], "CREATED", "ACTIVE", "", now)
-            request_id, method, digest = request
-            await self.remember(conn, lease["tenant"], request_id, method, digest,
-                                lease["id"].encode())
         return row, preempted
+
+    #: psycopg form (``%(name)s``) of the whole creation, for the autocommit pool.
+    _PG_CREATE = (
+        "WITH lease AS (INSERT INTO leases (id, tenant, customer, terminal, subscription, "
+        "region, bandwidth_mbps, priority, first_slot, end_slot, latitude_deg, longitude_deg, "
+        "altitude_m, state, state_reason, plan, plan_revision, create_s, update_s) VALUES "
+        "(%(id)s, %(tenant)s, %(customer)s, %(terminal)s, %(subscription)s, %(region)s, "
+        "%(bw)s, %(priority)s, %(first_slot)s, %(end_slot)s, %(lat)s, %(lon)s, %(alt)s, "
+        "'ACTIVE', '', %(plan)s, 1, %(now)s, %(now)s)), "
+        "event AS (INSERT INTO lease_events (lease_id, kind, state, reason, create_s) VALUES "
+        "(%(id)s, 'CREATED', 'ACTIVE', '', %(now)s)), "
+        "request AS (INSERT INTO requests (tenant, request_id, method, fingerprint, response, "
+        "create_s) VALUES (%(tenant)s, %(request_id)s, %(method)s, %(digest)s, %(response)s, "
+        "%(now)s)) "
+        + ledger.PG_RESERVE_SQL.replace(":bw", "%(bw)s").replace(":slots", "%(slots)s")
+        .replace(":keys", "%(keys)s").replace(":caps", "%(caps)s"))
+
+    async def _create_in_one_statement(self, row: dict, request: tuple[str, str, str],
+                                       slots: list[int], keys: list[str], caps: list[float]
+                                       ) -> bool:
+        """PostgreSQL fast path: lease, event, idempotency key and ledger rows in one
+        autocommit statement (all of it or nothing; the hot ledger rows are locked only
+        while the statement runs). False when a
+        resource is full (the caller takes the slow path, which names it or pre-empts);
+        a duplicate request_id raises ``IntegrityError`` (the caller replays)."""
+        request_id, method, digest = request
+        params = {"id": row["id"], "tenant": row["tenant"], "customer": row["customer"],
+                  "terminal": row["terminal"], "subscription": row["subscription"],
+                  "region": row["region"], "bw": row["bandwidth_mbps"],
+                  "priority": row["priority"], "first_slot": row["first_slot"],
+                  "end_slot": row["end_slot"], "lat": row["latitude_deg"],
+                  "lon": row["longitude_deg"], "alt": row["altitude_m"], "plan": row["plan"],
+                  "now": row["create_s"], "request_id": request_id, "method": method,
+                  "digest": digest, "response": row["id"].encode(), "slots": slots,
+                  "keys": keys, "caps": caps}
+        import psycopg
+
+        try:
+            await self.fast.execute(self._PG_CREATE, params)
+        except psycopg.errors.CheckViolation:  # a resource is full
+            return False
+        except psycopg.errors.UniqueViolation as error:  # a twin with this request_id won
+            raise sa.exc.IntegrityError(self._PG_CREATE, None, error) from None
+        return True
 
     async def _preempt_one(self, conn: AsyncConnection, full: Oversubscribed, now_slot: int,
                            by: str) -> Preempted | None:
@@ -172,11 +238,12 @@ class Store:
         query = self._lock(
             sa.select(leases.c.id, leases.c.plan, leases.c.bandwidth_mbps, leases.c.end_slot)
             .where(leases.c.priority == "BEST_EFFORT", leases.c.state.in_(LIVE_STATES),
-                   leases.c.first_slot <= full.slot, leases.c.end_slot > full.slot)
+                   leases.c.first_slot < full.slot + LEDGER_BUCKET_SLOTS,
+                   leases.c.end_slot > full.slot)
             .order_by(leases.c.create_s.desc(), leases.c.id))
         for lease_id, blob, bw, _end in (await conn.execute(query)).all():
             plan = LinkPlan.decode(blob)
-            if full.resource in plan.resources_at(full.slot):
+            if full.resource in plan.resources_in_bucket(full.slot):
                 reason = (f"pre-empted by government-priority links/{by} "
                           f"({full.resource} in slot {full.slot})")
                 await self._free(conn, plan, bw, now_slot)
@@ -189,7 +256,9 @@ class Store:
 
     async def _free(self, conn: AsyncConnection, plan: LinkPlan, bw: float, from_slot: int
                     ) -> None:
-        slots, keys, _ = plan.ledger_rows(lambda _k: 0.0, from_slot=from_slot)
+        # Whole buckets, the current one included: a lease that stops holding frees the
+        # minute it is in at once.
+        slots, keys, _ = plan.ledger_rows(lambda _k: 0.0, from_slot=bucket_of(from_slot))
         await ledger.release(conn, bw, slots, keys)
 
     async def _event(self, conn: AsyncConnection, lease_id: str, kind: str, state: str,
@@ -259,10 +328,12 @@ class Store:
             await self._free(conn, old, row.bandwidth_mbps, start)
             now = self.clock()
             try:
-                new = await plan_of(dict(row._mapping), start, conn)
-                slots, keys, caps = new.ledger_rows(capacity_of)
+                new = old.splice(await plan_of(dict(row._mapping), start, conn))
+                # The current ledger bucket holds both the old path (slots before
+                # ``start``) and the new one: exactly what was freed above is re-held.
+                slots, keys, caps = new.ledger_rows(capacity_of, from_slot=bucket_of(start))
                 await ledger.reserve(conn, row.bandwidth_mbps, slots, keys, caps)
-                state, reason, plan = "ACTIVE", "", old.splice(new)
+                state, reason, plan = "ACTIVE", "", new
                 kind = "REPLANNED"
             except (Oversubscribed, LookupError) as why:
                 state = "DEGRADED"

@@ -13,6 +13,7 @@ from skybridge.linkbroker.v1 import linkbroker_pb2 as pb
 from skybridge.provisioning.v1 import provisioning_pb2 as prov
 
 from services.linkbroker.latency import physical_floor_rtt_ms
+from services.linkbroker.plan import bucket_of
 from shared.errors import details_of
 from tests.linkbroker.suite import link_request, rid, start_suite, window
 
@@ -79,11 +80,11 @@ async def test_request_get_list_release_and_capacity(suite):
     assert link.subscription == sub.name and link.region == "regions/westus2"
     assert len(link.slots) >= 40 and all(s.routed for s in link.slots)
     assert 20.0 <= link.median_round_trip_ms <= 50.0
-    # Every slot holds 25 Mbit/s on each resource of its path, nothing else is held.
+    # Every ledger minute holds 25 Mbit/s on each resource its slots' paths use, nothing else.
     rows = await usage_rows(suite.brokers[0], from_now=False)
     expected = set()
     for s in link.slots:
-        slot = s.start_time.seconds // 15
+        slot = bucket_of(s.start_time.seconds // 15)
         expected |= {(slot, f"u:{s.serving_satellite}"), (slot, f"f:{s.hops[-1]}"),
                      (slot, "g:" + s.gateway.removeprefix("gateways/"))}
         expected |= {(slot, f"i:{min(a, b)}-{max(a, b)}") for a, b in zip(s.hops, s.hops[1:],
