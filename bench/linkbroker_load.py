@@ -1,15 +1,16 @@
 """RequestLink under a steady load against the running suite on PostgreSQL (part ``load`` of
 bench/linkbroker.py).
 
-The suite (orbit with the seeded Gen1 constellation, provisioning, linkbroker) runs as one
-subprocess, ``python -m services``, on a fresh schema prefix of the PostgreSQL database at
+The suite (orbit with the seeded Gen1 constellation, provisioning, linkbroker) runs as three
+processes, ``python -m services.<name>`` (one per service, as docker-compose runs them: one
+Python process is one core's worth of GIL), on a fresh schema prefix of the PostgreSQL database at
 $SKYBRIDGE_TEST_PG_URL (default 127.0.0.1:5432/test). This process creates customers with
 active subscriptions and terminals spread around several Azure regions, then sends
 ``RequestLink`` for one-hour windows (240 slots) starting now, at a fixed rate (open loop:
 one call every 1/rate s whatever the answers; a slow answer does not slow the load): a
 warm-up (not counted: the broker fetches the constellation blocks and fills its per-slot
 routes), then the measured phase. Reported: achieved rate, p50/p99 latency, errors by code,
-the suite's CPU. Target (issue 5): p99 < 100 ms, 0 errors, at 100/s for 60 s.
+each service's CPU. Target (issue 5): p99 < 100 ms, 0 errors, at 100/s for 60 s.
 """
 
 from __future__ import annotations
@@ -72,22 +73,20 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _start_suite(prefix: str, ports: dict[str, int], keys: Path) -> subprocess.Popen:
+def _start_service(name: str, prefix: str, ports: dict[str, int], keys: Path
+                   ) -> subprocess.Popen:
+    """One service in its own process (as docker-compose runs them), on its own port."""
     env = {**os.environ, "SKYBRIDGE_DATABASE_URL": PG_URL, "SKYBRIDGE_DB_SCHEMA_PREFIX": prefix,
-           "SKYBRIDGE_SERVICES": ",".join(SERVICES), "SKYBRIDGE_LOG_LEVEL": "WARNING",
+           "SKYBRIDGE_LOG_LEVEL": "WARNING",
            "SKYBRIDGE_JWT_PRIVATE_KEY": str(keys / "k.pem"),
            "SKYBRIDGE_JWT_PUBLIC_KEY": str(keys / "k.pub.pem"), "SKYBRIDGE_DEV_KEYS": "false",
-           **{f"SKYBRIDGE_{name.upper()}_PORT": str(port) for name, port in ports.items()}}
-    suite = subprocess.Popen([sys.executable, "-m", "services"], cwd=ROOT, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    ready = set()
-    for line in suite.stdout:
-        for name in SERVICES:
-            if line.startswith(name) and "listening" in line:
-                ready.add(name)
-        if ready == set(SERVICES):
-            return suite
-    raise SystemExit("the suite did not start")
+           **{f"SKYBRIDGE_{other.upper()}_PORT": str(port) for other, port in ports.items()}}
+    process = subprocess.Popen([sys.executable, "-m", f"services.{name}"], cwd=ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in process.stdout:
+        if line.startswith(name) and "listening" in line:
+            return process
+    raise SystemExit(f"{name} did not start")
 
 
 def _ts(when: datetime) -> timestamp_pb2.Timestamp:
@@ -170,7 +169,7 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-async def _run(args, ports: dict[str, int], keys: Path, suite_pid: int) -> dict:
+async def _run(args, ports: dict[str, int], keys: Path, pids: list[int]) -> dict:
     minter = TokenMinter((keys / "k.pem").read_bytes(), issuer="skybridge", audience="skybridge")
     rng = random.Random(7)
     prov_channel = grpc.aio.insecure_channel(f"127.0.0.1:{ports['provisioning']}")
@@ -180,10 +179,12 @@ async def _run(args, ports: dict[str, int], keys: Path, suite_pid: int) -> dict:
                                      minter, args.load_customers, args.load_terminals, rng)
         stubs = [linkbroker_pb2_grpc.LinkBrokerServiceStub(c) for c in channels]
         warm = await _steady(stubs, terminals, args.load_rate, args.load_warmup, 1.0, rng)
-        cpu0, t0 = _cpu_seconds(suite_pid), time.perf_counter()
+        cpu0, t0 = [_cpu_seconds(p) for p in pids], time.perf_counter()
         latencies, errors, wall = await _steady(stubs, terminals, args.load_rate,
                                                 args.load_seconds, 1.0, rng)
-        cpu = (_cpu_seconds(suite_pid) - cpu0) / (time.perf_counter() - t0)
+        elapsed = time.perf_counter() - t0
+        cpu = {name: round((_cpu_seconds(p) - c0) / elapsed, 2)
+               for name, p, c0 in zip(SERVICES, pids, cpu0, strict=True)}
         ms = [x * 1e3 for x in latencies]
         return {
             "load_rate_target": args.load_rate, "load_seconds": args.load_seconds,
@@ -194,7 +195,7 @@ async def _run(args, ports: dict[str, int], keys: Path, suite_pid: int) -> dict:
             "load_errors": sum(errors.values()), "load_errors_by_code": dict(errors),
             "load_warmup_errors": sum(warm[1].values()),
             "load_warmup_p99_ms": round(_pct([x * 1e3 for x in warm[0]], 0.99), 1),
-            "load_suite_cpu_cores": round(cpu, 2), "load_terminals": len(terminals),
+            "load_cpu_cores": cpu, "load_terminals": len(terminals),
             "load_slots_per_link": 240,
             "load_targets": {"p99_ms": 100, "errors": 0, "rate_per_s": 100},
         }
@@ -210,21 +211,25 @@ def load_part(args, figures: dict) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         keys = Path(tmp)
         ensure_dev_keys(keys / "k.pem", keys / "k.pub.pem")
-        suite = _start_suite(prefix, ports, keys)
+        processes = []
         try:
-            result = asyncio.run(_run(args, ports, keys, suite.pid))
+            for name in SERVICES:  # orbit first: the broker's geometry comes from it
+                processes.append(_start_service(name, prefix, ports, keys))
+            result = asyncio.run(_run(args, ports, keys, [p.pid for p in processes]))
         finally:
-            suite.terminate()
-            try:
-                suite.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                suite.kill()
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
             _drop_schemas(prefix)
     print(f"RequestLink, 1-hour windows at {result['load_rate_target']}/s for "
           f"{result['load_seconds']} s: {result['load_achieved_per_s']}/s, "
           f"p50 {result['load_p50_ms']} ms, p99 {result['load_p99_ms']} ms "
           f"(target < 100), errors {result['load_errors']} {result['load_errors_by_code']}; "
-          f"suite CPU {result['load_suite_cpu_cores']} cores")
+          f"CPU cores by service {result['load_cpu_cores']}")
     figures.update(result)
 
 

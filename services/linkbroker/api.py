@@ -94,8 +94,8 @@ def slot_pb(p: SlotPath) -> pb.PathSlot:
                        round_trip_ms=p.rtt_ms, elevation_deg=p.elevation_deg)
 
 
-def link_pb(row: dict, *, slots: bool = False) -> pb.Link:
-    plan = LinkPlan.decode(row["plan"])
+def link_pb(row: dict, *, slots: bool = False, plan: LinkPlan | None = None) -> pb.Link:
+    plan = plan or LinkPlan.decode(row["plan"])
     median, worst = plan.rtt_stats()
     link = pb.Link(
         name=f"links/{row['id']}", customer=f"customers/{row['customer']}",
@@ -381,7 +381,7 @@ class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
                  "latitude_deg": loc.latitude_deg, "longitude_deg": loc.longitude_deg,
                  "altitude_m": loc.altitude_m}
         try:
-            row, _plan, _preempted = await self.broker.request(
+            row, plan, _preempted = await self.broker.request(
                 lease, (request.request_id, "RequestLink", digest))
         except sa.exc.IntegrityError:
             # A concurrent twin with the same request_id won: answer what it stored.
@@ -405,7 +405,7 @@ class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
         except grpc.aio.AioRpcError as error:
             raise Unavailable(f"the orbit service did not answer: {error.code().name}",
                               reason="ORBIT_UNAVAILABLE") from None
-        return pb.RequestLinkResponse(link=link_pb(row, slots=request.include_slots))
+        return pb.RequestLinkResponse(link=link_pb(row, slots=request.include_slots, plan=plan))
 
     async def _replayed(self, replay: bytes, slots: bool) -> pb.RequestLinkResponse:
         row = await self.store.lease(replay.decode())

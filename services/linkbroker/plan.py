@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -30,6 +30,10 @@ __all__ = ["LEDGER_BUCKET_SLOTS", "LinkPlan", "SlotPath", "bucket_of", "capacity
 #: may refuse up to 45 s early) and 4 times fewer rows per link; paths keep their serving
 #: satellite for minutes (hysteresis), so the overcount is small.
 LEDGER_BUCKET_SLOTS = 4
+
+
+def _num(x: float) -> float | None:
+    return None if math.isnan(x) else round(x, 4)
 
 
 def bucket_of(slot: int) -> int:
@@ -48,6 +52,27 @@ class SlotPath:
     one_way_ms: float
     rtt_ms: float
     elevation_deg: float
+    #: Derived once (paths are shared by every request from the same place): the ledger
+    #: keys and the stored form.
+    keys: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    stored: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Stored to 0.1 us / 0.0001 deg; rounded here so a fresh plan equals a stored one.
+        for name in ("one_way_ms", "rtt_ms", "elevation_deg"):
+            value = getattr(self, name)
+            if not math.isnan(value):
+                object.__setattr__(self, name, round(value, 4))
+        keys: tuple[str, ...] = ()
+        if self.serving >= 0:
+            keys = (f"u:{self.serving}",
+                    *(f"i:{min(a, b)}-{max(a, b)}"
+                      for a, b in zip(self.hops, self.hops[1:], strict=False)),
+                    f"f:{self.hops[-1]}", f"g:{self.gateway}")
+        object.__setattr__(self, "keys", keys)
+        object.__setattr__(self, "stored", json.dumps(
+            [list(self.hops), self.gateway, _num(self.one_way_ms), _num(self.rtt_ms),
+             _num(self.elevation_deg)], separators=(",", ":")))
 
     @classmethod
     def unrouted(cls, slot: int) -> SlotPath:
@@ -64,13 +89,7 @@ class SlotPath:
 
     def resources(self) -> list[str]:
         """Ledger keys this slot's path holds (none when unrouted)."""
-        if not self.routed:
-            return []
-        keys = [f"u:{self.serving}"]
-        keys += [f"i:{min(a, b)}-{max(a, b)}" for a, b in zip(self.hops, self.hops[1:],
-                                                               strict=False)]
-        keys += [f"f:{self.hops[-1]}", f"g:{self.gateway}"]
-        return keys
+        return list(self.keys)
 
 
 @dataclass(frozen=True)
@@ -135,7 +154,7 @@ class LinkPlan:
         lock rows in one order."""
         rows = sorted({(bucket_of(p.slot), key) for p in self.paths
                        if p.routed and (from_slot is None or p.slot >= from_slot)
-                       for key in p.resources()})
+                       for key in p.keys})
         return ([s for s, _ in rows], [k for _, k in rows], [capacity_of(k) for _, k in rows])
 
     def resources_in_bucket(self, bucket_slot: int) -> set[str]:
@@ -146,18 +165,10 @@ class LinkPlan:
     # -- storage ----------------------------------------------------------------------
 
     def encode(self) -> bytes:
-        """Compact JSON (a 240-slot plan is a few kB)."""
-        def num(x: float) -> float | None:
-            return None if math.isnan(x) else round(x, 4)
-
-        return json.dumps({
-            "v": 1, "s0": self.first_slot,
-            "h": [list(p.hops) for p in self.paths],
-            "g": [p.gateway for p in self.paths],
-            "ow": [num(p.one_way_ms) for p in self.paths],
-            "rt": [num(p.rtt_ms) for p in self.paths],
-            "el": [num(p.elevation_deg) for p in self.paths],
-        }, separators=(",", ":")).encode()
+        """Compact JSON, one ``[hops, gateway, one_way, rtt, elevation]`` per slot (a
+        240-slot plan is a few kB), assembled from each path's stored form."""
+        return (f'{{"v":2,"s0":{self.first_slot},"p":['
+                + ",".join(p.stored for p in self.paths) + "]}").encode()
 
     @classmethod
     def decode(cls, data: bytes) -> LinkPlan:
@@ -168,8 +179,7 @@ class LinkPlan:
             return nan if x is None else float(x)
 
         paths = [SlotPath(d["s0"] + i, h[0] if h else -1, tuple(h), g, val(ow), val(rt), val(el))
-                 for i, (h, g, ow, rt, el) in enumerate(zip(d["h"], d["g"], d["ow"], d["rt"],
-                                                            d["el"], strict=True))]
+                 for i, (h, g, ow, rt, el) in enumerate(d["p"])]
         return cls(tuple(paths))
 
     def splice(self, other: LinkPlan) -> LinkPlan:

@@ -415,7 +415,14 @@ class Store:
     async def publish_events(self) -> int:
         """Give the committed events without a feed position the next positions, in `seq`
         order; one relay at a time (another replica's relay running: nothing to do now).
-        Returns how many events were published."""
+        Returns how many events were published.
+
+        Shielded: a caller cancelled mid-way (a WatchEvents stream closed by its client or
+        by a drain) must not abandon the relay transaction half-way, which would leave its
+        connection idle in a transaction holding the lock and the `events` rows."""
+        return await asyncio.shield(self._publish_events())
+
+    async def _publish_events(self) -> int:
         async with self._publishing:
             published = 0
             while True:
