@@ -257,14 +257,20 @@ class LinkBroker:
             except Exception:  # keep sweeping; the next round retries
                 log.exception("link sweep failed")
 
+    async def check_catalog(self) -> bool:
+        """Ask orbit for its catalog version; when it changed since the geometry was
+        fetched, forget that geometry and re-plan every live link. True when it changed."""
+        version = await self.source.catalog_version(datetime.fromtimestamp(self.clock(), UTC))
+        if self._catalog_version is None or version == self._catalog_version:
+            return False
+        await self._catalog_changed(version)
+        return True
+
     async def _catalog_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.catalog_poll_seconds)
             try:
-                version = await self.source.catalog_version(
-                    datetime.fromtimestamp(self.clock(), UTC))
-                if self._catalog_version is not None and version != self._catalog_version:
-                    await self._catalog_changed(version)
+                await self.check_catalog()
             except Exception:
                 log.exception("catalog poll failed")
 

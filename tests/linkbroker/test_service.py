@@ -176,3 +176,33 @@ async def test_suspended_subscription_suspends_its_links_within_five_seconds(sui
         await asyncio.sleep(0.1)
     assert state == LINK.STATE_SUSPENDED
     assert await usage_rows(suite.brokers[0]) == []
+
+
+async def test_a_catalog_update_replans_live_links(suite):
+    from skybridge.orbit.v1 import orbit_pb2, orbit_pb2_grpc
+
+    from tests.conftest import bearer
+    from tests.orbit.conftest import ISS_L1, ISS_L2
+
+    stub = suite.stub()
+    customer, _, terminal = await suite.active_terminal()
+    link = (await stub.RequestLink(link_request(customer, terminal),
+                                   metadata=suite.customer())).link
+    broker = suite.brokers[0].broker
+    assert not await broker.check_catalog()  # nothing changed yet
+    watch = stub.WatchLink(pb.WatchLinkRequest(name=link.name), metadata=suite.customer())
+    first = await watch.read()
+    assert first.kind == pb.WatchLinkResponse.KIND_CURRENT
+    orbit_channel = grpc.aio.insecure_channel(f"127.0.0.1:{suite.orbit.server.port}")
+    suite.channels.append(orbit_channel)
+    await orbit_pb2_grpc.OrbitServiceStub(orbit_channel).ImportElementSets(
+        orbit_pb2.ImportElementSetsRequest(text=f"ISS\n{ISS_L1}\n{ISS_L2}\n", group_id="extra"),
+        metadata=bearer(suite.minter, "orbit.write", tenant="skybridge", subject="ops"))
+    assert await broker.check_catalog()
+    change = await asyncio.wait_for(watch.read(), 10)
+    assert change.kind == pb.WatchLinkResponse.KIND_REPLANNED
+    assert change.state == LINK.STATE_ACTIVE
+    again = (await stub.GetLink(pb.GetLinkRequest(name=link.name),
+                                metadata=suite.customer())).link
+    assert again.plan_revision == 2 and again.state == LINK.STATE_ACTIVE
+    watch.cancel()
