@@ -479,8 +479,12 @@ class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
         digest = fingerprint("ReleaseLink", request.name)
         if await self.store.replay(tenant, request.request_id, "ReleaseLink", digest):
             return pb.ReleaseLinkResponse(link=link_pb(row))
-        row = await self.broker.end(row["id"], "RELEASED", "released by the customer",
-                                    (tenant, request.request_id, "ReleaseLink", digest))
+        try:
+            row = await self.broker.end(row["id"], "RELEASED", "released by the customer",
+                                        (tenant, request.request_id, "ReleaseLink", digest))
+        except sa.exc.IntegrityError:  # a concurrent twin with this request_id won
+            await self.store.replay(tenant, request.request_id, "ReleaseLink", digest)
+            row = await self.store.lease(row["id"])
         return pb.ReleaseLinkResponse(link=link_pb(row))
 
     # --- watching -----------------------------------------------------------------------

@@ -175,7 +175,9 @@ class Constellation:
             self._terminal_paths.clear()
 
     def block_of(self, slot: int) -> Block:
-        for block in self.blocks.values():
+        with self._lock:  # planning threads read while the event loop adds and drops
+            blocks = list(self.blocks.values())
+        for block in blocks:
             if block.first_slot <= slot < block.end_slot:
                 return block
         raise KeyError(slot)
