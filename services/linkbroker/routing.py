@@ -27,7 +27,7 @@ at and the whole path back (predecessors). When terminals name their target
 region, the call runs from just the requested regions (``min_only=False``, one
 row per distinct target) instead. Terminals are then served by lookups: for
 each terminal the visible satellites (elevation >= the terminal mask) are found
-on a sky grid (:class:`_SkyGrid`: satellites binned by radius band, geocentric
+on a sky grid (:class:`shared.skygrid.SkyGrid`: satellites binned by radius band, geocentric
 latitude row and longitude column; each terminal takes the run of cells its
 visibility cap covers in every row, a bound that provably contains every
 satellite above the mask, then the exact elevation test), uplink delay is added
@@ -67,7 +67,14 @@ from services.linkbroker.gateways import FibreModel, GatewayTable
 from services.linkbroker.latency import LatencyBudget, latency_budget
 from services.linkbroker.regions import RegionTable, load_regions
 from services.linkbroker.topology import IslTopology
-from shared.geodesy import SPEED_OF_LIGHT_M_S, enu_rotation, geodetic_to_ecef, look_angles
+from shared.geodesy import (
+    MEAN_EARTH_RADIUS_M,
+    SPEED_OF_LIGHT_M_S,
+    enu_rotation,
+    geodetic_to_ecef,
+    look_angles,
+)
+from shared.skygrid import SkyGrid
 
 __all__ = ["RoutePlan", "SlotRouter", "max_slant_range_m"]
 
@@ -84,203 +91,6 @@ def max_slant_range_m(
     e = np.radians(min_elevation_deg)
     rg, rs = ground_radius_m, satellite_radius_m
     return float(np.sqrt(rs * rs - (rg * np.cos(e)) ** 2) - rg * np.sin(e))
-
-
-# -- visibility candidates ----------------------------------------------------------
-
-_ROW_DEG = 2.0  # latitude rows of the sky grid
-_COLS = 1440  # longitude columns (0.25 deg)
-_EPS_DEG = 1e-6  # slack added to every angular bound
-
-
-def _central_angle_bound_deg(r_ground_min: float, r_ground_max: float, r_sat_min: float,
-                             r_sat_max: float, el_deg: float) -> float:
-    """Largest Earth-central angle (deg) between an observer and a satellite seen at
-    geocentric elevation >= ``el_deg``, for observer radii in ``[r_ground_min,
-    r_ground_max]`` and satellite radii in ``[r_sat_min, r_sat_max]`` (metres).
-
-    Elevation ``eps`` and central angle ``lam`` obey ``r_sat cos(eps + lam) = r_ground
-    cos(eps)``; for ``r_ground <= r_sat`` the elevation falls monotonically with
-    ``lam``, so ``eps >= el`` iff ``lam <= arccos(r_ground cos(el) / r_sat) - el``, which
-    grows with ``r_sat`` and shrinks with ``r_ground``. An observer above a satellite
-    never sees it at a non-negative elevation; for negative ``el`` that case (and any
-    other the formula does not cover) gives 180 (everything).
-    """
-    if el_deg <= -89.0 or r_sat_max <= 0.0 or (el_deg < 0.0 and r_ground_max > r_sat_min):
-        return 180.0
-    e = np.radians(el_deg)
-    c = min(1.0, max(-1.0, r_ground_min * np.cos(e) / r_sat_max))
-    return float(min(180.0, np.degrees(np.arccos(c) - e) + _EPS_DEG))
-
-
-def _geocentric_deg(xyz: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Geocentric latitude in [-90, 90] and longitude in [0, 360] (deg) of ``(P, 3)`` points."""
-    x, y, z = xyz[:, 0], xyz[:, 1], xyz[:, 2]
-    lat = np.degrees(np.arctan2(z, np.hypot(x, y)))
-    lon = np.degrees(np.arctan2(y, x)) % 360.0
-    return lat, lon
-
-
-@dataclass(frozen=True)
-class _SkyGrid:
-    """Satellites binned by radius band, geocentric latitude row and longitude column.
-
-    Each satellite is listed twice, at its longitude column and 360 degrees later,
-    so that any longitude window (one that wraps through 0 included) is a single
-    run of cells. :meth:`candidates` enumerates, for many observers at once, every
-    satellite that could be above an elevation mask: per band, the spherical cap
-    of the band's central-angle bound, covered row by row with the cap's widest
-    longitude span within the row. No per-observer Python loop.
-    """
-
-    radius_m: NDArray[np.float64]  # (N,)
-    band_lo_m: NDArray[np.float64]  # (B,) smallest satellite radius of each band
-    band_hi_m: NDArray[np.float64]  # (B,) largest satellite radius of each band
-    sat_of: NDArray[np.int64]  # satellites in cell order (each twice)
-    starts: NDArray[np.int64]  # (B * rows * 2 * cols + 1,) first position of each cell
-
-    @staticmethod
-    def rows() -> int:
-        return int(np.ceil(180.0 / _ROW_DEG))
-
-    @classmethod
-    def build(cls, pos_m: NDArray[np.float64], el_deg: float, max_bands: int = 4) -> _SkyGrid:
-        """Bin satellites ``(N, 3)`` (m); ``el_deg`` (the usual mask) only tunes the
-        radius bands, any mask can be queried."""
-        n = pos_m.shape[0]
-        radius = np.linalg.norm(pos_m, axis=1)
-        band = _radius_bands(radius, el_deg, max_bands)
-        b = int(band.max()) + 1 if n else 1
-        lo = np.array([radius[band == k].min() if np.any(band == k) else 0.0 for k in range(b)])
-        hi = np.array([radius[band == k].max() if np.any(band == k) else 0.0 for k in range(b)])
-        lat, lon = _geocentric_deg(pos_m)
-        rows = cls.rows()
-        row = np.clip(np.floor((lat + 90.0) / _ROW_DEG).astype(np.int64), 0, rows - 1)
-        col = np.clip(np.floor(lon * (_COLS / 360.0)).astype(np.int64), 0, _COLS - 1)
-        cell = (band * rows + row) * (2 * _COLS) + col
-        keys = np.concatenate((cell, cell + _COLS))
-        order = np.argsort(keys, kind="stable")
-        counts = np.bincount(keys, minlength=b * rows * 2 * _COLS)
-        starts = np.zeros(counts.size + 1, np.int64)
-        np.cumsum(counts, out=starts[1:])
-        return cls(radius, lo, hi, np.tile(np.arange(n), 2)[order], starts)
-
-    def candidates(
-        self, obs_ecef_m: NDArray[np.float64], up: NDArray[np.float64], min_elevation_deg: float
-    ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-        """Candidate satellites of ``P`` observers: ``(per_observer, satellite)``.
-
-        ``satellite`` lists observer 0's candidates, then observer 1's, ...;
-        ``per_observer`` ``(P,)`` counts them. The candidates include every
-        satellite at or above ``min_elevation_deg`` measured from ``up`` (``(P, 3)``
-        unit vectors, e.g. the geodetic vertical), each at most once per observer.
-        """
-        p = obs_ecef_m.shape[0]
-        if p == 0 or self.radius_m.size == 0:
-            return np.zeros(p, np.int64), np.empty(0, np.int64)
-        r_obs = np.linalg.norm(obs_ecef_m, axis=1)
-        cos_tilt = np.einsum("pc,pc->p", obs_ecef_m, up) / np.maximum(r_obs, 1e-9)
-        tilt = float(np.degrees(np.arccos(np.clip(np.min(cos_tilt), -1.0, 1.0))))
-        el = min_elevation_deg - tilt - _EPS_DEG  # geocentric elevation floor
-        lat, lon = _geocentric_deg(obs_ecef_m)
-        rmin, rmax = float(r_obs.min()), float(r_obs.max())
-        rows = self.rows()
-        sin_lat, cos_lat = np.sin(np.radians(lat)), np.cos(np.radians(lat))
-        lo_parts, hi_parts = [], []
-        for k in range(self.band_lo_m.size):
-            if self.band_hi_m[k] <= 0.0:
-                continue
-            cap = _central_angle_bound_deg(rmin, rmax, self.band_lo_m[k], self.band_hi_m[k], el)
-            first = np.floor((lat - cap + 90.0) / _ROW_DEG).astype(np.int64)
-            last = np.floor((lat + cap + 90.0) / _ROW_DEG).astype(np.int64)
-            n_rows = int(np.max(last - first)) + 1
-            rr = first[:, None] + np.arange(n_rows)  # (P, R)
-            valid = (rr <= last[:, None]) & (rr >= 0) & (rr < rows)
-            # Widest longitude half-span of the cap within each row.
-            pole = (lat + cap >= 90.0) | (lat - cap <= -90.0)
-            cap_r = np.radians(cap)
-            lat_lo = np.maximum(rr * _ROW_DEG - 90.0, (lat - cap)[:, None])
-            lat_hi = np.minimum((rr + 1) * _ROW_DEG - 90.0, (lat + cap)[:, None])
-            with np.errstate(invalid="ignore", divide="ignore"):
-                peak = np.degrees(np.arcsin(np.clip(sin_lat / np.cos(cap_r), -1.0, 1.0)))
-                at = np.radians(np.clip(peak[:, None], lat_lo, lat_hi))
-                cos_half = (np.cos(cap_r) - sin_lat[:, None] * np.sin(at)) / (cos_lat[:, None] * np.cos(at))
-                half = np.degrees(np.arccos(np.clip(cos_half, -1.0, 1.0))) + _EPS_DEG
-            half = np.where(np.isfinite(half) & ~pole[:, None], half, 180.0)
-            a = lon[:, None] - half
-            wrap = a < 0.0
-            a = np.where(wrap, a + 360.0, a)
-            b = np.where(wrap, lon[:, None] + 360.0, lon[:, None]) + half
-            ca = np.floor(a * (_COLS / 360.0)).astype(np.int64)
-            cb = np.minimum(np.floor(b * (_COLS / 360.0)).astype(np.int64), 2 * _COLS - 1)
-            full = (half >= 180.0) | (cb - ca + 1 >= _COLS)
-            ca = np.where(full, 0, ca)
-            cb = np.where(full, _COLS - 1, cb)
-            base = (k * rows + np.clip(rr, 0, rows - 1)) * (2 * _COLS)
-            lo = self.starts[base + ca]
-            hi = np.where(valid, self.starts[base + cb + 1], lo)
-            lo_parts.append(lo)
-            hi_parts.append(hi)
-        lo = np.concatenate(lo_parts, axis=1).ravel()
-        length = np.concatenate(hi_parts, axis=1).ravel() - lo
-        per_obs = length.reshape(p, -1).sum(axis=1)
-        total = int(per_obs.sum())
-        offset = np.cumsum(length) - length
-        at_pos = np.repeat(lo - offset, length) + np.arange(total)
-        return per_obs, np.take(self.sat_of, at_pos)
-
-
-_SEG_COST = 2.0  # relative cost of one (observer, row) segment vs one candidate pair
-
-
-def _radius_bands(radius_m: NDArray[np.float64], el_deg: float, max_bands: int = 4) -> NDArray[np.int64]:
-    """Band index (0 = lowest) per satellite: contiguous radius ranges chosen to
-    minimise the modelled candidate work per observer (segments + pairs).
-
-    A band's cap is set by its highest satellite, so mixing low and high shells
-    inflates the low shell's candidates; each extra band costs one more set of
-    row segments. Dynamic programming over (at most 32) equal-count radius bins.
-    """
-    n = radius_m.size
-    if n == 0 or max_bands <= 1:
-        return np.zeros(n, np.int64)
-    order = np.argsort(radius_m)
-    r_sorted = radius_m[order]
-    m = min(32, n)
-    bin_end = (np.arange(1, m + 1) * n) // m  # exclusive end of each bin in sorted order
-    cum = bin_end.astype(np.float64)
-    r_top = r_sorted[bin_end - 1]
-    e = np.radians(el_deg - 0.2)
-    cap = np.clip(np.degrees(np.arccos(np.clip(6_371e3 * np.cos(e) / r_top, -1.0, 1.0)) - e), 0.0, 180.0)
-    seg = _SEG_COST * (2.0 * cap / _ROW_DEG + 1.0)
-    frac = (1.0 - np.cos(np.radians(cap))) / 2.0
-    # best[j][b]: cost of bins 0..j-1 in b bands.
-    inf = np.inf
-    best = np.full((m + 1, max_bands + 1), inf)
-    best[0, 0] = 0.0
-    back = np.zeros((m + 1, max_bands + 1), np.int64)
-    count_before = np.r_[0.0, cum]
-    for j in range(1, m + 1):
-        # band = bins i..j-1, cost uses bin j-1's cap.
-        cost_band = seg[j - 1] + (cum[j - 1] - count_before[:j]) * frac[j - 1]  # (j,) over i
-        for b in range(1, max_bands + 1):
-            tot = best[:j, b - 1] + cost_band
-            i = int(np.argmin(tot))
-            best[j, b], back[j, b] = tot[i], i
-    b = int(np.argmin(best[m]))
-    cuts = []
-    j = m
-    while b > 0:
-        i = back[j, b]
-        cuts.append(i)
-        j, b = i, b - 1
-    starts = sorted(cuts)  # bin index where each band starts
-    band_sorted = np.zeros(n, np.int64)
-    for k, s in enumerate(starts[1:], start=1):
-        band_sorted[(bin_end[s - 1]):] = k
-    band = np.empty(n, np.int64)
-    band[order] = band_sorted
-    return band
 
 
 def _segment_argmin(
@@ -609,7 +419,7 @@ class SlotRouter:
         them. User-beam availability is not applied. The elevation test is
         ``sin(el) = (d . up) / |d|`` with the geodetic up vector of
         :func:`shared.geodesy.enu_rotation`; it runs on the sky grid's candidates
-        (:class:`_SkyGrid`), whose central-angle bound covers every satellite above
+        (:class:`shared.skygrid.SkyGrid`), whose central-angle bound covers every satellite above
         the mask, so the set is exact. Component-wise (structure of arrays) because
         row gathers of ``(P, 3)`` arrays cost several times more.
         """
@@ -631,12 +441,12 @@ class SlotRouter:
         at = np.flatnonzero(keep)
         return counts, np.take(sat, at), np.take(rng, at)
 
-    def _sky_grid(self) -> _SkyGrid:
+    def _sky_grid(self) -> SkyGrid:
         grid = self.__dict__.get("_grid")
         if grid is None:
-            grid = self.__dict__["_grid"] = _SkyGrid.build(
-                self._pos_m, self.capacity.terminal_min_elevation_deg
-            )
+            grid = self.__dict__["_grid"] = SkyGrid.build(
+                self._pos_m, self.capacity.terminal_min_elevation_deg,
+                earth_radius=MEAN_EARTH_RADIUS_M)
         return grid
 
     def route(

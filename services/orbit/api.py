@@ -67,7 +67,8 @@ from services.orbit.store import (
     StoredSatellite,
     request_hash,
 )
-from services.orbit.visibility import Visibility, visible_satellites
+from services.orbit.visibility import TooManyPairs, visible_satellites
+from services.orbit.visibility import prepare as prepare_visibility
 from services.orbit.wire import (
     bytes_field,
     double_array,
@@ -107,7 +108,6 @@ MAX_EPOCH_OFFSET_DAYS = 30.0
 MAX_SELECTION = 50_000
 MAX_VISIBILITY_POINTS = 100_000
 MAX_VISIBILITY_ANSWER_BYTES = 48 * 1024 * 1024
-VISIBILITY_BLOCK_POINTS = 4096
 _BYTES_PER_PAIR = 8 * 3 + 4
 MAX_PASS_POINTS = 1000
 MAX_PASS_WINDOW = timedelta(days=7)
@@ -304,28 +304,6 @@ def _grid_jd(start: timestamp_pb2.Timestamp, step_s: float, count: int
     return CatalogPropagator.grid_jd(jd0, fr0, step_s, 0, count)
 
 
-def _visible_in_blocks(lat, lon, alt, itrf, min_el) -> Visibility:
-    """``visible_satellites`` over blocks of points (bounds the candidate-pair memory),
-    merged into one CSR answer."""
-    n = lat.size
-    if n <= VISIBILITY_BLOCK_POINTS:
-        return visible_satellites(lat, lon, alt, itrf, min_el)
-    parts = [visible_satellites(lat[i:i + VISIBILITY_BLOCK_POINTS],
-                                lon[i:i + VISIBILITY_BLOCK_POINTS],
-                                alt[i:i + VISIBILITY_BLOCK_POINTS], itrf, min_el)
-             for i in range(0, n, VISIBILITY_BLOCK_POINTS)]
-    offsets = np.zeros(n + 1, np.int64)
-    at, base = 1, 0
-    for part in parts:
-        k = part.offsets.size - 1
-        offsets[at:at + k] = part.offsets[1:] + base
-        at += k
-        base += int(part.offsets[-1])
-    return Visibility(offsets, *(np.concatenate([getattr(p, name) for p in parts])
-                                 for name in ("sat_index", "azimuth_deg", "elevation_deg",
-                                              "range_km")))
-
-
 # --- the servicer ---------------------------------------------------------------------
 
 
@@ -370,7 +348,9 @@ class OrbitServicer(orbit_pb2_grpc.OrbitServiceServicer):
             cached_propagator, key, sets if sets is not None else (lambda: snap.subset(idx)))
 
     async def warm(self) -> None:
-        """Load the catalog and build the whole-catalog propagator (start-up hook)."""
+        """Load the catalog, build the whole-catalog propagator and compile the visibility
+        kernel (start-up hook)."""
+        await self.run_cpu(prepare_visibility)  # compile the look-angle kernel (~0.1 s)
         snap = await self.snapshot(None)
         if snap.size:
             await self.propagator(snap, None)
@@ -894,36 +874,40 @@ class OrbitServicer(orbit_pb2_grpc.OrbitServiceServicer):
         prop = await self.propagator(snap, idx)
         numbers = snap.catalog_numbers[idx]
 
+        max_pairs = MAX_VISIBILITY_ANSWER_BYTES // _BYTES_PER_PAIR
+
         def work():
+            # one trip to the CPU pool: propagate to the instant, visibility (memory
+            # bounded, stops early past the answer limit), then the columnar answer
             result = prop.propagate_jd(jd_a, fr_a, with_velocity=False)
             itrf = teme_to_itrf(result.position_km[0], jd, fr)
-            return _visible_in_blocks(lat, lon, alt, itrf, min_el), np.flatnonzero(
-                result.error[0])
-
-        vis, flagged = await self.run_cpu(work)
-        pairs = int(vis.sat_index.size)
-        if pairs * _BYTES_PER_PAIR > MAX_VISIBILITY_ANSWER_BYTES:
-            raise ResourceExhausted(
-                f"{pairs} visible pairs exceed the answer limit of "
-                f"{MAX_VISIBILITY_ANSWER_BYTES // _BYTES_PER_PAIR} pairs",
-                reason="ANSWER_TOO_LARGE",
-                metadata={"resource": "visible_pairs",
-                          "limit": str(MAX_VISIBILITY_ANSWER_BYTES // _BYTES_PER_PAIR)},
-                violations=[("points", "too many (point, satellite) pairs: send fewer points "
-                                       "or raise min_elevation_deg"),
-                            ("min_elevation_deg", "raise it to shrink the answer")])
-
-        def encode():
-            return orbit_pb2.VisibleSatellitesResponse(
-                offsets=vis.offsets.astype("<i8").tobytes(),
-                catalog_numbers=numbers[vis.sat_index].astype("<u4").tobytes(),
-                azimuth_deg=double_array(vis.azimuth_deg),
-                elevation_deg=double_array(vis.elevation_deg),
-                range_km=double_array(vis.range_km),
+            try:
+                vis = visible_satellites(lat, lon, alt, itrf, min_el, max_pairs=max_pairs)
+            except TooManyPairs as exc:
+                raise ResourceExhausted(
+                    f"at least {exc.found} visible pairs exceed the answer limit of "
+                    f"{max_pairs} pairs",
+                    reason="ANSWER_TOO_LARGE",
+                    metadata={"resource": "visible_pairs", "limit": str(max_pairs)},
+                    violations=[("points", "too many (point, satellite) pairs: send fewer "
+                                           "points or raise min_elevation_deg"),
+                                ("min_elevation_deg", "raise it to shrink the answer")],
+                ) from None
+            flagged = np.flatnonzero(result.error[0])
+            # serialized here, in the pool (the server passes bytes through): the columns
+            # are copied once, into the answer
+            small = orbit_pb2.VisibleSatellitesResponse(
                 flagged_catalog_numbers=numbers[flagged].tolist(),
-                catalog_version=snap.version)
+                catalog_version=snap.version).SerializeToString()
+            return b"".join([
+                small,
+                *bytes_field(1, vis.offsets.astype("<i8")),
+                *bytes_field(2, np.take(numbers, vis.sat_index).astype("<u4")),
+                *double_array_field(3, np.ascontiguousarray(vis.azimuth_deg, "<f8")),
+                *double_array_field(4, np.ascontiguousarray(vis.elevation_deg, "<f8")),
+                *double_array_field(5, np.ascontiguousarray(vis.range_km, "<f8"))])
 
-        return await self.run_cpu(encode)
+        return await self.run_cpu(work)
 
     @requires("orbit.read")
     async def PredictPasses(self, request, context):

@@ -75,7 +75,8 @@ def bound_malloc_retention() -> None:
 
 
 def _serialize(message) -> bytes:
-    """Propagate's chunks are serialized in the CPU pool (``bytes``); the rest are messages."""
+    """Propagate's chunks and VisibleSatellites' answers are serialized in the CPU pool
+    (``bytes``); the rest are messages."""
     if isinstance(message, bytes):
         return message
     return message.SerializeToString()
@@ -83,8 +84,10 @@ def _serialize(message) -> bytes:
 
 class _PreserializedPropagate:
     """Stands in for the server while the generated code registers the servicer, giving
-    Propagate a response serializer that passes pre-serialized chunks through (tens of MB
-    each: serializing them on the event loop would stall it and copy them twice more)."""
+    Propagate and VisibleSatellites a response serializer that passes pre-serialized
+    answers through (tens of MB each: serializing them on the event loop would stall it
+    and copy them twice more; for 10,000 points at a 25 deg mask, 13 MB, upb took ~10 ms
+    on the loop against one ~2 ms join in the pool)."""
 
     def __init__(self, server) -> None:
         self._server = server
@@ -94,15 +97,21 @@ class _PreserializedPropagate:
 
     def add_registered_method_handlers(self, service_name: str, handlers: dict) -> None:
         handler = handlers["Propagate"]
-        handlers = dict(handlers, Propagate=grpc.unary_stream_rpc_method_handler(
-            handler.unary_stream, handler.request_deserializer, _serialize))
+        visible = handlers["VisibleSatellites"]
+        handlers = dict(
+            handlers,
+            Propagate=grpc.unary_stream_rpc_method_handler(
+                handler.unary_stream, handler.request_deserializer, _serialize),
+            VisibleSatellites=grpc.unary_unary_rpc_method_handler(
+                visible.unary_unary, visible.request_deserializer, _serialize))
         self._server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler(service_name, handlers),))
         self._server.add_registered_method_handlers(service_name, handlers)
 
 
 def add_orbit_service(servicer, server) -> None:
-    """``add_OrbitServiceServicer_to_server`` with pre-serialized Propagate chunks."""
+    """``add_OrbitServiceServicer_to_server`` with pre-serialized Propagate chunks and
+    VisibleSatellites answers."""
     orbit_pb2_grpc.add_OrbitServiceServicer_to_server(servicer, _PreserializedPropagate(server))
 
 

@@ -296,6 +296,21 @@ async def test_empty_catalog_and_bad_points(orbit, minter):
     assert "grid.step" in violations(error)
 
 
+async def test_visible_satellites_answer_limit(loaded, monkeypatch):
+    from services.orbit import api
+
+    _, stub, _, read = loaded
+    lat = np.linspace(-80.0, 80.0, 200)
+    answer = await client.visible_satellites(stub, lat, 0.0, 0.0, START, -90.0, metadata=read)
+    pairs = answer.catalog_numbers.size
+    monkeypatch.setattr(api, "MAX_VISIBILITY_ANSWER_BYTES", (pairs - 1) * api._BYTES_PER_PAIR)
+    error = await failure(client.visible_satellites(stub, lat, 0.0, 0.0, START, -90.0,
+                                                    metadata=read))
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert details_of(error).reason == "ANSWER_TOO_LARGE"
+    assert {"points", "min_elevation_deg"} <= set(violations(error))
+
+
 async def test_both_layouts_carry_the_same_states(loaded):
     _, stub, _, read = loaded
     answers = {}
