@@ -89,8 +89,15 @@ def create_engine(location: StoreLocation, *, pool_size: int = 10) -> AsyncEngin
         pool_size=pool_size,
         max_overflow=pool_size * 2,
         pool_pre_ping=True,
-        connect_args={"options": f"-csearch_path={location.schema}"},
+        connect_args={"options": f"-csearch_path={location.schema}",
+                      "application_name": application_name(location.schema)},
     )
+
+
+def application_name(schema: str) -> str:
+    """What PostgreSQL shows for our connections (``pg_stat_activity.application_name``):
+    the schema they work in, so an operator (or a test tearing a schema down) can find them."""
+    return f"skybridge:{schema}"[:63]
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -108,6 +115,7 @@ class FastReads:
     def __init__(self, conninfo: str, options: str, size: int):
         self.conninfo = conninfo
         self.options = options
+        self.name = application_name(options.removeprefix("-csearch_path="))
         self.size = size
         self._idle: list = []
         self._opened = 0
@@ -124,7 +132,8 @@ class FastReads:
             import psycopg
 
             return await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True,
-                                                         options=self.options)
+                                                         options=self.options,
+                                                         application_name=self.name)
         except BaseException:
             await self._release(None)
             raise
@@ -159,11 +168,13 @@ class FastReads:
             return row
         raise AssertionError("unreachable")
 
-    async def execute(self, sql: str, params: dict) -> None:
-        """Run one writing statement (not retried: it may have committed)."""
+    async def execute(self, sql: str, params: dict):
+        """Run one writing statement (not retried: it may have committed); returns its first
+        row, if it returns rows."""
         connection = await self._acquire()
         try:
-            await connection.execute(sql, params, prepare=True)
+            cursor = await connection.execute(sql, params, prepare=True)
+            row = await cursor.fetchone() if cursor.description is not None else None
         except BaseException as error:
             import psycopg
 
@@ -174,6 +185,7 @@ class FastReads:
             await self._release(connection)
             raise
         await self._release(connection)
+        return row
 
     @classmethod
     def for_store(cls, engine, location, size: int) -> FastReads:

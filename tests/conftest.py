@@ -53,6 +53,12 @@ def drop_schemas(prefix: str) -> None:
 
     dsn = PG_URL.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(dsn, autocommit=True) as connection:
+        # A call cancelled by a test's drain(0) can leave a connection behind until the
+        # garbage collector closes it; it must not block the drop.
+        connection.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name LIKE %s AND pid <> pg_backend_pid()",
+            (f"skybridge:{prefix}%",))
         rows = connection.execute(
             "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s", (prefix + "%",)
         ).fetchall()

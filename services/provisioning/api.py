@@ -295,8 +295,10 @@ class ProvisioningServicer(provisioning_pb2_grpc.ProvisioningServiceServicer):
         self.store = store
 
     async def _mutate(self, method: str, request, check: Violations,
-                      work: Callable, response_type, to_response: Callable):
-        """Validate request_id, then run `work(tx)` once per key; replay the first answer."""
+                      work: Callable, response_type, to_response: Callable,
+                      fast: Callable | None = None):
+        """Validate request_id, then run `work(tx)` once per key; replay the first answer.
+        `fast(call)`: the same change on the store's one-statement path (PostgreSQL)."""
         need(check, validation.request_id(request.request_id), "request_id")
         check.raise_if_any()
         payload = type(request)()
@@ -305,7 +307,7 @@ class ProvisioningServicer(provisioning_pb2_grpc.ProvisioningServiceServicer):
         answer = await self.store.mutate(
             current_principal(), method, request.request_id,
             payload.SerializeToString(deterministic=True), work,
-            lambda result: to_response(result).SerializeToString(deterministic=True))
+            lambda result: to_response(result).SerializeToString(deterministic=True), fast)
         return response_type.FromString(answer)
 
     # --- partners -------------------------------------------------------------------------
@@ -588,7 +590,9 @@ class ProvisioningServicer(provisioning_pb2_grpc.ProvisioningServiceServicer):
             lambda tx: self.store.create_subscription(tx, parent[0], plan[0], s.quantity,
                                                       s.display_name.strip()),
             pb.CreateSubscriptionResponse,
-            lambda d: pb.CreateSubscriptionResponse(subscription=subscription_pb(d)))
+            lambda d: pb.CreateSubscriptionResponse(subscription=subscription_pb(d)),
+            lambda call: self.store.fast_create_subscription(call, parent[0], plan[0],
+                                                             s.quantity, s.display_name.strip()))
 
     @requires(*READERS)
     async def GetSubscription(self, request, context):
@@ -609,12 +613,13 @@ class ProvisioningServicer(provisioning_pb2_grpc.ProvisioningServiceServicer):
             next_page_token=encode_token(f"subs:{request.parent}", last) if last else "")
 
     def _subscription_call(self, method: str, request, response_type, work,
-                           check: Violations | None = None):
+                           check: Violations | None = None, fast: Callable | None = None):
         check = check or Violations()
         ids = parse(request.name, "subscription", "name", check)
         return self._mutate(
             method, request, check, lambda tx: work(tx, *ids), response_type,
-            lambda d: response_type(subscription=subscription_pb(d)))
+            lambda d: response_type(subscription=subscription_pb(d)),
+            fast and (lambda call: fast(call, *ids)))
 
     @requires(*WRITERS)
     async def ActivateSubscription(self, request, context):
@@ -624,7 +629,9 @@ class ProvisioningServicer(provisioning_pb2_grpc.ProvisioningServiceServicer):
         return await self._subscription_call(
             "ActivateSubscription", request, pb.ActivateSubscriptionResponse,
             lambda tx, c, s: self.store.activate_subscription(tx, c, s, plan[0],
-                                                              request.quantity), check)
+                                                              request.quantity), check,
+            lambda call, c, s: self.store.fast_activate_subscription(call, c, s, plan[0],
+                                                                     request.quantity))
 
     @requires(PARTNER, OPERATOR)
     async def SuspendSubscription(self, request, context):
@@ -717,7 +724,9 @@ class ProvisioningServicer(provisioning_pb2_grpc.ProvisioningServiceServicer):
             "CreateTerminal", request, check,
             lambda tx: self.store.create_terminal(tx, parent[0], sub[1], t.serial_number,
                                                   location),
-            pb.CreateTerminalResponse, lambda d: pb.CreateTerminalResponse(terminal=terminal_pb(d)))
+            pb.CreateTerminalResponse, lambda d: pb.CreateTerminalResponse(terminal=terminal_pb(d)),
+            lambda call: self.store.fast_create_terminal(call, parent[0], sub[1],
+                                                         t.serial_number, location))
 
     @requires(*READERS)
     async def GetTerminal(self, request, context):
@@ -743,7 +752,9 @@ class ProvisioningServicer(provisioning_pb2_grpc.ProvisioningServiceServicer):
         return await self._mutate(
             method, request, check,
             lambda tx: self.store.transition_terminal(tx, ids[0], ids[1], action, request.etag),
-            response_type, lambda d: response_type(terminal=terminal_pb(d)))
+            response_type, lambda d: response_type(terminal=terminal_pb(d)),
+            lambda call: self.store.fast_transition_terminal(call, ids[0], ids[1], action,
+                                                             request.etag))
 
     @requires(*WRITERS)
     async def ProvisionTerminal(self, request, context):

@@ -85,6 +85,8 @@ async def _forever(name: str, step: Callable, wake: asyncio.Event | None,
 POOL_SIZE = 8
 #: Autocommit connections of one replica for entitlement checks (one query each).
 READ_POOL_SIZE = 4
+#: Autocommit connections of one replica for one-statement mutations (`Store.fast_writes`).
+WRITE_POOL_SIZE = 8
 
 
 def _own_engine(kit: ServiceKit, pool_size: int) -> None:
@@ -95,7 +97,8 @@ def _own_engine(kit: ServiceKit, pool_size: int) -> None:
     kit.engine = create_async_engine(
         kit.location.url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800,
         pool_pre_ping=False,
-        connect_args={"options": f"-csearch_path={kit.location.schema}"})
+        connect_args={"options": f"-csearch_path={kit.location.schema}",
+                      "application_name": db.application_name(kit.location.schema)})
     kit.telemetry.instrument_engine(kit.engine)
     kit.sessions = db.session_factory(kit.engine)
 
@@ -123,6 +126,10 @@ async def build(settings: Settings, *, port: int | None = None,
             f"-csearch_path={kit.location.schema}",
             read.int("PROVISIONING_READ_POOL", READ_POOL_SIZE, minimum=1, maximum=64))
         kit.server.on_shutdown(store.fast_reads.close)
+        store.fast_writes = FastReads.for_store(
+            kit.engine, kit.location,
+            read.int("PROVISIONING_WRITE_POOL", WRITE_POOL_SIZE, minimum=1, maximum=64))
+        kit.server.on_shutdown(store.fast_writes.close)
     kit.store = store  # for tests and the benchmark
     kit.server.add(ProvisioningServicer(store),
                    provisioning_pb2_grpc.add_ProvisioningServiceServicer_to_server, SERVICE)
