@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Sequence
 
 from shared.errors import InvalidArgument
 
@@ -21,15 +22,25 @@ def encode_token(scope: str, key) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_token(token: str, scope: str, path: str = "page_token"):
-    """The key in ``token`` (None for an empty token)."""
+def decode_token(token: str, scope: str, path: str = "page_token",
+                 kinds: Sequence[type] | None = None):
+    """The key in ``token`` (None for an empty token). With ``kinds``, the key must be a
+    list of one value of each kind (``float`` accepts an integer too)."""
     if not token:
         return None
     try:
         data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         if data["s"] != scope:
             raise ValueError
-        return data["k"]
+        key = data["k"]
+        if kinds is not None:
+            if not isinstance(key, list) or len(key) != len(kinds):
+                raise ValueError
+            key = [float(v) if k is float and isinstance(v, int) and not isinstance(v, bool)
+                   else v for v, k in zip(key, kinds, strict=True)]
+            if not all(isinstance(v, k) for v, k in zip(key, kinds, strict=True)):
+                raise ValueError
+        return key
     except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
         raise InvalidArgument(f"{path} is not valid for this request",
                               violations=[(path, "is not a token from a previous response "

@@ -23,9 +23,7 @@ contact, so no two transactions deadlock.
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -121,39 +119,6 @@ def state_clause(state: State, now_s: float):
         return sa.or_(c.state == State.SUCCEEDED.name,
                       sa.and_(c.state == State.SCHEDULED.name, c.end_s <= now_s))
     return c.state == state.name
-
-
-# --------------------------------------------------------------------------- page tokens
-
-def encode_page_token(after: Sequence, query_fingerprint: str) -> str:
-    raw = json.dumps({"a": list(after), "f": query_fingerprint}).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_page_token(token: str, query_fingerprint: str, kinds: Sequence[type]
-                      ) -> list | None:
-    """The position after which a page starts (None for the first page): one value of
-    each of `kinds` (``float`` accepts an int too)."""
-    if not token:
-        return None
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        after, seen = list(data["a"]), str(data["f"])
-        if len(after) != len(kinds):
-            raise ValueError("wrong length")
-        after = [float(v) if k is float and isinstance(v, int | float) else v
-                 for v, k in zip(after, kinds, strict=True)]
-        if not all(isinstance(v, k) for v, k in zip(after, kinds, strict=True)):
-            raise ValueError("wrong types")
-    except Exception:  # noqa: BLE001 - any malformed token is the client's error
-        raise InvalidArgument("the page token is not valid", reason="INVALID_PAGE_TOKEN",
-                              violations=[("page_token", "is not a token from this list")]
-                              ) from None
-    if seen != query_fingerprint:
-        raise InvalidArgument("the page token belongs to a different query",
-                              reason="INVALID_PAGE_TOKEN",
-                              violations=[("page_token", "was issued for other filters")])
-    return after
 
 
 class ContactStore:

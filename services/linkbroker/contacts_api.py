@@ -48,12 +48,11 @@ from shared.errors import (
     Unavailable,
     Violations,
 )
+from shared.paging import decode_token, encode_token
 
 from . import contacts as rules
 from .contact_store import (
     ContactStore,
-    decode_page_token,
-    encode_page_token,
     fingerprint,
     new_contact_id,
 )
@@ -277,13 +276,13 @@ class GroundStationServicer(contacts_pb2_grpc.GroundStationServiceServicer):
         check = Violations()
         size = _page(check, request.page_size)
         check.raise_if_any()
-        after = decode_page_token(request.page_token, "stations", (str,))
+        after = decode_token(request.page_token, "stations", kinds=(str,))
         rows = await self.store.list_stations(after[0] if after else None, size + 1)
         more = len(rows) > size
         rows = rows[:size]
         return contacts_pb2.ListGroundStationsResponse(
             ground_stations=[station_message(r) for r in rows],
-            next_page_token=encode_page_token([rows[-1].id], "stations") if more else "")
+            next_page_token=encode_token("stations", [rows[-1].id]) if more else "")
 
     @requires(*READ)
     async def GetGroundStation(self, request, context):
@@ -352,14 +351,14 @@ class GroundStationServicer(contacts_pb2_grpc.GroundStationServiceServicer):
         check = Violations()
         size = _page(check, request.page_size)
         check.raise_if_any()
-        after = decode_page_token(request.page_token, "profiles", (str,))
+        after = decode_token(request.page_token, "profiles", kinds=(str,))
         rows = await self.store.list_profiles(current_principal().tenant,
                                               after[0] if after else None, size + 1)
         more = len(rows) > size
         rows = rows[:size]
         return contacts_pb2.ListContactProfilesResponse(
             contact_profiles=[profile_message(r._mapping) for r in rows],
-            next_page_token=encode_page_token([rows[-1].id], "profiles") if more else "")
+            next_page_token=encode_token("profiles", [rows[-1].id]) if more else "")
 
     @requires(*WRITE)
     async def DeleteContactProfile(self, request, context):
@@ -412,7 +411,7 @@ class GroundStationServicer(contacts_pb2_grpc.GroundStationServiceServicer):
         check.raise_if_any("the availability request is invalid")
         query = fingerprint("ListAvailableContacts", f"{number}|{station_id}|{profile_id}|"
                             f"{start_s!r}|{end_s!r}".encode())
-        after = decode_page_token(request.page_token, query, (float,))
+        after = decode_token(request.page_token, query, kinds=(float,))
         station = await self._station(station_id)
         profile = await self._profile(profile_id)
         mask = max(station.min_elevation_deg, profile.min_elevation_deg)
@@ -440,7 +439,7 @@ class GroundStationServicer(contacts_pb2_grpc.GroundStationServiceServicer):
                 start_azimuth_deg=p.rise_azimuth_deg, end_azimuth_deg=p.set_azimuth_deg,
                 free_antenna_indices=free,
                 reservable=bool(free) and rise[i] >= now + self.lead_time_s))
-        token = encode_page_token([float(rise[idx[-1]])], query) if more else ""
+        token = encode_token(query, [float(rise[idx[-1]])]) if more else ""
         return contacts_pb2.ListAvailableContactsResponse(available_contacts=items,
                                                           next_page_token=token)
 
@@ -556,14 +555,14 @@ class GroundStationServicer(contacts_pb2_grpc.GroundStationServiceServicer):
         check.raise_if_any("the contact filter is invalid")
         scope = self._contact_scope()
         query = fingerprint("ListContacts", f"{scope}|{station_id}|{number}|{state}".encode())
-        after = decode_page_token(request.page_token, query, (float, str))
+        after = decode_token(request.page_token, query, kinds=(float, str))
         now = self.clock()
         rows = await self.store.list_contacts(
             scope, station=station_id, spacecraft=number, state=state, now_s=now,
             after=(float(after[0]), str(after[1])) if after else None, limit=size + 1)
         more = len(rows) > size
         rows = rows[:size]
-        token = encode_page_token([rows[-1].start_s, rows[-1].id], query) if more else ""
+        token = encode_token(query, [rows[-1].start_s, rows[-1].id]) if more else ""
         return contacts_pb2.ListContactsResponse(
             contacts=[contact_message(r._mapping, now) for r in rows], next_page_token=token)
 
