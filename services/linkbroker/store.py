@@ -373,7 +373,7 @@ class Store:
     # --- housekeeping ---------------------------------------------------------------------
 
     async def expire(self, now_slot: int) -> int:
-        """Live leases whose window ended become EXPIRED; ledger rows of past slots go."""
+        """Live leases whose window ended become EXPIRED; ledger rows of past minutes go."""
         async with self.engine.connect() as conn:
             due = list((await conn.execute(sa.select(leases.c.id).where(
                 leases.c.state.in_(LIVE_STATES), leases.c.end_slot <= now_slot)
@@ -381,8 +381,10 @@ class Store:
         for lease_id in due:
             await self.end_lease(lease_id, "EXPIRED", "the window ended", now_slot)
         async with self.engine.begin() as conn:
+            # Rows are per bucket (keyed by its first slot): drop buckets that ended more
+            # than a bucket ago, never the current one.
             await conn.execute(sa.text("DELETE FROM capacity_usage WHERE slot < :s"),
-                               {"s": now_slot - 1})
+                               {"s": bucket_of(now_slot) - LEDGER_BUCKET_SLOTS})
             await conn.execute(requests.delete().where(
                 requests.c.create_s < self.clock() - 48 * 3600))
         return len(due)
