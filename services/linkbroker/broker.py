@@ -18,8 +18,6 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-import numpy as np
-
 from services.linkbroker.capacity_model import CapacityModel
 from services.linkbroker.constellation import Constellation
 from services.linkbroker.gateways import Gateway, GatewayState, GatewayTable, default_gateways
@@ -27,7 +25,7 @@ from services.linkbroker.ledger import Oversubscribed
 from services.linkbroker.plan import LinkPlan, bucket_of, capacity_lookup
 from services.linkbroker.settings import BrokerSettings
 from services.linkbroker.slots import slot_index
-from services.linkbroker.store import LIVE_STATES, Store
+from services.linkbroker.store import Store
 
 __all__ = ["LinkBroker", "NoCoverage"]
 
@@ -288,16 +286,3 @@ class LinkBroker:
         await self.replan_where(lambda plan, start: True,
                                 reason=f"orbit catalog version {version}")
 
-
-def summary(plan: LinkPlan) -> dict:
-    median, worst = plan.rtt_stats()
-    return {"median_rtt_ms": median, "max_rtt_ms": worst, "handovers": plan.handovers,
-            "routed_fraction": plan.routed_fraction}
-
-
-def live(state: str) -> bool:
-    return state in LIVE_STATES
-
-
-def finite_or_zero(x: float) -> float:
-    return float(x) if np.isfinite(x) else 0.0

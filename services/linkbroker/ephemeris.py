@@ -53,12 +53,15 @@ class OrbitConstellationSource:
 
     async def block(self, first_slot: int, n_slots: int) -> Block:
         start = slot_midpoint(first_slot)
-        itrf = await propagate(self.stub, group=self.group, start=start, step_s=SLOT_SECONDS,
-                               count=n_slots, frame="itrf")
-        teme = await propagate(self.stub, group=self.group, start=start, step_s=SLOT_SECONDS,
-                               count=1, frame="teme", include_velocity=True)
-        if not np.array_equal(itrf.catalog_numbers, teme.catalog_numbers):
-            raise RuntimeError("the catalog changed between two Propagate calls")
+        while True:
+            itrf = await propagate(self.stub, group=self.group, start=start,
+                                   step_s=SLOT_SECONDS, count=n_slots, frame="itrf")
+            teme = await propagate(self.stub, group=self.group, start=start,
+                                   step_s=SLOT_SECONDS, count=1, frame="teme",
+                                   include_velocity=True)
+            # An import between the two calls: ask again for one consistent catalog.
+            if itrf.catalog_version == teme.catalog_version:
+                break
         return await self.run_cpu(
             block_from_states, first_slot, itrf.catalog_numbers, itrf.positions, itrf.ok,
             teme.positions[0], teme.velocities[0], int(itrf.catalog_version))
