@@ -19,6 +19,7 @@ defines. Reflection lists every registered service, so grpcurl works without pro
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -43,6 +44,19 @@ SERVER_OPTIONS = [
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
 ]
+
+
+def _freeze_startup_heap() -> None:
+    """Move everything start-up left alive (modules, descriptors, caches, seeded state) out of
+    the garbage collector's reach.
+
+    A full collection walks every tracked object; after start-up that is several hundred
+    thousand objects that live as long as the process. Measured in `bench/platform.py`,
+    collections took 0.10-0.20 s of every 3 s of load before the freeze and 0.04-0.05 s
+    after. Start-up garbage is collected first, so only live objects are frozen.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 @dataclass
@@ -118,6 +132,7 @@ class GrpcService:
             await hook()
         if self._draining:
             return
+        _freeze_startup_heap()
         self.lifecycle.refusal = None
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info("%s serving on port %s", self.name, self.port, extra={"service": self.name})
