@@ -40,7 +40,7 @@ import hashlib
 import json
 import re
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
@@ -101,6 +101,9 @@ MAX_CATALOG_NUMBER = 999_999_999
 MAX_STEPS = 100_000
 MAX_STATES_PER_REQUEST = 20_000_000
 CHUNK_STATE_BUDGET = 640_000
+#: Chunks of one Propagate stream computed at once (each holds a (T, 7, N) and a (T, 3, N)
+#: float64 buffer: 2 x 51 MB at the chunk budget).
+PIPELINE_DEPTH = 2
 MIN_STEP_S, MAX_STEP_S = 0.001, 86_400.0
 MIN_TIME = datetime(1957, 10, 4, tzinfo=UTC)
 MAX_TIME = datetime(2100, 1, 1, tzinfo=UTC)
@@ -766,19 +769,25 @@ class OrbitServicer(orbit_pb2_grpc.OrbitServiceServicer):
         frame_enum = request.frame or orbit_pb2.FRAME_ITRF
         component_major = layout == orbit_pb2.STATE_LAYOUT_TIME_COMPONENT_SATELLITE
         version = snap.version
-        # the kernel's (T, 7, N) output and the (T, 3, N) positions: buffers reused by every
-        # chunk of this stream (the chunks are computed one after the other)
-        work = np.empty((steps, 7, n_sats)) if component_major else None
-        positions = np.empty((steps, 3, n_sats)) if component_major else None
+        # Chunks are computed PIPELINE_DEPTH at a time in the CPU pool while the stream
+        # sends the oldest: with one in flight, the kernel (which takes both cores for
+        # ~15 ms a chunk) and the send of the previous chunk took turns, and one straggling
+        # kernel thread held up the whole chunk. Chunk k uses buffer set k % depth: the
+        # kernel's (T, 7, N) output and the (T, 3, N) positions, reused for the whole
+        # stream; chunk k + depth is only submitted once chunk k has been collected.
+        depth = PIPELINE_DEPTH
+        buffers = [(np.empty((steps, 7, n_sats)), np.empty((steps, 3, n_sats)))
+                   if component_major else (None, None) for _ in range(depth)]
         header = orbit_pb2.PropagateResponse(
             catalog_numbers=snap.catalog_numbers[idx].tolist(),
             element_set_epochs=double_array(jd_to_unix(snap.epoch_jd[idx],
                                                        snap.epoch_fr[idx])),
             total_steps=n_steps).SerializeToString()
 
-        def chunk_message(i: int, j: int, first: bool) -> bytes:
-            """The serialized PropagateResponse of steps [i, j), built in the CPU pool:
-            the arrays are copied once, into the message bytes."""
+        def chunk_message(k: int, i: int, j: int) -> bytes:
+            """The serialized PropagateResponse of steps [i, j) (chunk k), built in the CPU
+            pool: the arrays are copied once, into the message bytes."""
+            work, positions = buffers[k % depth]
             if component_major:
                 chunk = compute_component_chunk(prop, jd[i:j], fr[i:j], frame, velocity,
                                                 work=work[:j - i],  # type: ignore[index]
@@ -790,7 +799,7 @@ class OrbitServicer(orbit_pb2_grpc.OrbitServiceServicer):
                 frame=frame_enum, catalog_version=version, first_step=i,
                 times=double_array(chunk.unix_s),
                 flagged_count=int(np.count_nonzero(error)), layout=layout).SerializeToString()
-            pieces = [header] if first else []
+            pieces = [header] if k == 0 else []
             pieces += [small,
                        *double_array_field(8, np.ascontiguousarray(chunk.position, "<f8")),
                        *bytes_field(10, error)]
@@ -799,19 +808,24 @@ class OrbitServicer(orbit_pb2_grpc.OrbitServiceServicer):
             return b"".join(pieces)
 
         bounds = [(i, min(i + steps, n_steps)) for i in range(0, n_steps, steps)]
+
+        def submit(k: int) -> asyncio.Future:
+            return asyncio.ensure_future(self.run_cpu(chunk_message, k, *bounds[k]))
+
         async with self._streams:
-            pending = asyncio.ensure_future(self.run_cpu(chunk_message, *bounds[0], True))
+            pending = deque(submit(k) for k in range(min(depth, len(bounds))))
             try:
                 for k in range(len(bounds)):
-                    msg = await pending
-                    if k + 1 < len(bounds):
-                        pending = asyncio.ensure_future(self.run_cpu(chunk_message,
-                                                                     *bounds[k + 1], False))
+                    msg = await pending.popleft()
+                    if k + depth < len(bounds):
+                        pending.append(submit(k + depth))
                     yield msg
                     del msg
             finally:
-                if not pending.done():
-                    pending.cancel()
+                # (a job already running finishes in the pool, on this stream's own buffers,
+                # and its message is dropped)
+                for future in pending:
+                    future.cancel()
 
     # -- visibility & passes -------------------------------------------------------
     @staticmethod

@@ -106,8 +106,10 @@ def times_to_jd(times: Sequence[datetime] | np.ndarray) -> tuple[np.ndarray, np.
 class CatalogPropagator:
     """SGP4 propagator for a fixed list of element sets (one catalog version).
 
-    ``batch_size`` is heyoka's SIMD batch size; ``parallel`` lets heyoka split the
-    satellites over its thread pool.
+    ``batch_size`` is heyoka's SIMD batch size; ``parallel`` is heyoka's
+    ``parallel_mode``. A call splits the satellites over heyoka's thread pool either way
+    (measured with heyoka 7.13: two threads busy with ``parallel=False`` too); the pool's
+    size is heyoka's (``heyoka.set_nthreads``), one thread per core by default.
     """
 
     def __init__(
@@ -135,7 +137,15 @@ class CatalogPropagator:
         self._all_near = self._deep_idx.size == 0
         self._heyoka = None
         if self._near_idx.size:
-            kwargs: dict = {"parallel_mode": parallel}
+            # fast_math: LLVM's fast-math flags for the JIT-compiled kernel. Measured on the
+            # 2026-05-12 snapshot it runs 45 M states/s instead of 33 M/s (two threads);
+            # Vallado's verification set gives the same worst error (0.1585 mm, the
+            # reference file's own rounding) and the same seven error codes, and over 30
+            # days the real catalog stays within 0.011 mm of the strict kernel with
+            # identical flags. Only orbits that SGP4 has already flung apart (radius
+            # 4.7 million km, 60 days out, where the strict kernel is itself 0.74 m from
+            # python-sgp4) differ by more: such times are refused (MAX_EPOCH_OFFSET_DAYS).
+            kwargs: dict = {"parallel_mode": parallel, "fast_math": True}
             if batch_size:
                 kwargs["batch_size"] = batch_size
             sat_data = np.ascontiguousarray(gpe[self._near_idx].T)
