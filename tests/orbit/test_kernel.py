@@ -110,3 +110,22 @@ def test_real_catalog_day_chunk(starlink_text):
     assert res.position_km.shape == (10, len(sets), 3)
     radius = np.linalg.norm(res.position_km[res.ok], axis=-1)
     assert radius.min() > 6378.0 and radius.max() < 7500.0
+
+
+def test_real_catalog_agrees_with_python_sgp4_to_the_millimetre(starlink_text):
+    """The kernel is built with fast math: on the real catalog, over the service's whole
+    30-day window, every state it does not flag is within 1 mm (and 1 mm/s) of
+    python-sgp4, and both flag the same states."""
+    sets, _ = parse_tle(starlink_text)
+    sets = sets[::5]  # 2,000-odd satellites keep the reference quick
+    prop = CatalogPropagator(sets)
+    epoch = max(s.epoch_jd + s.epoch_fr for s in sets)
+    jd = np.full(40, np.floor(epoch))
+    fr = (epoch - jd) + np.linspace(0.0, 30.0, 40)
+    res = prop.propagate_jd(jd, fr)
+    e, r, v = SatrecArray([s.to_satrec() for s in sets]).sgp4(jd, fr)
+    assert np.array_equal(res.error, e.T)
+    ok = res.ok
+    assert ok.sum() > 0.5 * ok.size
+    assert np.abs(res.position_km[ok] - r.transpose(1, 0, 2)[ok]).max() < 1e-6
+    assert np.abs(res.velocity_km_s[ok] - v.transpose(1, 0, 2)[ok]).max() < 1e-6
