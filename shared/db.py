@@ -147,13 +147,21 @@ class FastReads:
             self._freed.notify()
 
     async def fetchone(self, sql: str, params: dict):
+        """The first row of a read (None when it returns none)."""
+        return await self._read(sql, params, all_rows=False)
+
+    async def fetchall(self, sql: str, params: dict) -> list:
+        """Every row of a read."""
+        return await self._read(sql, params, all_rows=True)
+
+    async def _read(self, sql: str, params: dict, all_rows: bool):
         import psycopg
 
         for attempt in range(2):
             connection = await self._acquire()
             try:
                 cursor = await connection.execute(sql, params, prepare=True)
-                row = await cursor.fetchone()
+                row = await (cursor.fetchall() if all_rows else cursor.fetchone())
             except psycopg.OperationalError:
                 await connection.close()
                 await self._release(None)

@@ -11,7 +11,7 @@ A token carries scopes and a tenant (see shared.auth). The provisioning service 
 | `provisioning.write` | a customer's admins | the above, plus create itself (its tenant is the token's), buy subscriptions, activate them, change plan or quantity, cancel, register terminals and change their state |
 | `partner` | a co-sell partner; the token's tenant is the partner id (`microsoft`, `spacex`) | its own referral records (create, read, update); customers it manages (created by it, or sourced by it through a Won referral) with everything `provisioning.write` can do to them, plus suspend and reinstate their subscriptions; their events and audit records |
 | `operator` | Skybridge operations | everything: partners and plans (create, update), every customer and referral, suspend and reinstate, all events and audit records |
-| `provisioning.entitlements` | the link broker's service token | CheckEntitlement only |
+| `provisioning.entitlements` | the link broker's service token | CheckEntitlement and BatchCheckEntitlements only |
 | `provisioning.events` | services following the feed | WatchEvents over all customers |
 
 A resource the caller may not see answers NOT_FOUND, exactly like one that does not exist,
@@ -41,7 +41,7 @@ from skybridge.provisioning.v1 import provisioning_pb2_grpc
 from skybridge.provisioning.v1 import resources_pb2 as res
 
 from shared.auth import current_principal, requires
-from shared.errors import InvalidArgument, NotFound, Violations
+from shared.errors import InvalidArgument, NotFound, Violations, to_status
 from shared.paging import decode_token, encode_token
 
 from . import domain, validation
@@ -288,6 +288,41 @@ def need_text(check: Violations, value: str, path: str, maximum: int = validatio
 def need(check: Violations, problem: str | None, path: str) -> None:
     if problem:
         check.add(path, problem)
+
+
+#: Checks one BatchCheckEntitlements call may carry.
+MAX_BATCH_CHECKS = 500
+#: The ErrorInfo domain of this service's errors (as the server interceptor names it).
+DOMAIN = "provisioning.skybridge"
+
+
+def _entitlement_args(request: pb.CheckEntitlementRequest, check: Violations,
+                      prefix: str = "") -> tuple[str, str]:
+    """(customer id, terminal id) of a check; violations (fields named `prefix` + field)
+    go to `check`."""
+    customer = parse(request.customer, "customer", prefix + "customer", check)
+    terminal = parse(request.terminal, "terminal", prefix + "terminal", check)
+    if customer and terminal and customer[0] != terminal[0]:
+        check.add(prefix + "terminal", f"must be a terminal of {request.customer}")
+    check.check(math.isfinite(request.bandwidth_mbps) and request.bandwidth_mbps > 0,
+                prefix + "bandwidth_mbps", "must be a finite number above 0")
+    need(check, validation.region(request.target_region), prefix + "target_region")
+    return (customer[0] if customer else "", terminal[1] if terminal else "")
+
+
+def _entitlement_pb(answer: domain.Entitlement) -> pb.CheckEntitlementResponse:
+    location = answer.terminal_location
+    return pb.CheckEntitlementResponse(
+        allowed=answer.allowed,
+        reason=pb.EntitlementReason.Value("ENTITLEMENT_REASON_" + answer.reason),
+        message=answer.message, max_bandwidth_mbps=answer.max_bandwidth_mbps,
+        priority_class=(res.PriorityClass.Value("PRIORITY_CLASS_" + answer.priority_class)
+                        if answer.priority_class else 0),
+        subscription=answer.subscription, customer_tenant=answer.customer_tenant,
+        terminal_location=(common_pb2.GeodeticPoint(latitude_deg=location[0],
+                                                    longitude_deg=location[1],
+                                                    altitude_m=location[2])
+                           if location else None))
 
 
 class ProvisioningServicer(provisioning_pb2_grpc.ProvisioningServiceServicer):
@@ -781,29 +816,39 @@ class ProvisioningServicer(provisioning_pb2_grpc.ProvisioningServiceServicer):
     @requires(domain.ENTITLEMENTS, OPERATOR)
     async def CheckEntitlement(self, request, context):
         check = Violations()
-        customer = parse(request.customer, "customer", "customer", check)
-        terminal = parse(request.terminal, "terminal", "terminal", check)
-        if customer and terminal and customer[0] != terminal[0]:
-            check.add("terminal", f"must be a terminal of {request.customer}")
-        check.check(math.isfinite(request.bandwidth_mbps) and request.bandwidth_mbps > 0,
-                    "bandwidth_mbps", "must be a finite number above 0")
-        need(check, validation.region(request.target_region), "target_region")
+        ids = _entitlement_args(request, check)
         check.raise_if_any()
-        answer = await self.store.check_entitlement(customer[0], terminal[1],
-                                                    request.bandwidth_mbps,
+        answer = await self.store.check_entitlement(*ids, request.bandwidth_mbps,
                                                     request.target_region)
-        return pb.CheckEntitlementResponse(
-            allowed=answer.allowed,
-            reason=pb.EntitlementReason.Value("ENTITLEMENT_REASON_" + answer.reason),
-            message=answer.message, max_bandwidth_mbps=answer.max_bandwidth_mbps,
-            priority_class=(res.PriorityClass.Value("PRIORITY_CLASS_" + answer.priority_class)
-                            if answer.priority_class else 0),
-            subscription=answer.subscription, customer_tenant=answer.customer_tenant,
-            terminal_location=(common_pb2.GeodeticPoint(
-                latitude_deg=answer.terminal_location[0],
-                longitude_deg=answer.terminal_location[1],
-                altitude_m=answer.terminal_location[2])
-                if answer.terminal_location else None))
+        return _entitlement_pb(answer)
+
+    @requires(domain.ENTITLEMENTS, OPERATOR)
+    async def BatchCheckEntitlements(self, request, context):
+        count = len(request.checks)
+        if not 1 <= count <= MAX_BATCH_CHECKS:
+            raise InvalidArgument(f"checks: {count} checks; send 1 to {MAX_BATCH_CHECKS}",
+                                  violations=[("checks", f"must hold 1 to {MAX_BATCH_CHECKS} "
+                                                         f"checks (got {count})")])
+        results: list = [None] * count
+        valid: list[int] = []
+        for i, item in enumerate(request.checks):
+            check = Violations()
+            _entitlement_args(item, check, f"checks[{i}].")
+            if check:
+                try:
+                    check.raise_if_any(f"check {i} is invalid")
+                except InvalidArgument as error:
+                    results[i] = pb.BatchCheckEntitlementsResponse.Result(
+                        error=to_status(error, DOMAIN))
+            else:
+                valid.append(i)
+        items = [request.checks[i] for i in valid]
+        answers = await self.store.check_entitlements([
+            (*_entitlement_args(item, Violations()), item.bandwidth_mbps, item.target_region)
+            for item in items])
+        for i, answer in zip(valid, answers, strict=True):
+            results[i] = pb.BatchCheckEntitlementsResponse.Result(answer=_entitlement_pb(answer))
+        return pb.BatchCheckEntitlementsResponse(results=results)
 
     # --- event feed -----------------------------------------------------------------------
 

@@ -47,7 +47,7 @@ import logging
 import secrets
 import time
 import types
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -401,6 +401,26 @@ _AUDIT_EVENT_CTES = _audit_event_ctes()
 _ABORT = ("SELECT n.claimed, 1 / (1 - n.claimed + n.changed){} FROM (SELECT "
           "(SELECT count(*) FROM claim) AS claimed, (SELECT count(*) FROM changed) AS changed"
           ") AS n")
+
+
+def _entitlement(row, customer_id: str, bandwidth: float, region: str) -> domain.Entitlement:
+    """The decision for one entitlement query row (None: the customer does not exist)."""
+    if row is None:
+        return domain.Entitlement(False, "CUSTOMER_NOT_FOUND",
+                                  f"{customer_name(customer_id)} does not exist")
+    if row[0] is None:
+        return dataclasses.replace(domain.decide_entitlement(
+            terminal_state=None, subscription_state=None, terms=None,
+            bandwidth_mbps=bandwidth, region=region), customer_tenant=row[8])
+    t_state, s_state, bw, priority, regions, sub_id, lo, hi, tenant, lat, lon, alt = row
+    terms = PlanTerms(bandwidth_mbps=bw, priority_class=priority, min_quantity=lo,
+                      max_quantity=hi, price_currency="", price_units=0, price_nanos=0,
+                      regions=tuple(r for r in regions.split(",") if r))
+    return dataclasses.replace(domain.decide_entitlement(
+        terminal_state=t_state, subscription_state=s_state, terms=terms,
+        bandwidth_mbps=bandwidth, region=region,
+        subscription=subscription_name(customer_id, sub_id)),
+        customer_tenant=tenant, terminal_location=(lat, lon, alt))
 
 
 class Store:
@@ -1514,6 +1534,17 @@ class Store:
         "LEFT JOIN subscriptions s ON s.id = t.subscription_id WHERE c.id = {customer}")
     _ENTITLEMENT = text(_ENTITLEMENT_SQL.format(terminal=":terminal", customer=":customer"))
 
+    #: The batched form: one row per check, in the checks' order (PostgreSQL).
+    _ENTITLEMENTS_SQL = (
+        "SELECT c.id IS NOT NULL, t.state, s.state, s.bandwidth_mbps, s.priority_class, "
+        "s.regions, s.id, s.min_quantity, s.max_quantity, c.tenant, t.latitude_deg, "
+        "t.longitude_deg, t.altitude_m "
+        "FROM unnest(%(customers)s::text[], %(terminals)s::text[]) WITH ORDINALITY "
+        "AS q(customer, terminal, n) "
+        "LEFT JOIN customers c ON c.id = q.customer "
+        "LEFT JOIN terminals t ON t.id = q.terminal AND t.customer_id = c.id "
+        "LEFT JOIN subscriptions s ON s.id = t.subscription_id ORDER BY q.n")
+
     async def check_entitlement(self, customer_id: str, terminal_id: str, bandwidth: float,
                                 region: str) -> domain.Entitlement:
         """One indexed query (primary keys of customers, terminals, subscriptions) on an
@@ -1528,22 +1559,27 @@ class Store:
                 row = (await connection.execute(
                     self._ENTITLEMENT, {"terminal": terminal_id, "customer": customer_id})
                 ).first()
-        if row is None:
-            return domain.Entitlement(False, "CUSTOMER_NOT_FOUND",
-                                      f"{customer_name(customer_id)} does not exist")
-        if row[0] is None:
-            return dataclasses.replace(domain.decide_entitlement(
-                terminal_state=None, subscription_state=None, terms=None,
-                bandwidth_mbps=bandwidth, region=region), customer_tenant=row[8])
-        t_state, s_state, bw, priority, regions, sub_id, lo, hi, tenant, lat, lon, alt = row
-        terms = PlanTerms(bandwidth_mbps=bw, priority_class=priority, min_quantity=lo,
-                          max_quantity=hi, price_currency="", price_units=0, price_nanos=0,
-                          regions=tuple(r for r in regions.split(",") if r))
-        return dataclasses.replace(domain.decide_entitlement(
-            terminal_state=t_state, subscription_state=s_state, terms=terms,
-            bandwidth_mbps=bandwidth, region=region,
-            subscription=subscription_name(customer_id, sub_id)),
-            customer_tenant=tenant, terminal_location=(lat, lon, alt))
+        return _entitlement(row, customer_id, bandwidth, region)
+
+    async def check_entitlements(self, checks: Sequence[tuple[str, str, float, str]]
+                                 ) -> list[domain.Entitlement]:
+        """`check_entitlement` for each (customer id, terminal id, bandwidth, region), as of
+        one moment: on PostgreSQL one statement for the whole batch (so the batch costs
+        about one check's round trip), elsewhere one connection for all of them."""
+        if not checks:
+            return []
+        if self.fast_reads is not None:
+            rows = await self.fast_reads.fetchall(self._ENTITLEMENTS_SQL, {
+                "customers": [c[0] for c in checks], "terminals": [c[1] for c in checks]})
+            return [_entitlement(row[1:] if row[0] else None, customer, bandwidth, region)
+                    for row, (customer, _, bandwidth, region) in zip(rows, checks, strict=True)]
+        answers = []
+        async with self.engine.connect() as connection:
+            for customer, terminal, bandwidth, region in checks:
+                row = (await connection.execute(
+                    self._ENTITLEMENT, {"terminal": terminal, "customer": customer})).first()
+                answers.append(_entitlement(row, customer, bandwidth, region))
+        return answers
 
     # --- events and audit -----------------------------------------------------------------
 
