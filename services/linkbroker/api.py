@@ -45,6 +45,7 @@ from services.linkbroker.plan import LinkPlan, SlotPath
 from services.linkbroker.regions import normalize_region_name
 from services.linkbroker.slots import SLOT_SECONDS, slot_start
 from services.linkbroker.store import LIVE_STATES, fingerprint
+from services.provisioning.entitlements import EntitlementChecker
 from shared.auth import current_principal, requires
 from shared.errors import (
     FailedPrecondition,
@@ -132,10 +133,12 @@ def gateway_pb(row: dict, broker: LinkBroker) -> pb.Gateway:
 
 
 class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
-    def __init__(self, broker: LinkBroker, provisioning, draining: asyncio.Event | None = None):
+    def __init__(self, broker: LinkBroker, entitlements: EntitlementChecker,
+                 draining: asyncio.Event | None = None):
         self.broker = broker
         self.store = broker.store
-        self.provisioning = provisioning
+        #: provisioning's entitlement checks; concurrent requests' checks leave together
+        self.entitlements = entitlements
         self.draining = draining or asyncio.Event()
 
     # --- validation helpers -------------------------------------------------------------
@@ -413,7 +416,7 @@ class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
 
     async def _entitlement(self, request, region: str) -> prov.CheckEntitlementResponse:
         try:
-            return await self.provisioning.CheckEntitlement(prov.CheckEntitlementRequest(
+            return await self.entitlements.check(prov.CheckEntitlementRequest(
                 customer=request.customer, terminal=request.terminal,
                 bandwidth_mbps=request.bandwidth_mbps, target_region=region))
         except grpc.aio.AioRpcError as error:

@@ -15,6 +15,7 @@ from skybridge.linkbroker.v1 import linkbroker_pb2, linkbroker_pb2_grpc
 from skybridge.orbit.v1 import orbit_pb2, orbit_pb2_grpc
 from skybridge.provisioning.v1 import provisioning_pb2, provisioning_pb2_grpc
 
+from services.provisioning.entitlements import EntitlementChecker
 from shared.config import Settings
 from shared.db import FastReads
 from shared.service import ServiceKit
@@ -57,7 +58,8 @@ async def build(settings: Settings, *, port: int | None = None, span_processors=
     broker = LinkBroker(store, broker_settings, capacity or DEFAULT_CAPACITY_MODEL, source,
                         kit.run_cpu, clock)
     follower = RevocationFollower(provisioning, broker, broker_settings.feed_retry_seconds)
-    kit.server.add(LinkBrokerServicer(broker, provisioning, kit.server.draining),
+    kit.server.add(LinkBrokerServicer(broker, EntitlementChecker(provisioning),
+                                      kit.server.draining),
                    linkbroker_pb2_grpc.add_LinkBrokerServiceServicer_to_server, SERVICE)
     kit.server.on_startup(broker.start)
     kit.server.on_startup(follower.start)
