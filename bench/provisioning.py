@@ -4,14 +4,26 @@ The service runs as a subprocess (`python -m services.provisioning`) on a fresh 
 of the PostgreSQL database at $SKYBRIDGE_TEST_PG_URL (default 127.0.0.1:5432/test), with the
 log level at WARNING; the load generator runs in this process on the same machine.
 
-Phase 1 (mutations): concurrent callers create subscriptions and activate them, register
-terminals, and move terminals through provisioned -> active -> suspended -> active; every
-call carries a request_id, so every call runs the full idempotent-transaction path
-(idempotency key, row locks, audit records, outbox events).
+Phase 1 (mutations): callers create subscriptions and activate them, register terminals,
+and move terminals through provisioned -> active -> suspended -> active; every call carries a
+request_id, so every call runs the full idempotent path (idempotency key, row locks, audit
+records, outbox events). It runs twice:
+  1a. capacity: `--concurrency` closed-loop callers, each sending its next call when the
+      last is answered: the most the service sustains (its p99 is mostly queueing, since
+      32 callers keep 32 calls waiting);
+  1b. latency at the target rate: steps started on a fixed schedule (`--mutation-rate`
+      steps/s, 500 by default, which is about 525 mutating calls/s since a new subscription
+      is two calls), each step's latency counted from when it was due, so a service that
+      falls behind pays for it (no coordinated omission). The target is read here: 500
+      mutations/s sustained with p99 under 50 ms.
 While phase 1 runs, --watchers WatchEvents streams follow the event feed (so the outbox relay
 that gives events their feed positions runs too); after it, the bench checks that each follower
 received every event in the database exactly once.
-Phase 2 (entitlement checks): concurrent CheckEntitlement calls over the active terminals.
+Phase 2 (entitlement checks): `--check-concurrency` closed-loop callers check active
+terminals, first one CheckEntitlement call per check (unary), then as the link broker sends
+them: through `services.provisioning.entitlements.EntitlementChecker` (one per channel),
+which sends concurrent checks together in BatchCheckEntitlements calls. The target is read
+on the second.
 
 Targets (issue 4): >= 500 mutations/s with p99 < 50 ms; >= 2,000 checks/s.
 Usage: .venv/bin/python bench/provisioning.py [--seconds 10] [--concurrency 32]
@@ -48,6 +60,7 @@ from skybridge.provisioning.v1 import provisioning_pb2 as pb  # noqa: E402
 from skybridge.provisioning.v1 import provisioning_pb2_grpc  # noqa: E402
 from skybridge.provisioning.v1 import resources_pb2 as res  # noqa: E402
 
+from services.provisioning.entitlements import EntitlementChecker  # noqa: E402
 from shared.auth import TokenMinter  # noqa: E402
 
 PREFIX = ""
@@ -229,6 +242,41 @@ async def timed_workers(concurrency: int, seconds: float, step) -> tuple[list[fl
     return latencies, errors, time.perf_counter() - started
 
 
+async def open_loop(rate: float, seconds: float, step) -> tuple[list[float], int, float]:
+    """Calls started at a fixed rate (`rate` steps a second, evenly spaced), whatever the
+    service's pace, for `seconds`. A step's latency counts from when it was due, so a
+    service that falls behind is charged for the wait (no coordinated omission)."""
+    latencies: list[float] = []
+    errors = 0
+    count = 0
+    rng = random.Random(7)
+    tasks: set = set()
+
+    async def one(due: float) -> None:
+        nonlocal errors, count
+        try:
+            n = await step(rng)
+        except grpc.aio.AioRpcError:
+            errors += 1
+            return
+        elapsed = (time.perf_counter() - due) * 1000 / max(n, 1)
+        latencies.extend([elapsed] * n)
+        count += n
+
+    started = time.perf_counter()
+    total = int(rate * seconds)
+    for k in range(total):
+        due = started + k / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        task = asyncio.ensure_future(one(due))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    await asyncio.gather(*tasks)
+    return latencies, errors, time.perf_counter() - started
+
+
 async def wait_for_feed(seen: list[int]) -> int:
     """The number of events in the database, once every follower has received that many
     (or after 30 s)."""
@@ -245,16 +293,27 @@ async def wait_for_feed(seen: list[int]) -> int:
 
 
 def start_service(prefix: str, port: int, keys: Path) -> subprocess.Popen:
+    """The service as a subprocess, its output (stdout and stderr) in `keys`/service.log.
+
+    The output goes to a file, not a pipe: a pipe nobody reads fills up after 64 KB and then
+    blocks the service on its next log line, which shows as a stalled service."""
     env = {**os.environ, "SKYBRIDGE_DATABASE_URL": PG_URL, "SKYBRIDGE_DB_SCHEMA_PREFIX": prefix,
            "SKYBRIDGE_PROVISIONING_PORT": str(port), "SKYBRIDGE_LOG_LEVEL": "WARNING",
            "SKYBRIDGE_JWT_PRIVATE_KEY": str(keys / "k.pem"),
            "SKYBRIDGE_JWT_PUBLIC_KEY": str(keys / "k.pub.pem"), "SKYBRIDGE_DEV_KEYS": "true"}
-    server = subprocess.Popen([sys.executable, "-m", "services.provisioning"], cwd=ROOT, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    for line in server.stdout:
-        if "listening" in line:
+    log_path = keys / "service.log"
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen([sys.executable, "-m", "services.provisioning"], cwd=ROOT,
+                                  env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if "listening" in log_path.read_text(errors="replace"):
             return server
-    raise SystemExit("the service did not start")
+        if server.poll() is not None:
+            break
+        time.sleep(0.1)
+    server.kill()
+    raise SystemExit("the service did not start:\n" + log_path.read_text(errors="replace"))
 
 
 async def run(args, port: int, keys: Path, server_pid: int) -> dict:
@@ -282,31 +341,56 @@ async def run(args, port: int, keys: Path, server_pid: int) -> dict:
                 feed_cursors[index].append(answer.event.cursor)
 
         followers = [asyncio.ensure_future(follow(i)) for i in range(args.watchers)]
+        # 1a. capacity: closed loop, `--concurrency` callers as fast as answers come
         meter = CpuMeter(server_pid)
-        lat, errors, wall = await timed_workers(args.concurrency, args.seconds,
-                                                load.one_mutation)
+        capacity_lat, capacity_errors, capacity_wall = await timed_workers(
+            args.concurrency, args.seconds, load.one_mutation)
+        capacity_cpu = meter.stop()
+        # 1b. latency at the target rate: open loop, steps started on a fixed schedule
+        meter = CpuMeter(server_pid)
+        lat, errors, wall = await open_loop(args.mutation_rate, args.seconds, load.one_mutation)
         mutation_cpu = meter.stop()
         total_events = await wait_for_feed(feed_seen)
         for follower in followers:
             follower.cancel()
         feed_ok = all(len(set(c)) == len(c) == total_events for c in feed_cursors)
         active = [(t, n) for t, n, s in load.terminals if s == "ACTIVE"]
-        checks_lat: list[float] = []
 
-        async def check(rng: random.Random) -> int:
+        def request_for(rng: random.Random) -> pb.CheckEntitlementRequest:
             tenant, name = rng.choice(active)
-            answer = await rng.choice(stubs).CheckEntitlement(pb.CheckEntitlementRequest(
-                customer=load.customers[tenant], terminal=name, bandwidth_mbps=50,
-                target_region="westeurope"), metadata=load.broker)
+            return pb.CheckEntitlementRequest(customer=load.customers[tenant], terminal=name,
+                                              bandwidth_mbps=50, target_region="westeurope")
+
+        async def unary_check(rng: random.Random) -> int:
+            answer = await rng.choice(stubs).CheckEntitlement(request_for(rng),
+                                                              metadata=load.broker)
             assert answer.allowed, answer
             return 1
 
-        await timed_workers(args.check_concurrency, 1.0, check)  # warm-up
-        meter = CpuMeter(server_pid)
-        checks_lat, check_errors, check_wall = await timed_workers(
-            args.check_concurrency, args.seconds, check)
-        check_cpu = meter.stop()
+        # The link broker's way: one EntitlementChecker per channel, shared by its requests.
+        checkers = [EntitlementChecker(s, metadata=load.broker) for s in stubs]
+
+        async def broker_check(rng: random.Random) -> int:
+            answer = await rng.choice(checkers).check(request_for(rng))
+            assert answer.allowed, answer
+            return 1
+
+        phases = {}
+        for label, step in (("unary", unary_check), ("broker", broker_check)):
+            await timed_workers(args.check_concurrency, 1.0, step)  # warm-up
+            meter = CpuMeter(server_pid)
+            checks_lat, check_errors, check_wall = await timed_workers(
+                args.check_concurrency, args.seconds, step)
+            phases[label] = (checks_lat, check_errors, check_wall, meter.stop())
+        checks_lat, check_errors, check_wall, check_cpu = phases["broker"]
+        unary_lat, unary_errors, unary_wall, unary_cpu = phases["unary"]
+        calls = sum(c.calls for c in checkers)
+        answered = sum(c.checks for c in checkers)
         return {
+            "mutation_capacity_per_s": round(len(capacity_lat) / capacity_wall, 1),
+            "mutation_capacity_p99_ms": round(percentile(capacity_lat, 0.99), 2),
+            "mutation_capacity_errors": capacity_errors,
+            "mutation_rate_offered_steps_per_s": args.mutation_rate,
             "mutations_per_s": round(len(lat) / wall, 1),
             "mutation_p50_ms": round(statistics.median(lat), 2),
             "mutation_p99_ms": round(percentile(lat, 0.99), 2),
@@ -315,12 +399,19 @@ async def run(args, port: int, keys: Path, server_pid: int) -> dict:
             "entitlement_p50_ms": round(statistics.median(checks_lat), 2),
             "entitlement_p99_ms": round(percentile(checks_lat, 0.99), 2),
             "entitlement_errors": check_errors,
+            "entitlement_checks_per_call": round(answered / max(calls, 1), 1),
+            "unary_checks_per_s": round(len(unary_lat) / unary_wall, 1),
+            "unary_p50_ms": round(statistics.median(unary_lat), 2),
+            "unary_p99_ms": round(percentile(unary_lat, 0.99), 2),
+            "unary_errors": unary_errors,
             "feed_watchers": args.watchers, "feed_events": total_events,
             "feed_complete_once_each": feed_ok,
-            "mutation_cpu": mutation_cpu, "check_cpu": check_cpu,
+            "capacity_cpu": capacity_cpu, "mutation_cpu": mutation_cpu,
+            "unary_check_cpu": unary_cpu, "check_cpu": check_cpu,
             "load_average": [round(x, 2) for x in os.getloadavg()],
             "terminals": len(load.terminals), "active_terminals": len(active),
-            "channels": len(channels), "concurrency": args.concurrency, "check_concurrency": args.check_concurrency,
+            "channels": len(channels), "concurrency": args.concurrency,
+            "check_concurrency": args.check_concurrency,
             "seconds": args.seconds, "cpus": os.cpu_count(),
             "targets": {"mutations_per_s": 500, "mutation_p99_ms": 50,
                         "entitlement_checks_per_s": 2000},
@@ -335,6 +426,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--check-concurrency", type=int, default=64)
+    parser.add_argument("--mutation-rate", type=float, default=500.0,
+                        help="steps per second offered in the latency phase (a step is one "
+                             "mutating call, or two for a new subscription)")
     parser.add_argument("--tenants", type=int, default=16)
     parser.add_argument("--callers-per-channel", type=int, default=16)
     parser.add_argument("--watchers", type=int, default=1,
@@ -354,17 +448,26 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             server.kill()
         drop_schemas(prefix)
-    print(f"mutations:          {result['mutations_per_s']:8.1f}/s  p50 "
+    print(f"mutation capacity:  {result['mutation_capacity_per_s']:8.1f}/s with "
+          f"{result['concurrency']} callers (closed loop; p99 "
+          f"{result['mutation_capacity_p99_ms']:.2f} ms)  errors "
+          f"{result['mutation_capacity_errors']}")
+    print(f"mutations at rate:  {result['mutations_per_s']:8.1f}/s  p50 "
           f"{result['mutation_p50_ms']:.2f} ms  p99 {result['mutation_p99_ms']:.2f} ms  "
-          f"errors {result['mutation_errors']}")
+          f"errors {result['mutation_errors']} (open loop, "
+          f"{result['mutation_rate_offered_steps_per_s']:g} steps/s offered)")
     print(f"event feed:         {result['feed_events']} events, each received once by "
           f"{result['feed_watchers']} follower(s): {result['feed_complete_once_each']}")
     print(f"entitlement checks: {result['entitlement_checks_per_s']:8.1f}/s  p50 "
           f"{result['entitlement_p50_ms']:.2f} ms  p99 {result['entitlement_p99_ms']:.2f} ms  "
-          f"errors {result['entitlement_errors']}")
-    for phase in ("mutation", "check"):
+          f"errors {result['entitlement_errors']} (as the link broker sends them: "
+          f"{result['entitlement_checks_per_call']} checks per BatchCheckEntitlements call)")
+    print(f"  unary only:       {result['unary_checks_per_s']:8.1f}/s  p50 "
+          f"{result['unary_p50_ms']:.2f} ms  p99 {result['unary_p99_ms']:.2f} ms  "
+          f"errors {result['unary_errors']} (one CheckEntitlement call per check)")
+    for phase in ("capacity", "mutation", "unary_check", "check"):
         cpu = result[f"{phase}_cpu"]
-        print(f"{phase + ' CPU (cores):':<20}client {cpu['client_cores']:.2f}  server "
+        print(f"{phase + ' CPU (cores):':<25}client {cpu['client_cores']:.2f}  server "
               f"{cpu['server_cores']:.2f}  postgres {cpu['postgres_cores']:.2f}  machine "
               f"{cpu['machine_cores']:.2f} of {os.cpu_count()}")
     print("load average:       " + " ".join(f"{x:.2f}" for x in result["load_average"]))
