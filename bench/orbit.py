@@ -1,6 +1,6 @@
 """Orbit service end to end against python-sgp4, and VisibleSatellites for 10,000 points.
 
-    .venv/bin/python bench/orbit.py [--steps 1440] [--repeat 2] [--tle PATH]
+    .venv/bin/python bench/orbit.py [--steps 1440] [--repeat 3] [--tle PATH]
                                     [--visibility-only] [--visibility-repeat 5]
 
 1. Starts the orbit service as a subprocess (`python -m services.orbit`, SQLite in a
@@ -229,7 +229,7 @@ async def run(args) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1440)
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--tle", default=str(DATA))
     parser.add_argument("--visibility-only", action="store_true",
                         help="skip the Propagate comparison with python-sgp4")
