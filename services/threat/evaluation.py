@@ -6,6 +6,11 @@ Positions in metres (ECEF), times in seconds.
 * GOSPA (Rahmathullah, Garcia-Fernandez & Svensson 2017) with ``alpha = 2``:
   ``(min_assign sum d^p + c^p/2 (#missed + #false))^(1/p)``, pairs further
   than ``c`` apart counted as one miss plus one false target.
+* Identity switches (track swaps), CLEAR-MOT style (Bernardin & Stiefelhagen
+  2008): per frame, confirmed track positions are assigned to truth positions
+  (minimum total distance, pairs further apart than a gate in metres never
+  assigned); a switch is a truth whose assigned track changes to another track
+  while the previous one still exists, or a track whose truth changes.
 * PCRLB for one target seen by several bearing-only sensors, recursive
   information form (Tichavsky et al. 1998) with the *information reduction
   factor* for missed detections: with detection probability ``Pd`` and
@@ -148,3 +153,136 @@ def match_tracks_to_truth(
         j = int(np.argmin(med))
         labels[i] = j if med[j] < 10e3 else -1
     return labels
+
+
+# --------------------------------------------------------------------------- identity switches
+
+
+@dataclass(frozen=True)
+class IdentitySwitches:
+    """Identity switches between confirmed tracks and truths (CLEAR-MOT style).
+
+    ``assignment (F,N)``: column of the track assigned to each truth per frame
+    (-1: none).  ``truth_events`` rows are ``(frame, truth, from track, to track)``
+    and ``track_events`` rows ``(frame, track, from truth, to truth)`` (frame =
+    row index, track = column); ``track_ids`` maps columns to the caller's ids.
+    """
+
+    truth_switches: int
+    """A truth's track changed from one track to another while the previous track
+    still existed (had an estimate) at that frame."""
+    track_switches: int
+    """A track's truth changed from one truth to another."""
+    fragmentations: int
+    """A truth's track changed after its previous track had ended (a re-initiation,
+    not a swap; reported, not counted in :attr:`swaps`)."""
+    contested_frames: int
+    """Frames where some truth or track had more than one partner inside the gate
+    (where a swap could be scored: the assignment decided)."""
+    assignment: np.ndarray
+    truth_events: np.ndarray  # (E,4) int
+    track_events: np.ndarray  # (E,4) int
+    track_ids: np.ndarray  # (K,)
+
+    @property
+    def swaps(self) -> int:
+        """``truth_switches + track_switches``: one clean exchange of two tracks
+        between two truths counts 2 + 2 = 4."""
+        return self.truth_switches + self.track_switches
+
+
+def _previous_valid(a: np.ndarray) -> np.ndarray:
+    """Per column, the last value >= 0 strictly before each row (-1: none)."""
+    f = a.shape[0]
+    idx = np.maximum.accumulate(np.where(a >= 0, np.arange(f)[:, None], -1), axis=0)
+    idx = np.vstack([np.full((1, a.shape[1]), -1), idx[:-1]])
+    return np.where(idx >= 0, np.take_along_axis(a, np.maximum(idx, 0), axis=0), -1)
+
+
+def _switches(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    prev = _previous_valid(a)
+    return (a >= 0) & (prev >= 0) & (a != prev), prev
+
+
+def assign_frames(truth_pos: np.ndarray, track_pos: np.ndarray, gate_m: float = 10e3,
+                  block: int = 512, contested: np.ndarray | None = None) -> np.ndarray:
+    """Per frame, the minimum-total-distance assignment of tracks to truths.
+
+    ``truth_pos (F,N,3)`` and ``track_pos (F,K,3)`` metres, NaN where absent.
+    Pairs further apart than ``gate_m`` are never assigned.  Returns ``(F,N)``
+    track columns (-1: unassigned).  Distances are computed for all frames at
+    once (in blocks of ``block`` frames to bound memory); frames where every
+    truth and every track has at most one partner inside the gate are assigned
+    directly, and only the ambiguous frames go through ``linear_sum_assignment``
+    (marked True in ``contested (F,)`` when given).
+    """
+    truth_pos = np.asarray(truth_pos, float)
+    track_pos = np.asarray(track_pos, float)
+    f, n = truth_pos.shape[:2]
+    out = np.full((f, n), -1, np.int64)
+    if track_pos.shape[1] == 0 or n == 0:
+        if contested is not None:
+            contested[:] = False
+        return out
+    for lo in range(0, f, block):  # frame blocks (memory bound only)
+        d = np.linalg.norm(truth_pos[lo:lo + block, :, None] - track_pos[lo:lo + block, None],
+                           axis=-1)  # (B,N,K)
+        inside = d < gate_m  # NaN -> False
+        simple = np.all(inside.sum(axis=2) <= 1, axis=1) & np.all(inside.sum(axis=1) <= 1, axis=1)
+        seg = out[lo:lo + block]
+        if contested is not None:
+            contested[lo:lo + block] = ~simple
+        seg[:] = np.where(inside.any(axis=2), np.argmax(inside, axis=2), -1)
+        for b in np.flatnonzero(~simple):  # ambiguous frames only
+            cost = np.where(inside[b], d[b], 2.0 * gate_m)
+            r, k = linear_sum_assignment(cost)
+            ok = inside[b, r, k]
+            seg[b] = -1
+            seg[b, r[ok]] = k[ok]
+    return out
+
+
+def identity_switches(truth_pos: np.ndarray, track_pos: np.ndarray, gate_m: float = 10e3,
+                      track_ids: np.ndarray | None = None) -> IdentitySwitches:
+    """Count identity switches over frames (vectorised; see :class:`IdentitySwitches`).
+
+    ``truth_pos (F,N,3)``, ``track_pos (F,K,3)`` positions in metres on common
+    frames (rows), NaN where a truth is not alive or a track has no (confirmed)
+    estimate; ``gate_m`` metres.  As in CLEAR-MOT, a truth (or track) keeps its
+    last partner through frames where it is unassigned, so a change after a gap
+    also counts.
+    """
+    track_pos = np.asarray(track_pos, float)
+    f, k = track_pos.shape[0], track_pos.shape[1]
+    contested = np.zeros(f, bool)
+    a = assign_frames(truth_pos, track_pos, gate_m, contested=contested)
+    present = np.all(np.isfinite(track_pos), axis=-1)  # (F,K)
+    ch, prev = _switches(a)
+    exists = np.take_along_axis(present, np.maximum(prev, 0), axis=1) if k else np.zeros_like(ch)
+    swap, frag = ch & exists, ch & ~exists
+    b = np.full((f, k), -1, np.int64)  # truth assigned to each track column per frame
+    fi, ni = np.nonzero(a >= 0)
+    b[fi, a[fi, ni]] = ni
+    ch_b, prev_b = _switches(b)
+    ev_f, ev_n = np.nonzero(swap)
+    truth_events = np.column_stack([ev_f, ev_n, prev[ev_f, ev_n], a[ev_f, ev_n]]).astype(np.int64)
+    ev_f, ev_k = np.nonzero(ch_b)
+    track_events = np.column_stack([ev_f, ev_k, prev_b[ev_f, ev_k], b[ev_f, ev_k]]).astype(np.int64)
+    ids = np.arange(k) if track_ids is None else np.asarray(track_ids)
+    return IdentitySwitches(int(swap.sum()), int(ch_b.sum()), int(frag.sum()), int(contested.sum()),
+                            a, truth_events, track_events, ids)
+
+
+def track_positions_on_frames(frame_times_s: np.ndarray, histories) -> np.ndarray:
+    """``(F,K,3)`` confirmed positions (metres) of track histories on the frame times
+    (seconds); NaN where a track has no confirmed (non-tentative) row at a frame.
+    ``histories``: objects with ``time_s (T,)``, ``state (T,6)``, ``status (T,)``."""
+    frames = np.asarray(frame_times_s, float)
+    out = np.full((len(frames), len(histories), 3), np.nan)
+    for j, h in enumerate(histories):  # per track
+        sel = np.asarray(h.status) != 0
+        t = np.asarray(h.time_s)[sel]
+        idx = np.clip(np.searchsorted(frames, t), 0, max(len(frames) - 1, 0))
+        ok = np.isclose(frames[idx], t, atol=1e-3) if len(frames) else np.zeros(0, bool)
+        out[idx[ok], j] = np.asarray(h.state)[sel][ok, :3]
+    return out

@@ -1,22 +1,43 @@
 """End-to-end figures: simulate a seeded scenario, track it, score it.
 
-Run ``python -m services.threat.report [--seed N]`` from the repository root.
-Prints, per target, the tracks that followed it, the classification, the
-mid-course position RMSE against the PCRLB, plus mean OSPA/GOSPA and the
-tracker-core throughput (detections per second of processing).
+Run ``python -m services.threat.report [--scenario default|crossing] [--seed N]``
+from the repository root.  Prints, per target, the tracks that followed it, the
+classification at the end of the run and how it evolved live (confirmation time,
+class 30 s after confirmation, first time the class became and stayed right), the
+mid-course position RMSE against the PCRLB, plus mean OSPA/GOSPA, identity switches
+(track swaps) and the tracker-core throughput (detections per second of processing).
+
+Live classification: after every ``chunk_s`` of ingested data the confirmed
+(and coasting) tracks are classified with
+:func:`services.threat.classify.classify_track` -- ``classify_history`` over the
+track's non-tentative history rows, the same computation as the service's
+``ThreatEngine._classify_cpu`` -- at the tracker's processed time.  (The service
+itself re-classifies every ``alert_interval_s`` = 10 s of data time, so a client
+can see a class up to that much later than measured here.)  A target's class at a
+snapshot is the class of the earliest-confirmed of its tracks (tracks labelled
+to it by :func:`match_tracks_to_truth`) that is live at that snapshot.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from services.threat import scenario as sc
-from services.threat.classify import Classification, classify_track
-from services.threat.evaluation import gospa, match_tracks_to_truth, ospa, pcrlb_bearing_only, rmse
+from services.threat.classify import Classification, classify_history, classify_track
+from services.threat.evaluation import (
+    IdentitySwitches,
+    gospa,
+    identity_switches,
+    match_tracks_to_truth,
+    ospa,
+    pcrlb_bearing_only,
+    rmse,
+    track_positions_on_frames,
+)
 from services.threat.sensors import visible
 from services.threat.tracker import Tracker, TrackerConfig
 
@@ -34,6 +55,26 @@ class TargetReport:
     stereo_rmse_m: float = float("nan")
     stereo_pcrlb_m: float = float("nan")
     stereo_frames: int = 0
+    confirmed_s: float = float("nan")
+    """First confirmation of any of its tracks (data time, s; NaN: never)."""
+    class_at_30s: str | None = None
+    """Live class at the first snapshot at or after ``confirmed_s + 30`` (None: no
+    live track of this target then)."""
+    class_at_30s_snapshot_s: float = float("nan")
+    correct_from_s: float = float("nan")
+    """First snapshot from which the live class was right at every later snapshot
+    where the target had a live track (NaN: wrong at the last one)."""
+    class_changes: list[tuple[float, str]] = field(default_factory=list)
+    """(snapshot time s, label) whenever the target's live class changed."""
+    truth_rule_right_from_s: float = float("nan")
+    """The same as ``correct_from_s`` for the classifier applied to the *true*
+    trajectory since ``confirmed_s`` with ideal model evidence (ballistic-model
+    probability 1 in the simulator's free-flight phase, 0 in boost, glide and
+    re-entry): about the earliest the classification rules allow, whatever the tracker."""
+
+    @property
+    def correct_at_30s(self) -> bool:
+        return self.class_at_30s == self.kind
 
 
 @dataclass
@@ -46,6 +87,8 @@ class EndToEndReport:
     mean_gospa_m: float
     detections: int
     tracker_seconds: float
+    switches: IdentitySwitches | None = None
+    snapshot_s: float = float("nan")
 
     @property
     def detections_per_s(self) -> float:
@@ -60,17 +103,123 @@ def default_e2e_config(seed: int = 11) -> sc.ScenarioConfig:
     )
 
 
-def run_end_to_end(config: sc.ScenarioConfig, chunk_s: float = 10.0,
-                   tracker_config: TrackerConfig | None = None) -> EndToEndReport:
+CROSSING_SPECS = (
+    # pair 1: velocities ~31 deg apart, 3.00 km apart at the same instant
+    # (t ~ 360 s, ~710 km altitude, relative speed ~1.26 km/s: < 10 km apart for ~15 s;
+    # only one sensor sees them then)
+    sc.BallisticSpec(47.0, 44.0, 70.0, 1_800.0, launch_time_s=10.8, beta_kg_m2=6_000.0),
+    sc.BallisticSpec(50.194, 43.848, 104.582, 1_800.0, launch_time_s=10.0, beta_kg_m2=6_000.0),
+    # pair 2: velocities ~12 deg apart, 1.97 km apart at the same instant
+    # (t ~ 316 s, ~550 km altitude, relative speed ~0.49 km/s: < 10 km apart for ~40 s)
+    sc.BallisticSpec(45.0, 48.0, 40.0, 1_500.0, launch_time_s=31.6, beta_kg_m2=5_000.0),
+    sc.BallisticSpec(44.421, 49.119, 26.51, 1_500.0, launch_time_s=30.0, beta_kg_m2=5_000.0),
+)
+"""Two pairs of ballistic missiles whose trajectories cross in mid-course.  Designed
+by scanning the second missile's launch azimuth (mirror geometry about the first
+one's mid-course point) for the wanted path miss distance, then shifting its launch
+time so both reach the crossing together; the figures in the comments are from
+:func:`closest_approaches` (truth sampled every 0.05 s)."""
+
+
+def crossing_e2e_config(seed: int = 1) -> sc.ScenarioConfig:
+    """Ballistic missiles whose mid-course trajectories cross (see ``CROSSING_SPECS``).
+
+    The geometry is fixed; ``seed`` draws the detections (noise, missed
+    detections, false alarms).
+    """
+    return sc.ScenarioConfig(seed=seed, duration_s=900.0, ballistic=CROSSING_SPECS)
+
+
+def closest_approaches(scen: sc.Scenario, step_s: float = 0.05) -> list[tuple[int, int, float, float]]:
+    """``(i, j, distance_m, time_s)`` of the closest simultaneous approach of every
+    pair of targets (truth sampled every ``step_s`` seconds)."""
+    t = np.arange(0.0, scen.config.duration_s, step_s)
+    pos = scen.truth_states(t)[..., :3]  # (T,N,3)
+    out = []
+    n = pos.shape[1]
+    for i in range(n):  # per pair of targets (few)
+        for j in range(i + 1, n):
+            d = np.linalg.norm(pos[:, i] - pos[:, j], axis=-1)
+            if np.any(np.isfinite(d)):
+                k = int(np.nanargmin(d))
+                out.append((i, j, float(d[k]), float(t[k])))
+    return out
+
+
+def _live_classes(trk: Tracker, tg: sc.TargetTruth, mine: list[int],
+                  snaps: dict[int, dict[float, str]], snap_times: list[float]) -> dict:
+    """Confirmation time, class at +30 s, correct-from time and class changes of one target."""
+    out: dict = {}
+    if not mine:
+        return out
+    conf = {}
+    for i in mine:
+        h = trk.history(i)
+        c = np.flatnonzero(h.status != 0)
+        conf[i] = float(h.time_s[c[0]])
+    order = sorted(mine, key=lambda i: (conf[i], i))
+    t_conf = conf[order[0]]
+    times, labels = [], []
+    for t in snap_times:  # per snapshot: the earliest-confirmed live track of this target
+        lab = next((snaps[i][t] for i in order if t in snaps.get(i, {})), None)
+        if lab is not None:
+            times.append(t)
+            labels.append(lab)
+    out["confirmed_s"] = t_conf
+    at = [k for k, t in enumerate(snap_times) if t >= t_conf + 30.0]
+    if at:
+        t30 = snap_times[at[0]]
+        out["class_at_30s_snapshot_s"] = t30
+        out["class_at_30s"] = next((snaps[i][t30] for i in order if t30 in snaps.get(i, {})), None)
+    ok = np.array([lab == tg.kind for lab in labels], bool)
+    if ok.size and ok[-1]:
+        bad = np.flatnonzero(~ok)
+        out["correct_from_s"] = times[int(bad[-1]) + 1] if bad.size else times[0]
+    out["class_changes"] = [(t, lab) for k, (t, lab) in enumerate(zip(times, labels, strict=True))
+                            if k == 0 or lab != labels[k - 1]]
+    # the rules on the true trajectory (1 s samples from confirmation), at the same snapshots
+    tt = np.arange(np.ceil(t_conf), tg.time[-1] + 1e-9, 1.0)
+    xt = tg.state_at(tt)
+    t_ok = [t for t in snap_times if t >= t_conf and np.count_nonzero(tt <= t) >= 2]
+    p_bal = (tg.phase_at(tt) == sc.PHASE_MIDCOURSE).astype(float)[:, None]
+    ok_t = np.array([classify_history(tt[tt <= t], xt[tt <= t], p_bal[tt <= t], ("ballistic",)).label
+                     == tg.kind for t in t_ok], bool)
+    if ok_t.size and ok_t[-1]:
+        bad = np.flatnonzero(~ok_t)
+        out["truth_rule_right_from_s"] = t_ok[int(bad[-1]) + 1] if bad.size else t_ok[0]
+    return out
+
+
+def run_end_to_end(config: sc.ScenarioConfig, chunk_s: float = 5.0,
+                   tracker_config: TrackerConfig | None = None,
+                   swap_gate_m: float = 10e3) -> EndToEndReport:
+    """Simulate, track (ingesting ``chunk_s`` seconds of detections at a time, with a
+    live-classification snapshot after each chunk) and score one scenario."""
     scen = sc.simulate(config)
     d = scen.detections
     trk = Tracker(tracker_config)
-    t0 = time.perf_counter()
+    elapsed = 0.0
+    snaps: dict[int, dict[float, str]] = {}  # track id -> {snapshot time: label}
+    snap_times: list[float] = []
+
+    def snapshot() -> None:
+        t_now = float(trk.processed_until_s)
+        if not np.isfinite(t_now) or (snap_times and snap_times[-1] == t_now):
+            return
+        snap_times.append(t_now)
+        for tid in trk.tracks().track_id:  # confirmed + coasting live tracks
+            snaps.setdefault(int(tid), {})[t_now] = classify_track(trk, int(tid)).label
+
     edges = np.arange(0.0, d.time.max() + chunk_s, chunk_s)
     for a, b in zip(edges[:-1], edges[1:], strict=True):
+        t0 = time.perf_counter()
         trk.ingest(d.take((d.time >= a) & (d.time < b)))
+        elapsed += time.perf_counter() - t0
+        snapshot()
+    t0 = time.perf_counter()
     trk.flush()
-    elapsed = time.perf_counter() - t0
+    elapsed += time.perf_counter() - t0
+    snapshot()
 
     ids = trk.history_ids()
     hists = [trk.history(i) for i in ids]
@@ -83,6 +232,7 @@ def run_end_to_end(config: sc.ScenarioConfig, chunk_s: float = 10.0,
     for tg in scen.targets:
         mine = [i for i, lab in zip(ids, labels, strict=True) if lab == tg.truth_id]
         cls = classify_track(trk, max(mine, key=lambda i: len(trk.history(i).time_s))) if mine else None
+        live = _live_classes(trk, tg, mine, snaps, snap_times)
         # mid-course window: free flight, from 60 s after burnout, above 100 km
         frames = scen.frame_times_s
         ph = tg.phase_at(frames)
@@ -113,9 +263,10 @@ def run_end_to_end(config: sc.ScenarioConfig, chunk_s: float = 10.0,
             s_r = rmse(err[st])
             s_b = float(np.sqrt(np.mean(bound.position_sigma_m[st] ** 2))) if np.any(st) else float("nan")
             reports.append(TargetReport(tg.truth_id, tg.kind, mine, bool(mine), cls, r_m, b_m, n_mid,
-                                        s_r, s_b, int(st.sum())))
+                                        s_r, s_b, int(st.sum()), **live))
             continue
-        reports.append(TargetReport(tg.truth_id, tg.kind, mine, bool(mine), cls, r_m, b_m, n_mid))
+        reports.append(TargetReport(tg.truth_id, tg.kind, mine, bool(mine), cls, r_m, b_m, n_mid,
+                                    **live))
 
     # OSPA / GOSPA every 10 s over confirmed tracks
     ospas, gospas = [], []
@@ -131,16 +282,32 @@ def run_end_to_end(config: sc.ScenarioConfig, chunk_s: float = 10.0,
         ospas.append(ospa(tx, ex, c=10e3, p=2))
         gospas.append(gospa(tx, ex, c=10e3, p=2).distance)
     false_tracks = int(np.sum(labels < 0))
+    frames = scen.frame_times_s
+    switches = identity_switches(scen.truth_states(frames)[..., :3],
+                                 track_positions_on_frames(frames, hists), swap_gate_m,
+                                 track_ids=np.array(ids, np.int64))
     return EndToEndReport(scen, trk, reports, false_tracks, float(np.mean(ospas)), float(np.mean(gospas)),
-                          len(d), elapsed)
+                          len(d), elapsed, switches, chunk_s)
+
+
+def _fmt_s(t: float) -> str:
+    return f"{t:.0f} s" if np.isfinite(t) else "never"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--scenario", choices=("default", "crossing"), default="default")
+    ap.add_argument("--seed", type=int, default=None,
+                    help="scenario seed (default: 11 for default, 1 for crossing)")
     args = ap.parse_args()
-    rep = run_end_to_end(default_e2e_config(args.seed))
-    print(f"seed {args.seed}: {len(rep.scenario.targets)} targets, {rep.detections} detections "
+    if args.scenario == "crossing":
+        seed = 1 if args.seed is None else args.seed
+        rep = run_end_to_end(crossing_e2e_config(seed))
+    else:
+        seed = 11 if args.seed is None else args.seed
+        rep = run_end_to_end(default_e2e_config(seed))
+    print(f"{args.scenario} scenario, seed {seed}: {len(rep.scenario.targets)} targets, "
+          f"{rep.detections} detections "
           f"({int(np.sum(rep.scenario.detections.truth_id < 0))} false alarms)")
     for r in rep.targets:
         c = r.classification
@@ -153,8 +320,35 @@ def main() -> None:
                      f" {r.stereo_rmse_m:.1f} vs {r.stereo_pcrlb_m:.1f} m"
                      f" (x{r.stereo_rmse_m / r.stereo_pcrlb_m:.2f}, {r.stereo_frames} frames)")
         print(line)
+        launch = float(rep.scenario.targets[r.truth_id].time[0])
+        rel = r.correct_from_s - r.confirmed_s
+        changes = ", ".join(f"{lab}@{t:.0f}" for t, lab in r.class_changes) or "-"
+        print(f"    live: launched {launch:.0f} s, confirmed {_fmt_s(r.confirmed_s)}; "
+              f"class at confirmation + 30 s (snapshot {_fmt_s(r.class_at_30s_snapshot_s)}): "
+              f"{r.class_at_30s or '-'} ({'right' if r.correct_at_30s else 'WRONG'}); "
+              f"right from {_fmt_s(r.correct_from_s)}"
+              + (f" (confirmation + {rel:.0f} s)" if np.isfinite(rel) else "")
+              + f"; changes {changes}; rules on the true trajectory right from "
+              f"{_fmt_s(r.truth_rule_right_from_s)}")
     correct = sum(1 for r in rep.targets if r.classification and r.classification.label == r.kind)
-    print(f"classification {correct}/{len(rep.targets)} correct; false (unmatched) confirmed tracks {rep.false_tracks}")
+    n = len(rep.targets)
+    at30 = sum(1 for r in rep.targets if r.correct_at_30s)
+    print(f"classification {correct}/{n} correct at the end; {at30}/{n} right at confirmation + 30 s "
+          f"(live snapshots every {rep.snapshot_s:g} s); "
+          f"false (unmatched) confirmed tracks {rep.false_tracks}")
+    sw = rep.switches
+    if sw is not None:
+        print(f"identity switches (10 km gate): {sw.swaps} swaps = {sw.truth_switches} truth-side + "
+              f"{sw.track_switches} track-side; {sw.fragmentations} re-initiations (not swaps); "
+              f"{sw.contested_frames} contested frames (> 1 candidate inside a gate)")
+        frames = rep.scenario.frame_times_s
+        for f, n_, a, b in sw.truth_events:
+            print(f"    t {frames[f]:.0f} s truth {n_}: track {sw.track_ids[a]} -> {sw.track_ids[b]}")
+        for f, k, a, b in sw.track_events:
+            print(f"    t {frames[f]:.0f} s track {sw.track_ids[k]}: truth {a} -> {b}")
+    for i, j, dist, t in closest_approaches(rep.scenario):
+        if dist < 50e3:
+            print(f"closest approach truth {i} - truth {j}: {dist / 1e3:.2f} km at {t:.1f} s")
     print(f"mean OSPA {rep.mean_ospa_m:.1f} m, mean GOSPA {rep.mean_gospa_m:.1f} m (c = 10 km, p = 2)")
     print(f"tracker core: {rep.detections} detections in {rep.tracker_seconds:.2f} s = "
           f"{rep.detections_per_s:.0f} detections/s")

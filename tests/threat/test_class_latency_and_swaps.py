@@ -1,0 +1,108 @@
+"""Scenario-level checks of two of the issue's evaluation targets:
+
+* "the right class for at least 95 percent of targets within 30 s of confirmation":
+  the live classification (snapshots every 5 s while ingesting, see
+  ``services.threat.report``) 30 s after each target's first confirmation, over the
+  default seeded scenario (seed 11, the shared ``e2e_report``) and the crossing
+  scenario (seeds 1 and 2);
+* "no track swaps between crossing targets in the seeded scenarios": the
+  identity-switch count (``services.threat.evaluation.identity_switches``, 10 km gate)
+  in the crossing scenario (two pairs of ballistic missiles whose mid-course paths
+  cross 3.0 km and 2.0 km apart at the same instant).
+
+About 15 s (two simulated and tracked scenarios).
+"""
+
+import numpy as np
+import pytest
+
+from services.threat import report
+from services.threat import scenario as sc
+from services.threat.classify import classify_history
+from services.threat.evaluation import identity_switches, track_positions_on_frames
+
+CROSSING_SEEDS = (1, 2)
+
+
+@pytest.fixture(scope="module")
+def crossing_reports():
+    return {seed: report.run_end_to_end(report.crossing_e2e_config(seed)) for seed in CROSSING_SEEDS}
+
+
+def _confirmed_histories(rep):
+    ids = [i for i in rep.tracker.history_ids() if np.any(rep.tracker.history(i).status != 0)]
+    return ids, [rep.tracker.history(i) for i in ids]
+
+
+def test_crossing_geometry(crossing_reports):
+    rep = crossing_reports[CROSSING_SEEDS[0]]
+    close = {(i, j): (d, t) for i, j, d, t in report.closest_approaches(rep.scenario)}
+    for pair, (lo, hi) in {(0, 1): (2.5e3, 3.5e3), (2, 3): (1.5e3, 2.5e3)}.items():
+        d, t = close[pair]
+        assert lo < d < hi, (pair, d)
+        for k in pair:  # both in free flight at the crossing
+            assert rep.scenario.targets[k].phase_at(np.array([t]))[0] == sc.PHASE_MIDCOURSE
+    # the two pairs are far from each other
+    assert min(d for (i, j), (d, _) in close.items() if (i < 2) != (j < 2)) > 50e3
+
+
+def test_no_track_swaps_between_crossing_targets(crossing_reports):
+    for seed, rep in crossing_reports.items():
+        sw = rep.switches
+        assert sw.contested_frames > 10, seed  # both tracks were inside both gates
+        assert sw.swaps == 0, (seed, sw.truth_events, sw.track_events)
+        for r in rep.targets:
+            assert len(r.track_ids) == 1, (seed, r)  # one unbroken track per missile
+        assert rep.false_tracks == 0
+
+
+def test_swap_metric_would_see_an_exchange_at_the_crossing(crossing_reports):
+    """Exchange the two tracks of pair 2 after its closest approach: 4 switches."""
+    rep = crossing_reports[CROSSING_SEEDS[0]]
+    ids, hists = _confirmed_histories(rep)
+    frames = rep.scenario.frame_times_s
+    est = track_positions_on_frames(frames, hists)
+    truth = rep.scenario.truth_states(frames)[..., :3]
+    cols = [ids.index(rep.targets[k].track_ids[0]) for k in (2, 3)]
+    t_cross = {(i, j): t for i, j, _, t in report.closest_approaches(rep.scenario)}[(2, 3)]
+    after = frames > t_cross
+    est[np.ix_(after, cols)] = est[np.ix_(after, cols[::-1])]
+    sw = identity_switches(truth, est, 10e3, np.array(ids))
+    assert (sw.truth_switches, sw.track_switches) == (2, 2)
+
+
+def test_live_class_snapshots_replay_from_history(e2e_report):
+    """The class recorded live at the +30 s snapshot is what the classifier gives on the
+    track's history up to that time (the history is append-only)."""
+    trk = e2e_report.tracker
+    for r in e2e_report.targets:
+        assert r.confirmed_s + 30.0 <= r.class_at_30s_snapshot_s < r.confirmed_s + 30.0 + 5.0, r
+        track = min(r.track_ids, key=lambda i: trk.history(i).time_s[trk.history(i).status != 0][0])
+        h = trk.history(track)
+        keep = (h.status != 0) & (h.time_s <= r.class_at_30s_snapshot_s)
+        c = classify_history(h.time_s[keep], h.state[keep], h.model_probability[keep],
+                             trk.imm.model_names)
+        assert c.label == r.class_at_30s, r
+
+
+def test_class_becomes_and_stays_right(e2e_report, crossing_reports):
+    """Measured today (not an issue target): every target's live class ends right."""
+    for rep in (e2e_report, *crossing_reports.values()):
+        for r in rep.targets:
+            assert np.isfinite(r.correct_from_s), r
+            assert r.class_changes[-1][1] == r.kind, r
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "Issue target not met. Measured (python -m services.threat.report, snapshots every 5 s): "
+    "0 of 12 targets right at confirmation + 30 s (default seed 11: 0/4; crossing seeds 1 and "
+    "2: 0/4 each); every target is 'unknown' then. Tracks are confirmed 2-4 s after launch "
+    "(boost plume), but the classifier says 'ballistic' only once the estimated altitude "
+    "exceeds 150 km (90-101 s after confirmation here) and 'hgv' only after 60 s of "
+    "glide evidence (328 s after confirmation for the seed-11 HGV, which coasts ballistically "
+    "to ~83 km before its glide starts). The same rules on the true trajectories are not "
+    "faster (0-5 s), so the rules, not the tracker, set the latency."))
+def test_class_right_30s_after_confirmation(e2e_report, crossing_reports):
+    targets = [r for rep in (e2e_report, *crossing_reports.values()) for r in rep.targets]
+    right = sum(r.correct_at_30s for r in targets)
+    assert right >= 0.95 * len(targets), [(r.kind, r.class_at_30s) for r in targets]
