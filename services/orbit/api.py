@@ -36,7 +36,6 @@ memory of the service for a catalog-day: 385-470 MB, `bench/orbit.py`).
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import json
 import re
@@ -87,6 +86,7 @@ from shared.errors import (
 )
 from shared.frames import teme_to_itrf
 from shared.geodesy import validate_geodetic
+from shared.paging import decode_token, encode_token
 
 # --- limits ---------------------------------------------------------------------------
 DEFAULT_PAGE_SIZE = 100
@@ -227,24 +227,19 @@ def _digest(*parts: object) -> str:
 
 
 def _encode_token(after: object, filters: str) -> str:
-    raw = json.dumps({"a": after, "f": filters}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    """A page token holding the page's last key, bound to the request's filters."""
+    return encode_token(filters, [after])
 
 
 def _decode_token(check: Violations, token: str, filters: str, kind: type):
-    if not token:
-        return None
+    """The last key of the previous page (None: first page, or a bad token, which goes to
+    ``check`` as a ``page_token`` violation)."""
     try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        data = json.loads(raw)
-        after = data["a"]
-        ok = isinstance(after, kind) and not isinstance(after, bool) and data["f"] == filters
-    except (ValueError, TypeError, KeyError):
-        ok = False
-    if not ok:
-        check.add("page_token", "is not a token from a previous call with the same filters")
+        key = decode_token(token, filters, kinds=(kind,))
+    except InvalidArgument as error:
+        check.extend((v.field, v.description) for v in error.violations)
         return None
-    return after
+    return None if key is None else key[0]
 
 
 def _satellite_number(check: Violations, name: str, field: str) -> int | None:

@@ -20,8 +20,6 @@ records `db.statement` without parameters) carry no coordinates.
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,7 +28,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.errors import InvalidArgument
+from shared.paging import decode_token, encode_token
 
 metadata = sa.MetaData()
 _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -251,26 +249,16 @@ def _finite_or_none(value: float) -> float | None:
 
 
 def encode_page_token(after_id: int, fingerprint: str) -> str:
-    raw = json.dumps({"a": after_id, "f": fingerprint}).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    """A page token after row ``after_id`` of the list whose filters hash to
+    ``fingerprint`` (``shared.paging``)."""
+    return encode_token(fingerprint, [after_id])
 
 
 def decode_page_token(token: str, fingerprint: str) -> int:
-    if not token:
-        return 0
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        data = json.loads(raw)
-        after, seen = int(data["a"]), str(data["f"])
-    except Exception:  # noqa: BLE001 - any malformed token is the client's error
-        raise InvalidArgument("the page token is not valid", reason="INVALID_PAGE_TOKEN",
-                              violations=[("page_token", "is not a token from this list")]
-                              ) from None
-    if seen != fingerprint:
-        raise InvalidArgument("the page token belongs to a different query",
-                              reason="INVALID_PAGE_TOKEN",
-                              violations=[("page_token", "was issued for other filters")])
-    return after
+    """The row id a page token continues after (0 for the first page); a token from another
+    list or filters is INVALID_ARGUMENT naming ``page_token``."""
+    key = decode_token(token, fingerprint, kinds=(int,))
+    return 0 if key is None else key[0]
 
 
 class Store:
