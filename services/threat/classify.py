@@ -11,7 +11,20 @@ probabilities.  Evidence used:
   object cannot stay level at these heights: a glider needs ~5-10 m/s^2 of
   lift);
 * **ballistic evidence**: an apogee far above the glide band (> 150 km) with
-  post-boost flight well explained by the ballistic model.
+  post-boost flight well explained by the ballistic model;
+* **boost evidence**, while neither of the above has built up: the shape of the
+  ascent. A glide vehicle's booster must put it nearly level at 40-80 km, so it
+  pitches over early and climbs shallowly (a depressed boost); a ballistic
+  missile on an energy-efficient trajectory burns out at 25-45 deg and climbs
+  steeply for most of its boost. The flight path angle of the estimated
+  velocity over the ascending rows between 3 and 60 km (before the track first
+  leaves the band), once ``boost_min_s`` of them exist, gives a tentative label
+  (confidence ``boost_confidence``). Measured on the simulator's trajectories
+  (150 ballistic, 1,000-10,000 km; 40 glide vehicles): 30 s after launch
+  ballistic missiles climb at 80-85 deg and glide vehicles at 31-32 deg; 40 s
+  after launch, 74-83 deg against 22-24 deg. A depressed-trajectory ballistic
+  missile would read as a glide vehicle until its apogee or its lack of glide
+  says otherwise: the label is tentative, and mid-course evidence replaces it.
 
 Labels: ``"ballistic"``, ``"hgv"``, ``"unknown"`` with a confidence in [0,1].
 """
@@ -47,6 +60,11 @@ class ClassifierConfig:
     ballistic_apogee_m: float = 150e3
     glide_time_for_decision_s: float = 60.0
     glide_time_saturation_s: float = 240.0
+    boost_band_m: tuple[float, float] = (3e3, 60e3)
+    boost_min_s: float = 6.0
+    steep_boost_deg: float = 65.0
+    depressed_boost_deg: float = 50.0
+    boost_confidence: float = 0.6
 
 
 def classify_history(
@@ -87,7 +105,28 @@ def classify_history(
         conf = 0.6 + 0.2 * b + 0.2 * (p_bal_mid if np.isfinite(p_bal_mid) else 0.0)
         conf *= 1.0 - 0.5 * glide_time / cfg.glide_time_for_decision_s
         return Classification(BALLISTIC, float(np.clip(conf, 0.0, 1.0)), max_alt, glide_time, p_bal_mid)
+    label = _boost_label(alt, gamma, dt, cfg)
+    if label is not None:
+        return Classification(label, cfg.boost_confidence, max_alt, glide_time, p_bal_mid)
     return Classification(UNKNOWN, float(1.0 - 0.5 * g_score), max_alt, glide_time, p_bal_mid)
+
+
+def _boost_label(alt: np.ndarray, gamma_deg: np.ndarray, dt: np.ndarray,
+                 cfg: ClassifierConfig) -> str | None:
+    """Tentative label from the ascent's flight path angle (see the module docstring):
+    the median angle over the ascending rows inside ``boost_band_m`` (m) before the track
+    first rose above it, once they span ``boost_min_s`` (s); None when undecided."""
+    above = np.flatnonzero(alt > cfg.boost_band_m[1])
+    end = above[0] if above.size else alt.size
+    rows = (alt[:end] >= cfg.boost_band_m[0]) & (gamma_deg[:end] > 0.0)
+    if float(np.sum(dt[:end] * rows)) < cfg.boost_min_s:
+        return None
+    angle = float(np.median(gamma_deg[:end][rows]))
+    if angle >= cfg.steep_boost_deg:
+        return BALLISTIC
+    if angle <= cfg.depressed_boost_deg:
+        return HGV
+    return None
 
 
 def classify_track(tracker, track_id: int, config: ClassifierConfig | None = None) -> Classification:
