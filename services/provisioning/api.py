@@ -831,9 +831,10 @@ class ProvisioningServicer(provisioning_pb2_grpc.ProvisioningServiceServicer):
                                                          f"checks (got {count})")])
         results: list = [None] * count
         valid: list[int] = []
+        checks: list[tuple[str, str, float, str]] = []
         for i, item in enumerate(request.checks):
             check = Violations()
-            _entitlement_args(item, check, f"checks[{i}].")
+            ids = _entitlement_args(item, check, f"checks[{i}].")
             if check:
                 try:
                     check.raise_if_any(f"check {i} is invalid")
@@ -842,10 +843,8 @@ class ProvisioningServicer(provisioning_pb2_grpc.ProvisioningServiceServicer):
                         error=to_status(error, DOMAIN))
             else:
                 valid.append(i)
-        items = [request.checks[i] for i in valid]
-        answers = await self.store.check_entitlements([
-            (*_entitlement_args(item, Violations()), item.bandwidth_mbps, item.target_region)
-            for item in items])
+                checks.append((*ids, item.bandwidth_mbps, item.target_region))
+        answers = await self.store.check_entitlements(checks)
         for i, answer in zip(valid, answers, strict=True):
             results[i] = pb.BatchCheckEntitlementsResponse.Result(answer=_entitlement_pb(answer))
         return pb.BatchCheckEntitlementsResponse(results=results)
