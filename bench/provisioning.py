@@ -217,64 +217,57 @@ class Load:
         return 1
 
 
+class Recorder:
+    """Latencies (ms per mutating call) and failed steps of a load phase."""
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.errors = 0
+
+    async def step(self, step, rng: random.Random, since: float) -> None:
+        """Run one step; its latency counts from `since` (perf_counter seconds)."""
+        try:
+            n = await step(rng)
+        except grpc.aio.AioRpcError:
+            self.errors += 1
+            return
+        elapsed = (time.perf_counter() - since) * 1000 / max(n, 1)
+        self.latencies.extend([elapsed] * n)
+
+
 async def timed_workers(concurrency: int, seconds: float, step) -> tuple[list[float], int, float]:
-    latencies: list[float] = []
-    errors = 0
-    count = 0
+    """`concurrency` closed-loop callers, each starting its next step when the last ended."""
+    record = Recorder()
     stop_at = time.perf_counter() + seconds
 
     async def worker(seed: int) -> None:
-        nonlocal errors, count
         rng = random.Random(seed)
         while time.perf_counter() < stop_at:
-            started = time.perf_counter()
-            try:
-                n = await step(rng)
-            except grpc.aio.AioRpcError:
-                errors += 1
-                continue
-            elapsed = (time.perf_counter() - started) * 1000 / max(n, 1)
-            latencies.extend([elapsed] * n)
-            count += n
+            await record.step(step, rng, time.perf_counter())
 
     started = time.perf_counter()
     await asyncio.gather(*(worker(i) for i in range(concurrency)))
-    return latencies, errors, time.perf_counter() - started
+    return record.latencies, record.errors, time.perf_counter() - started
 
 
 async def open_loop(rate: float, seconds: float, step) -> tuple[list[float], int, float]:
     """Calls started at a fixed rate (`rate` steps a second, evenly spaced), whatever the
     service's pace, for `seconds`. A step's latency counts from when it was due, so a
     service that falls behind is charged for the wait (no coordinated omission)."""
-    latencies: list[float] = []
-    errors = 0
-    count = 0
+    record = Recorder()
     rng = random.Random(7)
     tasks: set = set()
-
-    async def one(due: float) -> None:
-        nonlocal errors, count
-        try:
-            n = await step(rng)
-        except grpc.aio.AioRpcError:
-            errors += 1
-            return
-        elapsed = (time.perf_counter() - due) * 1000 / max(n, 1)
-        latencies.extend([elapsed] * n)
-        count += n
-
     started = time.perf_counter()
-    total = int(rate * seconds)
-    for k in range(total):
+    for k in range(int(rate * seconds)):
         due = started + k / rate
         delay = due - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        task = asyncio.ensure_future(one(due))
+        task = asyncio.ensure_future(record.step(step, rng, due))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
     await asyncio.gather(*tasks)
-    return latencies, errors, time.perf_counter() - started
+    return record.latencies, record.errors, time.perf_counter() - started
 
 
 async def wait_for_feed(seen: list[int]) -> int:
