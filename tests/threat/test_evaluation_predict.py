@@ -30,16 +30,16 @@ def test_impact_and_launch_prediction_on_drag_free_missile():
     k = np.flatnonzero(t.phase == sc.PHASE_MIDCOURSE)[100]
     x = t.state[k][None]
     P = np.diag([50.0**2] * 3 + [1.0**2] * 3)[None]
-    imp = predict_impact_points(x, P, step_s=1.0)
+    imp = predict_impact_points(x, P, max_step_s=10.0)
     assert imp.valid[0]
     assert np.linalg.norm(imp.point_ecef_m[0] - t.impact_ecef_m) < 1_000.0
     assert abs(imp.time_to_ground_s[0] - (t.impact_time_s - t.time[k])) < 3.0
     assert 0 < imp.ellipse_semi_minor_m[0] <= imp.ellipse_semi_major_m[0] < 20e3
     # a bigger covariance gives a bigger ellipse (vectorised over 2 tracks)
-    imp2 = predict_impact_points(np.repeat(x, 2, 0), np.stack([P[0], 16 * P[0]]), step_s=1.0)
+    imp2 = predict_impact_points(np.repeat(x, 2, 0), np.stack([P[0], 16 * P[0]]), max_step_s=10.0)
     assert imp2.ellipse_semi_major_m[1] > 3.5 * imp2.ellipse_semi_major_m[0]
     # back-propagation lands near (down-range of) the launch site
-    lp = estimate_launch_points(x, P, step_s=1.0)
+    lp = estimate_launch_points(x, P, max_step_s=10.0)
     assert lp.valid[0] and lp.time_to_ground_s[0] < 0
     assert np.linalg.norm(lp.point_ecef_m[0] - t.launch_ecef_m) < 400e3
     assert abs(dyn.altitude_m(lp.point_ecef_m[0])) < 100.0
