@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from services.threat import dynamics as dyn
+from services.threat.tracker.lifecycle import held
 
 BALLISTIC = "ballistic"
 HGV = "hgv"
@@ -132,6 +133,6 @@ def _boost_label(alt: np.ndarray, gamma_deg: np.ndarray, dt: np.ndarray,
 def classify_track(tracker, track_id: int, config: ClassifierConfig | None = None) -> Classification:
     """Classify a track of a :class:`services.threat.tracker.Tracker` by id."""
     h = tracker.history(track_id)
-    keep = h.status != 0  # skip tentative rows
+    keep = held(h.status)  # confirmed and coasting rows only
     return classify_history(h.time_s[keep], h.state[keep], h.model_probability[keep],
                             tracker.imm.model_names, config)

@@ -57,7 +57,7 @@ from services.threat.store import (
     now,
 )
 from services.threat.tracker import Tracker, TrackerConfig, TrackerState
-from services.threat.tracker.lifecycle import COASTING, CONFIRMED, DROPPED, TENTATIVE
+from services.threat.tracker.lifecycle import COASTING, CONFIRMED, DROPPED, TENTATIVE, held
 from shared.errors import InvalidArgument
 
 log = logging.getLogger("skybridge.threat")
@@ -364,7 +364,7 @@ class ThreatEngine:
         codes = {BALLISTIC: CLASS_BALLISTIC, HGV: CLASS_HGV}
         for track_id in ids:  # per confirmed track: its own history
             h = self.tracker.history(int(track_id))
-            keep = h.status != TENTATIVE
+            keep = held(h.status)
             if np.count_nonzero(keep) < 2:
                 continue
             c = classify_history(h.time_s[keep], h.state[keep], h.model_probability[keep],

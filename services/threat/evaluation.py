@@ -32,6 +32,7 @@ from scipy.optimize import linear_sum_assignment
 from services.threat import dynamics as dyn
 from services.threat.sensors import IRSensorModel, visible
 from services.threat.tracker.filters import los_residual, white_acceleration_q
+from services.threat.tracker.lifecycle import held
 
 
 def _dist(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -275,12 +276,12 @@ def identity_switches(truth_pos: np.ndarray, track_pos: np.ndarray, gate_m: floa
 
 def track_positions_on_frames(frame_times_s: np.ndarray, histories) -> np.ndarray:
     """``(F,K,3)`` confirmed positions (metres) of track histories on the frame times
-    (seconds); NaN where a track has no confirmed (non-tentative) row at a frame.
+    (seconds); NaN where a track has no confirmed or coasting row at a frame.
     ``histories``: objects with ``time_s (T,)``, ``state (T,6)``, ``status (T,)``."""
     frames = np.asarray(frame_times_s, float)
     out = np.full((len(frames), len(histories), 3), np.nan)
     for j, h in enumerate(histories):  # per track
-        sel = np.asarray(h.status) != 0
+        sel = held(h.status)
         t = np.asarray(h.time_s)[sel]
         idx = np.clip(np.searchsorted(frames, t), 0, max(len(frames) - 1, 0))
         ok = np.isclose(frames[idx], t, atol=1e-3) if len(frames) else np.zeros(0, bool)

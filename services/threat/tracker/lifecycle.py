@@ -43,6 +43,14 @@ class LifecycleConfig:
             raise ValueError("need 1 <= m <= n <= 63")
 
 
+def held(status: np.ndarray) -> np.ndarray:
+    """True where a status is CONFIRMED or COASTING: the rows of a track's history that
+    count as its estimates (TENTATIVE rows are not yet a track; a DROPPED row closes a
+    track, tentative or not)."""
+    s = np.asarray(status)
+    return (s == CONFIRMED) | (s == COASTING)
+
+
 def popcount(bits: np.ndarray) -> np.ndarray:
     """Number of set bits of uint64 arrays."""
     b = np.asarray(bits, np.uint64)
