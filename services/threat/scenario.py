@@ -25,7 +25,10 @@ Target models (3-DOF point mass, see :mod:`services.threat.dynamics`):
   lateral turn (bank angle); below ~Mach 5.3 it dives unpowered to the ground.
 
 Sensors: all sensors take frames synchronously at ``k / frame_rate`` seconds
-(documented simplification; the tracker itself does not require it).
+(documented simplification; the tracker itself does not require it).  Targets that one
+sensor sees within ``resolution_urad`` of each other in a frame are not resolved: they
+give one detection at their intensity-weighted centroid, labelled with the brighter one
+(:func:`services.threat.sensors.merge_unresolved`).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from services.threat.sensors import (
     IRSensorModel,
     irradiance,
     los_unit,
+    merge_unresolved,
     perturb_los,
     random_los_in_field_of_regard,
     visible,
@@ -517,6 +521,7 @@ class Scenario:
     frame_times_s: np.ndarray  # (F,)
     sensor_positions_ecef_m: np.ndarray  # (F, S, 3)
     constellation: CircularConstellation
+    sources: np.ndarray  # (N,) targets behind each detection: 0 false alarm, >1 unresolved
 
     @property
     def epoch(self) -> datetime:
@@ -607,13 +612,17 @@ def simulate(config: ScenarioConfig) -> Scenario:
         ph = phases[fi, ti]
         radiant = np.select([ph == k for k in RADIANT_INTENSITY_W_SR], list(RADIANT_INTENSITY_W_SR.values()))
         t_int = irradiance(radiant, rng_m) * rng.lognormal(0.0, 0.1, len(fi))
+        # closely spaced objects one sensor cannot resolve in a frame: one detection
+        rows, u, t_int, t_src = merge_unresolved(fi * n_s + si, u, t_int,
+                                                 sm.resolution_urad * 1e-6)
+        fi, si, ti, s_pos = fi[rows], si[rows], ti[rows], s_pos[rows]
         t_los = perturb_los(u, np.full(len(fi), sm.los_noise_rad), rng)
         t_time, t_sidx, t_truth = frames[fi], si, ti
     else:
         t_los = np.zeros((0, 3))
         s_pos = np.zeros((0, 3))
         t_int = t_time = np.zeros(0)
-        t_sidx = t_truth = np.zeros(0, int)
+        t_sidx = t_truth = t_src = np.zeros(0, int)
 
     n_fa = rng.poisson(sm.false_alarms_per_frame, (n_f, n_s))
     fa_f, fa_s = np.nonzero(n_fa)
@@ -635,8 +644,10 @@ def simulate(config: ScenarioConfig) -> Scenario:
     )
     # time-ordered; within a frame shuffle so truth rows are not listed first
     perm = rng.permutation(len(dets))
-    dets = dets.take(perm).sorted()
-    return Scenario(config, targets, dets, frames, sens, const)
+    shuffled = dets.take(perm)
+    order = np.lexsort((shuffled.sensor_index, shuffled.time))  # as Detections.sorted()
+    sources = np.concatenate([t_src, np.zeros(len(fa_f), np.int64)])[perm][order]
+    return Scenario(config, targets, shuffled.take(order), frames, sens, const, sources)
 
 
 __all__ = [

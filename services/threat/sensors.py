@@ -52,6 +52,11 @@ class IRSensorModel:
     """Mean number of false alarms per sensor frame, Poisson (assumed)."""
     limb_margin_m: float = 0.0
     """Extra opaque height for grazing (limb) views, metres; 0 = pure ellipsoid test."""
+    resolution_urad: float = 50.0
+    """Closely spaced objects: two sources whose lines of sight from one sensor in one
+    frame are closer than this are not resolved and give one detection (assumed: about
+    two pixels of a wide-field focal plane; 0 resolves everything).  See
+    :func:`merge_unresolved`."""
 
     @property
     def los_noise_rad(self) -> float:
@@ -68,6 +73,8 @@ class IRSensorModel:
             raise ValueError("noise and frame rate must be positive")
         if self.false_alarms_per_frame < 0:
             raise ValueError("false_alarms_per_frame must be >= 0")
+        if self.resolution_urad < 0:
+            raise ValueError("resolution_urad must be >= 0")
 
 
 # --------------------------------------------------------------------------- geometry
@@ -177,6 +184,51 @@ def random_los_in_field_of_regard(
         + (sin_t * np.cos(phi))[:, None] * b[:, 0]
         + (sin_t * np.sin(phi))[:, None] * b[:, 1]
     )
+
+
+def merge_unresolved(
+    frame_key: np.ndarray, u: np.ndarray, intensity: np.ndarray, resolution_rad: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Merge sources a sensor cannot resolve into one detection each.
+
+    ``frame_key`` ``(N,)`` int: one value per sensor frame (sources only merge within
+    one); ``u`` ``(N,3)``: true unit lines of sight; ``intensity`` ``(N,)`` W/m^2.
+    Sources within ``resolution_rad`` of each other in one frame form a blob (chained:
+    A near B near C is one blob).  A blob's detection is its intensity-weighted centroid
+    direction with the summed intensity, labelled with its brightest member.
+
+    Returns ``(rows (M,), u (M,3), intensity (M,), members (M,))``: the brightest
+    member's row of each blob in input order, the merged line of sight and intensity,
+    and how many sources the blob holds (1 for a resolved source).  Neighbours come from
+    a k-d tree on the unit vectors with the frame key as a far-apart fourth coordinate.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    u = np.asarray(u, float).reshape(-1, 3)
+    w = np.asarray(intensity, float).reshape(-1)
+    n = u.shape[0]
+    if n == 0 or resolution_rad <= 0:
+        return np.arange(n), u.copy(), w.copy(), np.ones(n, np.int64)
+    chord = 2.0 * np.sin(resolution_rad / 2.0)
+    points = np.column_stack([u, 4.0 * np.asarray(frame_key, float)])  # keys > 2 apart
+    pairs = cKDTree(points).query_pairs(chord, output_type="ndarray")
+    if pairs.shape[0] == 0:
+        return np.arange(n), u.copy(), w.copy(), np.ones(n, np.int64)
+    graph = coo_matrix((np.ones(pairs.shape[0]), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    _, blob = connected_components(graph, directed=False)
+    order = np.lexsort((-w, blob))  # by blob, brightest first
+    first = np.ones(n, bool)
+    first[1:] = blob[order[1:]] != blob[order[:-1]]
+    rows = np.sort(order[first])
+    label = blob[rows]  # blob of each output row
+    centroid = np.zeros((blob.max() + 1, 3))
+    np.add.at(centroid, blob, w[:, None] * u)
+    total = np.bincount(blob, weights=w)
+    members = np.bincount(blob)
+    merged_u = centroid[label] / np.linalg.norm(centroid[label], axis=1, keepdims=True)
+    return rows, merged_u, total[label], members[label]
 
 
 def irradiance(radiant_intensity_w_sr: np.ndarray, range_m: np.ndarray) -> np.ndarray:

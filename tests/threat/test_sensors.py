@@ -5,6 +5,7 @@ from services.threat.sensors import (
     IRSensorModel,
     earth_occluded,
     in_field_of_regard,
+    merge_unresolved,
     perturb_los,
     random_los_in_field_of_regard,
     tangent_basis,
@@ -54,3 +55,32 @@ def test_false_alarm_directions_inside_cone():
     s = np.repeat(SAT[None], 200, 0)
     d = random_los_in_field_of_regard(s, 40.0, rng)
     assert np.all(d @ np.array([0, 0, -1.0]) >= np.cos(np.radians(40.0)) - 1e-12)
+
+
+def test_unresolved_sources_merge_into_one_detection_per_frame():
+    """Within one sensor frame, sources closer than the resolution merge (chained), at
+    their intensity-weighted centroid with the summed intensity, labelled by the
+    brightest; the same directions in another frame, or further apart, stay apart."""
+    base = np.array([0.0, 0.0, -1.0])
+    b = tangent_basis(base)[0]
+
+    def off(urad):
+        v = base + urad * 1e-6 * b
+        return v / np.linalg.norm(v)
+
+    # frame 7: A, B 30 urad apart and C 30 urad beyond B (a chain); D 500 urad away
+    # frame 8: the same A and B directions
+    u = np.stack([off(0), off(30), off(60), off(500), off(0), off(30)])
+    w = np.array([1.0, 3.0, 1.0, 2.0, 1.0, 1.0])
+    key = np.array([7, 7, 7, 7, 8, 8])
+    rows, mu, mw, members = merge_unresolved(key, u, w, 50e-6)
+    assert rows.tolist() == [1, 3, 4]  # brightest of A-B-C; D alone; frame 8's A-B pair
+    assert members.tolist() == [3, 1, 2]
+    assert np.allclose(mw, [5.0, 2.0, 2.0])
+    centroid = (u[0] + 3 * u[1] + u[2]) / 5
+    assert np.allclose(mu[0], centroid / np.linalg.norm(centroid))
+    assert np.allclose(mu[1], u[3]) and np.allclose(np.linalg.norm(mu, axis=1), 1.0)
+    # at 20 urad resolution nothing merges; 0 turns merging off
+    for res in (20e-6, 0.0):
+        rows, mu, mw, members = merge_unresolved(key, u, w, res)
+        assert rows.tolist() == list(range(6)) and np.all(members == 1) and np.allclose(mu, u)
