@@ -20,6 +20,7 @@ line-of-sight noise 5-50 microradians and frame rates 1-10 Hz).
 | DETECTION_RETENTION_S | 3600 | detection batches kept this long (data time) |
 | PERSIST_INTERVAL_S | 1 | tracks/alerts written at least this often during a stream |
 | ALERT_INTERVAL_S | 10 | data time between impact evaluations during a stream |
+| EVALUATION_MIN_GAP_S | 0.5 | wall-clock time between evaluations during a stream (matters only when data arrives faster than real time: a backlog or replay) |
 | ALERT_HIGH_S / ALERT_CRITICAL_S | 900 / 300 | time-to-impact thresholds of severity |
 | EPHEMERIS_STEP_S | 10 | orbit ephemeris grid step (Hermite-interpolated between) |
 | EPHEMERIS_WINDOW_S | 600 | one Propagate call covers this much time (cached) |
@@ -49,6 +50,7 @@ class ThreatSettings:
     detection_retention_s: float = 3600.0
     persist_interval_s: float = 1.0
     alert_interval_s: float = 10.0
+    evaluation_min_gap_s: float = 0.5
     alert_high_s: float = 900.0
     alert_critical_s: float = 300.0
     ephemeris_step_s: float = 10.0
@@ -95,6 +97,8 @@ class ThreatSettings:
             persist_interval_s=read.float("PERSIST_INTERVAL_S", d.persist_interval_s,
                                           minimum=0.01),
             alert_interval_s=read.float("ALERT_INTERVAL_S", d.alert_interval_s, minimum=0),
+            evaluation_min_gap_s=read.float("EVALUATION_MIN_GAP_S", d.evaluation_min_gap_s,
+                                            minimum=0, maximum=60),
             alert_high_s=high,
             alert_critical_s=critical,
             ephemeris_step_s=read.float("EPHEMERIS_STEP_S", d.ephemeris_step_s, minimum=0.1,

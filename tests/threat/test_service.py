@@ -334,6 +334,30 @@ async def test_azimuth_elevation_batches_track_like_ecef(threat, minter, one_mis
                           - truth.state_at(t_est)[0, :3]) < 2_000.0
 
 
+async def test_evaluations_during_a_fast_stream_are_spaced_in_wall_time(settings, minter,
+                                                                     one_missile):
+    """600 s of data in one call, far faster than real time: with a one-hour gap only the
+    first due evaluation runs during the stream, and the end of the call evaluates the
+    newest state (the track's impact prediction is there)."""
+    from services.threat.settings import ThreatSettings
+
+    d = one_missile.detections
+    running = await start_threat(settings, one_missile,
+                                 threat_settings=ThreatSettings(evaluation_min_gap_s=3600.0))
+    try:
+        answer = await _ingest(running.stub, minter, _requests(d.take(d.time < 600)))
+        assert answer.batches == 60
+        assert running.engine.evaluations == 2
+        (track,) = await _all_tracks(running.stub, minter,
+                                     states=[threat_pb2.Track.STATE_CONFIRMED])
+        assert track.HasField("impact")
+        # a second call: due again in data time, still inside the gap, then the end-of-call
+        await _ingest(running.stub, minter, _requests(d.take((d.time >= 600) & (d.time < 700))))
+        assert running.engine.evaluations == 3
+    finally:
+        await running.stop()
+
+
 async def test_restart_resumes_the_live_tracks(settings, minter, one_missile):
     d = one_missile.detections
     running = await start_threat(settings, one_missile)
