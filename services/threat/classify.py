@@ -24,7 +24,18 @@ probabilities.  Evidence used:
   ballistic missiles climb at 80-85 deg and glide vehicles at 31-32 deg; 40 s
   after launch, 74-83 deg against 22-24 deg. A depressed-trajectory ballistic
   missile would read as a glide vehicle until its apogee or its lack of glide
-  says otherwise: the label is tentative, and mid-course evidence replaces it.
+  says otherwise: the label is tentative, and mid-course evidence replaces it;
+* **level-flight evidence**, for a track first seen after the boost: hypersonic
+  (Mach > 5), nearly level (|gamma| < 10 deg) flight between the glide band's
+  floor and the ballistic apogee (25-150 km) for ``level_min_s``. A ballistic
+  missile of 1,000-10,000 km never flies so (it crosses those heights climbing
+  or re-entering steeply; its apogee is higher), while a glide vehicle does for
+  most of its flight, including the unpowered arc between burnout and the glide
+  when the IMM rightly calls it ballistic. On the simulator's truth (150
+  ballistic missiles, 48 glide vehicles, 1 s steps): 0 s for every ballistic
+  missile (lowest apogee 511 km), 1,088-1,893 s for every glide vehicle.
+  Tentative (confidence ``boost_confidence``); glide or apogee evidence replaces
+  it.
 
 Labels: ``"ballistic"``, ``"hgv"``, ``"unknown"`` with a confidence in [0,1].
 """
@@ -66,6 +77,7 @@ class ClassifierConfig:
     steep_boost_deg: float = 65.0
     depressed_boost_deg: float = 50.0
     boost_confidence: float = 0.6
+    level_min_s: float = 6.0
 
 
 def classify_history(
@@ -107,6 +119,12 @@ def classify_history(
         conf *= 1.0 - 0.5 * glide_time / cfg.glide_time_for_decision_s
         return Classification(BALLISTIC, float(np.clip(conf, 0.0, 1.0)), max_alt, glide_time, p_bal_mid)
     label = _boost_label(alt, gamma, dt, cfg)
+    if label is None:
+        level = ((alt >= cfg.glide_band_m[0]) & (alt <= cfg.ballistic_apogee_m)
+                 & (speed >= cfg.min_mach * cfg.speed_of_sound_m_s)
+                 & (np.abs(gamma) <= cfg.max_flight_path_deg))
+        if float(np.sum(dt * level)) >= cfg.level_min_s:
+            label = HGV
     if label is not None:
         return Classification(label, cfg.boost_confidence, max_alt, glide_time, p_bal_mid)
     return Classification(UNKNOWN, float(1.0 - 0.5 * g_score), max_alt, glide_time, p_bal_mid)

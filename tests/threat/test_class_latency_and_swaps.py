@@ -18,6 +18,7 @@ About 15 s (two simulated and tracked scenarios).
 import numpy as np
 import pytest
 
+from services.threat import dynamics as dyn
 from services.threat import report
 from services.threat import scenario as sc
 from services.threat.classify import classify_history
@@ -126,3 +127,31 @@ def test_the_ascent_gives_a_tentative_label_only_when_it_is_clear():
     alt2 = np.r_[np.linspace(1e3, 70e3, 20), np.linspace(70e3, 20e3, 20)]
     gamma2 = np.r_[np.full(20, 80.0), np.full(20, -40.0)]
     assert _boost_label(alt2, gamma2, dt, cfg) == BALLISTIC
+
+
+def test_level_hypersonic_flight_below_the_ballistic_apogee_reads_hgv():
+    """A track first seen after the boost, on the simulator's truth at 1 Hz, with the IMM
+    calling it ballistic throughout: a glide vehicle seen from its post-boost arc or its
+    glide reads hgv after 6 s of level flight; a ballistic missile seen from its re-entry
+    (steep) or from near its apogee (high) never does."""
+    from services.threat.classify import BALLISTIC, HGV, UNKNOWN
+
+    cfg = sc.random_scenario_config(7, n_ballistic=2, n_glide=1, range_km=(1_500, 3_000))
+    *missiles, glider = sc.simulate_targets(list(cfg.ballistic), list(cfg.glide))
+    names = ("ballistic", "manoeuvre", "boost")
+    only_ballistic = np.tile([1.0, 0.0, 0.0], (8, 1))
+
+    def label(target, start_s, rows=8):
+        t = start_s + np.arange(rows, dtype=float)
+        return classify_history(t, target.state_at(t), only_ballistic[:rows], names).label
+
+    for phase in (sc.PHASE_MIDCOURSE, sc.PHASE_GLIDE):  # the post-boost arc, the glide
+        start = glider.time[np.flatnonzero(glider.phase == phase)[5]]
+        assert label(glider, start, rows=5) == UNKNOWN  # 4 s of rows: not yet
+        assert label(glider, start) == HGV
+    for bm in missiles:
+        t = bm.time
+        alt = dyn.altitude_m(bm.state[:, :3])
+        falling = np.flatnonzero((alt < 90e3) & (np.arange(len(t)) > np.argmax(alt)))[0]
+        assert label(bm, t[falling]) == UNKNOWN  # re-entering at 25-90 km
+        assert label(bm, t[np.argmax(alt)] - 4.0) == BALLISTIC  # apogee well above 150 km
