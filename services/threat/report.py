@@ -1,7 +1,8 @@
 """End-to-end figures: simulate a seeded scenario, track it, score it.
 
-Run ``python -m services.threat.report [--scenario default|crossing] [--seed N]``
-from the repository root.  Prints, per target, the tracks that followed it, the
+Run ``python -m services.threat.report [--scenario default|crossing|hundred] [--seed N]
+[--max-range-km KM]`` from the repository root (``hundred``: 90 ballistic missiles of
+1,000 km to ``--max-range-km`` and 10 glide vehicles, launched over 60 s).  Prints, per target, the tracks that followed it, the
 classification at the end of the run and how it evolved live (confirmation time,
 class 30 s after confirmation, first time the class became and stayed right), the
 mid-course position RMSE against the PCRLB, plus mean OSPA/GOSPA, identity switches
@@ -10,7 +11,7 @@ mid-course position RMSE against the PCRLB, plus mean OSPA/GOSPA, identity switc
 Live classification: after every ``chunk_s`` of ingested data the confirmed
 (and coasting) tracks are classified with
 :func:`services.threat.classify.classify_track` -- ``classify_history`` over the
-track's non-tentative history rows, the same computation as the service's
+track's confirmed and coasting history rows, the same computation as the service's
 ``ThreatEngine._classify_cpu`` -- at the tracker's processed time.  (The service
 itself re-classifies every ``alert_interval_s`` = 10 s of data time, so a client
 can see a class up to that much later than measured here.)  A target's class at a
@@ -128,6 +129,13 @@ shifting its launch time so both reach the crossing together; pair 3 by minimisi
 (Nelder-Mead) the distance from a 40 m miss at t = 367 s over the second missile's
 azimuth and launch time, rounded.  The figures in the comments are from
 :func:`closest_approaches` (truth sampled every 0.05 s)."""
+
+
+def hundred_e2e_config(seed: int = 1, max_range_km: float = 3_000.0) -> sc.ScenarioConfig:
+    """100 targets (90 ballistic, 1,000 km to ``max_range_km``; 10 glide vehicles), the
+    mix of ``bench/threat.py``, over their whole flights."""
+    return sc.random_scenario_config(seed, n_ballistic=90, n_glide=10,
+                                     range_km=(1_000.0, max_range_km), launch_window_s=60.0)
 
 
 def crossing_e2e_config(seed: int = 1) -> sc.ScenarioConfig:
@@ -305,13 +313,18 @@ def _fmt_s(t: float) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--scenario", choices=("default", "crossing"), default="default")
+    ap.add_argument("--scenario", choices=("default", "crossing", "hundred"), default="default")
     ap.add_argument("--seed", type=int, default=None,
-                    help="scenario seed (default: 11 for default, 1 for crossing)")
+                    help="scenario seed (default: 11 for default, 1 for crossing and hundred)")
+    ap.add_argument("--max-range-km", type=float, default=3_000.0,
+                    help="hundred only: the longest ballistic range, km (default 3,000)")
     args = ap.parse_args()
     if args.scenario == "crossing":
         seed = 1 if args.seed is None else args.seed
         rep = run_end_to_end(crossing_e2e_config(seed))
+    elif args.scenario == "hundred":
+        seed = 1 if args.seed is None else args.seed
+        rep = run_end_to_end(hundred_e2e_config(seed, args.max_range_km))
     else:
         seed = 11 if args.seed is None else args.seed
         rep = run_end_to_end(default_e2e_config(seed))
