@@ -155,3 +155,26 @@ def test_level_hypersonic_flight_below_the_ballistic_apogee_reads_hgv():
         falling = np.flatnonzero((alt < 90e3) & (np.arange(len(t)) > np.argmax(alt)))[0]
         assert label(bm, t[falling]) == UNKNOWN  # re-entering at 25-90 km
         assert label(bm, t[np.argmax(alt)] - 4.0) == BALLISTIC  # apogee well above 150 km
+
+
+@pytest.mark.parametrize("seed", [13, 17])
+def test_ballistic_tracks_follow_the_reentry_to_the_ground(seed):
+    """Birth to death: in these default scenarios a track used to lose its missile 3-5 s
+    before impact (10-30 g of drag below ~20 km) and a new track took it over; with the
+    IMM's terminal-phase switching one track follows each missile to the ground."""
+    rep = report.run_end_to_end(report.default_e2e_config(seed))
+    assert rep.switches.swaps == 0
+    duration = rep.scenario.config.duration_s
+    landed = [r for r in rep.targets if r.kind == sc.KIND_BALLISTIC
+              and rep.scenario.targets[r.truth_id].impact_time_s < duration]
+    assert landed
+    for r in landed:
+        tg = rep.scenario.targets[r.truth_id]
+        assert len(r.track_ids) == 1, r
+        h = rep.tracker.history(r.track_ids[0])
+        keep = held(h.status)
+        t = h.time_s[keep]
+        assert t[-1] >= tg.impact_time_s - 1.0  # followed to the last frame before impact
+        late = t > tg.impact_time_s - 30.0
+        err = np.linalg.norm(h.state[keep][late, :3] - tg.state_at(t[late])[:, :3], axis=1)
+        assert np.nanmax(err) < 500.0

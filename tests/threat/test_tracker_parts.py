@@ -143,6 +143,17 @@ def test_imm_transition_and_model_probability_response():
     pi = imm.transition(np.array([0.0, 1.0, 100.0]))
     assert np.allclose(pi.sum(axis=2), 1.0) and np.allclose(pi[0], np.eye(3))
     assert pi[2, 0, 2] < 1e-4  # ballistic practically never re-enters boost
+    # ...except in the terminal phase: low and descending fast
+    up = np.r_[dyn.R_EQ_M, 0.0, 0.0]
+    states = np.array([[*(up + [20e3, 0, 0]), -2e3, 500.0, 0.0],  # 20 km, diving: terminal
+                       [*(up + [20e3, 0, 0]), 2e3, 500.0, 0.0],  # 20 km, climbing (a boost)
+                       [*(up + [60e3, 0, 0]), -2e3, 500.0, 0.0],  # above 40 km
+                       [*(up + [20e3, 0, 0]), -100.0, 3e3, 0.0]])  # nearly level
+    x = np.repeat(states[:, None], 3, axis=1)
+    mu = np.full((4, 3), 1.0 / 3.0)
+    assert imm.terminal(x, mu).tolist() == [True, False, False, False]
+    pi = imm.transition(np.full(4, 5.0), imm.terminal(x, mu))
+    assert pi[0, 0, 2] > 0.5 and np.all(pi[1:, 0, 2] < 1e-4)
     # a target accelerating at 30 m/s^2 drives probability away from "ballistic"
     rng = np.random.default_rng(4)
     x_true = np.r_[TARGET, 2e3, 0, 1e3]
