@@ -2,11 +2,12 @@
 
 Run ``python -m services.threat.report [--scenario default|crossing|hundred] [--seed N]
 [--max-range-km KM]`` from the repository root (``hundred``: 90 ballistic missiles of
-1,000 km to ``--max-range-km`` and 10 glide vehicles, launched over 60 s).  Prints, per target, the tracks that followed it, the
-classification at the end of the run and how it evolved live (confirmation time,
-class 30 s after confirmation, first time the class became and stayed right), the
-mid-course position RMSE against the PCRLB, plus mean OSPA/GOSPA, identity switches
-(track swaps) and the tracker-core throughput (detections per second of processing).
+1,000 km to ``--max-range-km`` and 10 glide vehicles, launched over 60 s).  Prints, per
+target, the tracks that followed it, the classification at the end of the run and how
+it evolved live (confirmation time, class 30 s after confirmation, first time the class
+became and stayed right), the mid-course position RMSE against the PCRLB, plus mean
+OSPA/GOSPA, identity switches (track swaps) and the tracker-core throughput (detections
+per second of processing).
 
 Live classification: after every ``chunk_s`` of ingested data the confirmed
 (and coasting) tracks are classified with
