@@ -15,6 +15,7 @@ from services.threat.tracker import (
     update_lifecycle,
 )
 from services.threat.tracker.filters import BallisticModel
+from services.threat.tracker.imm import EXO, NOMINAL, TERMINAL
 from services.threat.tracker.lifecycle import COASTING, CONFIRMED, DROPPED, TENTATIVE
 from shared.geodesy import geodetic_to_ecef
 
@@ -151,9 +152,15 @@ def test_imm_transition_and_model_probability_response():
                        [*(up + [20e3, 0, 0]), -100.0, 3e3, 0.0]])  # nearly level
     x = np.repeat(states[:, None], 3, axis=1)
     mu = np.full((4, 3), 1.0 / 3.0)
-    assert imm.terminal(x, mu).tolist() == [True, False, False, False]
-    pi = imm.transition(np.full(4, 5.0), imm.terminal(x, mu))
+    assert imm.regime(x, mu).tolist() == [TERMINAL, NOMINAL, NOMINAL, NOMINAL]
+    pi = imm.transition(np.full(4, 5.0), imm.regime(x, mu))
     assert pi[0, 0, 2] > 0.5 and np.all(pi[1:, 0, 2] < 1e-4)
+    # above 150 km a ballistic track practically never turns manoeuvring (coverage gaps)
+    high = np.array([[*(up + [600e3, 0, 0]), 100.0, 6e3, 0.0]])
+    regime = imm.regime(np.repeat(high[:, None], 3, axis=1), mu[:1])
+    assert regime.tolist() == [EXO]
+    assert imm.transition(np.array([180.0]), regime)[0, 0, 1] < 1e-4
+    assert imm.transition(np.array([180.0]))[0, 0, 1] > 0.1  # nominal rates: 16%
     # a target accelerating at 30 m/s^2 drives probability away from "ballistic"
     rng = np.random.default_rng(4)
     x_true = np.r_[TARGET, 2e3, 0, 1e3]
