@@ -430,7 +430,7 @@ def main() -> None:
         "stonesoup_detections": len(window), "stonesoup_seconds": round(ref_s, 3),
         "stonesoup_detections_per_s": round(ref_dps, 2),
         "throughput_ratio": round(ratio, 1),
-        "ours_rmse_m": round(ours_rmse, 1), "stonesoup_rmse_m": round(ref_rmse, 1),
+        "ours_rmse_m": round(ours_rmse, 2), "stonesoup_rmse_m": round(ref_rmse, 2),
         "ours_rmse_points": n_points, "stonesoup_rmse_points": n_points,
         "rmse_tracks": int(both.sum()),
         "ours_rmse_last_frame_m": round(ours_last, 1),
@@ -455,7 +455,7 @@ def main() -> None:
           f"diverged > 10 km)")
     print(f"throughput ours/Stone Soup on the same window: x{ratio:.0f}")
     print(f"RMSE (3-D position, the {int(both.sum())} tracks both kept, {len(frames)} frames, "
-          f"{n_points} estimates each): ours {ours_rmse:.1f} m, Stone Soup {ref_rmse:.1f} m; "
+          f"{n_points} estimates each): ours {ours_rmse:.2f} m, Stone Soup {ref_rmse:.2f} m; "
           f"last frame: ours {ours_last:.1f} m, Stone Soup {ref_last:.1f} m; "
           f"all matched tracks, lost ones included: ours {ours_all_rmse:.1f} m, "
           f"Stone Soup {ref_all_rmse:.1f} m")
