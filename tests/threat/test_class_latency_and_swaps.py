@@ -178,3 +178,18 @@ def test_ballistic_tracks_follow_the_reentry_to_the_ground(seed):
         late = t > tg.impact_time_s - 30.0
         err = np.linalg.norm(h.state[keep][late, :3] - tg.state_at(t[late])[:, :3], axis=1)
         assert np.nanmax(err) < 500.0
+
+
+@pytest.mark.parametrize("seed", [14, 15])
+def test_custody_through_coverage_gaps_and_midcourse_rmse_against_the_bound(seed):
+    """In these default scenarios a missile leaves the 4-satellite train's coverage for
+    minutes in mid-course.  Its track coasts through the gap and is re-acquired (one
+    track per target), and the mid-course RMSE stays within 1.5 times the PCRLB, over
+    all mid-course frames and over the frames two sensors see."""
+    rep = report.run_end_to_end(report.default_e2e_config(seed))
+    assert rep.switches.swaps == 0 and rep.switches.fragmentations == 0
+    for r in rep.targets:
+        assert len(r.track_ids) == 1, r
+        if r.kind == sc.KIND_BALLISTIC:
+            assert r.midcourse_rmse_m <= 1.5 * r.midcourse_pcrlb_m, r
+            assert r.stereo_rmse_m <= 1.5 * r.stereo_pcrlb_m, r
