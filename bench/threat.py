@@ -109,7 +109,7 @@ from services.threat import scenario as sc  # noqa: E402
 from services.threat.detections import Detections  # noqa: E402
 from services.threat.evaluation import assign_frames, rmse  # noqa: E402
 from services.threat.tracker import MahalanobisGate, Tracker, TrackTable  # noqa: E402
-from services.threat.tracker.lifecycle import COASTING, CONFIRMED  # noqa: E402
+from services.threat.tracker.lifecycle import held  # noqa: E402
 
 LOST_M = 10e3
 """A track whose 3-D error to the truth it started on exceeds this (m) is lost."""
@@ -175,7 +175,7 @@ def ours_positions(trk: Tracker, track_ids: np.ndarray, frames: np.ndarray) -> n
     out = np.full((len(frames), len(track_ids), 3), np.nan)
     for j, tid in enumerate(track_ids):  # per start track
         h = trk.history(int(tid))
-        sel = np.isin(h.status, (CONFIRMED, COASTING))
+        sel = held(h.status)
         idx = np.clip(np.searchsorted(frames, h.time_s[sel]), 0, len(frames) - 1)
         ok = np.abs(frames[idx] - h.time_s[sel]) < 1e-6
         out[idx[ok], j] = h.state[sel][ok, :3]

@@ -100,11 +100,11 @@ def classify_history(
     i_bal = model_names.index("ballistic") if "ballistic" in model_names else 0
     p_bal = model_probability[:, i_bal]
 
-    band = (
-        (alt >= cfg.glide_band_m[0]) & (alt <= cfg.glide_band_m[1])
-        & (speed >= cfg.min_mach * cfg.speed_of_sound_m_s)
-        & (np.abs(gamma) <= cfg.max_flight_path_deg)
-    )
+    # hypersonic, nearly level flight: inside the glide band it is glide evidence; up to
+    # the ballistic apogee it is the level-flight evidence below
+    level = ((speed >= cfg.min_mach * cfg.speed_of_sound_m_s)
+             & (np.abs(gamma) <= cfg.max_flight_path_deg) & (alt >= cfg.glide_band_m[0]))
+    band = level & (alt <= cfg.glide_band_m[1])
     glide_time = float(np.sum(dt * band * (1.0 - p_bal)))
     max_alt = float(np.max(alt))
     high = alt > cfg.glide_band_m[1]
@@ -119,12 +119,9 @@ def classify_history(
         conf *= 1.0 - 0.5 * glide_time / cfg.glide_time_for_decision_s
         return Classification(BALLISTIC, float(np.clip(conf, 0.0, 1.0)), max_alt, glide_time, p_bal_mid)
     label = _boost_label(alt, gamma, dt, cfg)
-    if label is None:
-        level = ((alt >= cfg.glide_band_m[0]) & (alt <= cfg.ballistic_apogee_m)
-                 & (speed >= cfg.min_mach * cfg.speed_of_sound_m_s)
-                 & (np.abs(gamma) <= cfg.max_flight_path_deg))
-        if float(np.sum(dt * level)) >= cfg.level_min_s:
-            label = HGV
+    if label is None and float(np.sum(dt * (level & (alt <= cfg.ballistic_apogee_m)))) >= (
+            cfg.level_min_s):
+        label = HGV
     if label is not None:
         return Classification(label, cfg.boost_confidence, max_alt, glide_time, p_bal_mid)
     return Classification(UNKNOWN, float(1.0 - 0.5 * g_score), max_alt, glide_time, p_bal_mid)

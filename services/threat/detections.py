@@ -92,10 +92,13 @@ class Detections:
             self.epoch,
         )
 
+    def sort_order(self) -> np.ndarray:
+        """Row order of a stable sort by (time, sensor_index)."""
+        return np.lexsort((self.sensor_index, self.time))
+
     def sorted(self) -> Detections:
         """Stable sort by (time, sensor_index)."""
-        order = np.lexsort((self.sensor_index, self.time))
-        return self.take(order)
+        return self.take(self.sort_order())
 
     def rebased(self, epoch: datetime) -> Detections:
         """Same detections with times re-expressed relative to ``epoch``."""

@@ -62,7 +62,7 @@ from services.threat.store import (
     now,
 )
 from services.threat.tracker import Tracker, TrackerConfig, TrackerState
-from services.threat.tracker.lifecycle import COASTING, CONFIRMED, DROPPED, TENTATIVE, held
+from services.threat.tracker.lifecycle import DROPPED, TENTATIVE, held
 from shared.errors import InvalidArgument
 
 log = logging.getLogger("skybridge.threat")
@@ -411,7 +411,7 @@ class ThreatEngine:
                     return
                 self.evaluations += 1
                 s = step.state
-                sel = np.flatnonzero((s.status == CONFIRMED) | (s.status == COASTING))
+                sel = np.flatnonzero(held(s.status))
                 ids = s.track_id[sel]
                 classes = await self.run_cpu(self._classify_cpu, ids)
                 eval_s = float(s.processed_until_s)

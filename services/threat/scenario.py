@@ -645,7 +645,7 @@ def simulate(config: ScenarioConfig) -> Scenario:
     # time-ordered; within a frame shuffle so truth rows are not listed first
     perm = rng.permutation(len(dets))
     shuffled = dets.take(perm)
-    order = np.lexsort((shuffled.sensor_index, shuffled.time))  # as Detections.sorted()
+    order = shuffled.sort_order()
     sources = np.concatenate([t_src, np.zeros(len(fa_f), np.int64)])[perm][order]
     return Scenario(config, targets, shuffled.take(order), frames, sens, const, sources)
 

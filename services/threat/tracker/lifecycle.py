@@ -96,7 +96,7 @@ def update_lifecycle(
     st[tent & (hits >= cfg.m)] = CONFIRMED
     st[tent & (hits < cfg.m) & ((hits + remaining < cfg.m) | (since > cfg.tentative_timeout_s))] = DROPPED
 
-    live = (st == CONFIRMED) | (st == COASTING)
+    live = held(st)
     st[live & hit] = CONFIRMED
     st[live & ~hit & (since > cfg.coast_after_s)] = COASTING
     bad = (since > cfg.drop_after_s) | (position_sigma_m > cfg.max_position_sigma_m) | (
