@@ -10,6 +10,11 @@ small synchronous stages around a single coroutine frame per call:
                       W3C `traceparent` (OpenTelemetry semantic conventions for RPC)
     Authenticator     verify the bearer token and the method's declared scopes; bind the
                       caller for `shared.auth.current_principal()`
+    RequestReader     parse the request bytes (grpcio hands them over unparsed, so that a
+                      body that is not the request type is INVALID_ARGUMENT
+                      `MALFORMED_REQUEST`, not grpcio's UNKNOWN) and check them against the
+                      contract (`shared.validation`); for a request stream, each message as
+                      the servicer reads it
     -> the servicer method
     ErrorMapper       `DomainError` -> google.rpc.Status (ErrorInfo, BadRequest); anything
                       unexpected -> logged with its trace id, INTERNAL without internals
@@ -34,6 +39,7 @@ import time
 from collections.abc import Callable
 
 import grpc
+from google.protobuf.message import DecodeError
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.propagate import extract
@@ -41,6 +47,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from shared import auth, errors
 from shared.telemetry import current_trace_id
+from shared.validation import Validator
 
 log = logging.getLogger("skybridge.rpc")
 
@@ -133,6 +140,37 @@ class Authenticator:
         return principal
 
 
+class RequestReader:
+    """Request bytes -> a checked request message, for one method's request type."""
+
+    def __init__(self, deserialize: Callable, validator: Validator) -> None:
+        self.deserialize = deserialize
+        self.validator = validator
+        owner = getattr(deserialize, "__self__", None)
+        self.type_name = getattr(getattr(owner, "DESCRIPTOR", None), "full_name", "the request")
+
+    def parse(self, raw: bytes, where: str = "request", what: str = "the request"):
+        try:
+            message = self.deserialize(raw)
+        except (DecodeError, RecursionError, ValueError) as error:
+            cause = str(error).rpartition(": ")[2] or "it is not protobuf"
+            description = f"does not parse as {self.type_name} ({cause[:100]})"
+            raise errors.InvalidArgument(f"{what} {description}", reason="MALFORMED_REQUEST",
+                                         violations=[(where, description)]) from None
+        self.validator.validate(message, what)
+        return message
+
+    def unary(self, raw: bytes):
+        return self.parse(raw)
+
+    async def stream(self, raw_messages):
+        """The request stream as messages; a message that is wrong ends the call."""
+        index = 0
+        async for raw in raw_messages:
+            yield self.parse(raw, f"requests[{index}]", f"message {index} of the request stream")
+            index += 1
+
+
 class ErrorMapper:
     """Domain errors to google.rpc.Status; unexpected ones to a bare INTERNAL."""
 
@@ -175,11 +213,13 @@ class ServerInterceptor:
         self.tracing = Tracing(tracer)
         self.auth = Authenticator(verifier)
         self.errors = ErrorMapper(domain)
+        self.validator = Validator()
         self.rpc_duration = rpc_duration
 
     def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         """The handler for `method` (`/package.Service/Method`) inside the stages."""
-        return _wrap_handler(handler, self._around(method))
+        reader = RequestReader(handler.request_deserializer, self.validator)
+        return _wrap_handler(handler, self._around(method), reader)
 
     def registrar(self, server: grpc.aio.Server) -> _Registrar:
         return _Registrar(server, self.wrap)
@@ -194,7 +234,7 @@ class ServerInterceptor:
         histogram = self.rpc_duration
         metric_attributes: dict[grpc.StatusCode, dict] = {}
 
-        async def around(behaviour, request, context):
+        async def around(behaviour, read, request, context):
             if lifecycle.refusal is not None:
                 await context.abort(grpc.StatusCode.UNAVAILABLE, lifecycle.refusal)
             started = time.perf_counter()
@@ -215,7 +255,7 @@ class ServerInterceptor:
             try:
                 principal = authenticator.authenticate(method, needed, authorization)
                 principal_token = auth.bind_principal(principal)
-                return await behaviour(request, context)
+                return await behaviour(read(request), context)
             except asyncio.CancelledError:
                 code = grpc.StatusCode.CANCELLED
                 raise
@@ -262,28 +302,32 @@ class _Registrar:
         self._server.add_registered_method_handlers(service_name, wrapped)
 
 
-def _wrap_handler(handler: grpc.RpcMethodHandler, around: Callable) -> grpc.RpcMethodHandler:
-    """A handler whose behaviour runs inside `around(behaviour, request, context)`.
+def _wrap_handler(handler: grpc.RpcMethodHandler, around: Callable,
+                  reader: RequestReader) -> grpc.RpcMethodHandler:
+    """A handler whose behaviour runs inside `around(behaviour, read, request, context)`.
 
-    For streaming responses the inner stream is written with `context.write` inside
-    `around`, so an error raised mid-stream is handled like a unary one.
+    grpcio hands the handler the request bytes (no deserializer is registered); `read`
+    turns them into the checked request (or request stream) once the caller is
+    authenticated. For streaming responses the inner stream is written with `context.write`
+    inside `around`, so an error raised mid-stream is handled like a unary one.
     """
+    read = reader.stream if handler.request_streaming else reader.unary
     if handler.unary_unary:
         inner = handler.unary_unary
 
         async def unary_unary(request, context):
-            return await around(inner, request, context)
+            return await around(inner, read, request, context)
 
         return grpc.unary_unary_rpc_method_handler(
-            unary_unary, handler.request_deserializer, handler.response_serializer)
+            unary_unary, None, handler.response_serializer)
     if handler.stream_unary:
         inner = handler.stream_unary
 
         async def stream_unary(request_iterator, context):
-            return await around(inner, request_iterator, context)
+            return await around(inner, read, request_iterator, context)
 
         return grpc.stream_unary_rpc_method_handler(
-            stream_unary, handler.request_deserializer, handler.response_serializer)
+            stream_unary, None, handler.response_serializer)
     if handler.unary_stream:
         inner = handler.unary_stream
         make = grpc.unary_stream_rpc_method_handler
@@ -300,6 +344,6 @@ def _wrap_handler(handler: grpc.RpcMethodHandler, around: Callable) -> grpc.RpcM
             await result
 
     async def streaming(request, context):
-        await around(drain, request, context)
+        await around(drain, read, request, context)
 
-    return make(streaming, handler.request_deserializer, handler.response_serializer)
+    return make(streaming, None, handler.response_serializer)

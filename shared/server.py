@@ -91,6 +91,10 @@ class GrpcService:
         # Scopes first: the interceptor reads them when it wraps each method.
         self.interceptor.auth.register(descriptor.full_name, servicer,
                                        [method.name for method in descriptor.methods])
+        # The servicer's contract rules beyond its descriptors (caps, exclusive groups).
+        rules = getattr(servicer, "request_rules", None)
+        if rules is not None:
+            self.interceptor.validator.add_rules(rules)
         add_to_server(servicer, self.interceptor.registrar(self.server))
         self.service_names.append(descriptor.full_name)
 

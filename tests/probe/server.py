@@ -96,6 +96,16 @@ class ProbeServicer(probe_pb2_grpc.ProbeServiceServicer):
     async def AdminPing(self, request, context):
         return probe_pb2.AdminPingResponse()
 
+    @requires("probe.read")
+    async def Collect(self, request_iterator, context):
+        parts = [request.message async for request in request_iterator]
+        return probe_pb2.EchoResponse(message=" ".join(parts))
+
+    @requires("probe.read")
+    async def Chat(self, request_iterator, context):
+        async for request in request_iterator:
+            yield probe_pb2.EchoResponse(message=request.message)
+
 
 async def build(settings: Settings, *, name: str = "probe", port: int = 0,
                 peer_target: str | None = None, span_processors=(),

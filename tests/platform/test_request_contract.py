@@ -1,0 +1,138 @@
+"""Request bodies through a real server: a body that does not parse, or breaks the contract,
+is INVALID_ARGUMENT with ErrorInfo and BadRequest, for all four method kinds, and the
+server goes on serving."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from skybridge.testing.v1 import probe_pb2, probe_pb2_grpc
+
+from shared.errors import details_of
+from tests.conftest import bearer
+from tests.probe.server import build
+
+#: Not a protobuf message: a field 1 of wire type 7, which does not exist.
+NOT_PROTOBUF = b"\x0f\xff\xff\xff"
+#: Field 1 (a string) holding bytes that are not UTF-8.
+BAD_UTF8 = b"\x0a\x02\xff\xfe"
+
+
+@pytest.fixture
+async def probe(settings):
+    kit = await build(settings)
+    await kit.server.start()
+    await kit.server.become_ready()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{kit.server.port}")
+    yield kit, channel
+    await channel.close()
+    await kit.server.drain(0)
+
+
+def _raw(channel, kind: str, method: str):
+    """A multicallable that sends bytes as they are and reads EchoResponse."""
+    return getattr(channel, kind)(f"/skybridge.testing.v1.ProbeService/{method}",
+                                  request_serializer=lambda body: body,
+                                  response_deserializer=probe_pb2.EchoResponse.FromString)
+
+
+async def _refusal(call) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        result = await call if hasattr(call, "__await__") else None
+        if result is None:
+            async for _ in call:
+                pass
+    return caught.value
+
+
+def _assert_malformed(error: grpc.aio.AioRpcError, field: str) -> None:
+    details = details_of(error)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, (error.code(), error.details())
+    assert details.reason == "MALFORMED_REQUEST"
+    assert details.domain == "probe.skybridge"
+    assert [v.field for v in details.violations] == [field]
+    assert "skybridge.testing.v1.EchoRequest" in details.violations[0].description
+
+
+@pytest.mark.parametrize("body", [NOT_PROTOBUF, BAD_UTF8])
+async def test_a_unary_body_that_does_not_parse_is_malformed_request(probe, minter, body):
+    _, channel = probe
+    read = bearer(minter, "probe.read")
+    error = await _refusal(_raw(channel, "unary_unary", "Echo")(body, metadata=read))
+    _assert_malformed(error, "request")
+
+
+async def test_a_server_streaming_body_that_does_not_parse_ends_the_stream(probe, minter):
+    _, channel = probe
+    call = channel.unary_stream("/skybridge.testing.v1.ProbeService/Ticks",
+                                request_serializer=lambda body: body,
+                                response_deserializer=probe_pb2.TicksResponse.FromString)
+    error = await _refusal(call(NOT_PROTOBUF, metadata=bearer(minter, "probe.read")))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert details_of(error).reason == "MALFORMED_REQUEST"
+    assert [v.field for v in details_of(error).violations] == ["request"]
+
+
+async def test_a_client_stream_message_that_does_not_parse_ends_the_call(probe, minter):
+    _, channel = probe
+    good = probe_pb2.EchoRequest(message="one").SerializeToString()
+
+    async def messages():
+        yield good
+        yield good
+        yield NOT_PROTOBUF
+
+    call = _raw(channel, "stream_unary", "Collect")(messages(),
+                                                    metadata=bearer(minter, "probe.read"))
+    error = await _refusal(call)
+    _assert_malformed(error, "requests[2]")
+    # the same stream without the bad message is answered
+    answer = await _raw(channel, "stream_unary", "Collect")(
+        iter([good, good]), metadata=bearer(minter, "probe.read"))
+    assert answer.message == "one one"
+
+
+async def test_a_bidi_stream_message_that_does_not_parse_ends_the_stream(probe, minter):
+    _, channel = probe
+    good = probe_pb2.EchoRequest(message="hi").SerializeToString()
+    call = _raw(channel, "stream_stream", "Chat")(iter([good, BAD_UTF8, good]),
+                                                  metadata=bearer(minter, "probe.read"))
+    answers = []
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        async for answer in call:
+            answers.append(answer.message)
+    assert answers == ["hi"]
+    _assert_malformed(caught.value, "requests[1]")
+
+
+async def test_a_body_is_parsed_only_after_the_caller_is_authenticated(probe):
+    _, channel = probe
+    error = await _refusal(_raw(channel, "unary_unary", "Echo")(NOT_PROTOBUF))
+    assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_a_stream_message_that_breaks_the_contract_names_its_field(probe, minter):
+    _, channel = probe
+    stub = probe_pb2_grpc.ProbeServiceStub(channel)
+    call = stub.Collect(iter([probe_pb2.EchoRequest(message="ok"),
+                              probe_pb2.EchoRequest(message="bad\x00")]),
+                        metadata=bearer(minter, "probe.read"))
+    error = await _refusal(call)
+    details = details_of(error)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert details.reason == "INVALID_ARGUMENT"
+    assert [v.field for v in details.violations] == ["message"]
+    assert "message 1 of the request stream" in error.details()
+
+
+async def test_the_server_serves_after_malformed_bodies(probe, minter):
+    _, channel = probe
+    read = bearer(minter, "probe.read")
+    for body in (NOT_PROTOBUF, BAD_UTF8, b"\xff" * 1000):
+        await _refusal(_raw(channel, "unary_unary", "Echo")(body, metadata=read))
+    health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
+    stub = probe_pb2_grpc.ProbeServiceStub(channel)
+    answer = await stub.Echo(probe_pb2.EchoRequest(message="still here"), metadata=read)
+    assert answer.message == "still here"
