@@ -87,6 +87,7 @@ from shared.errors import (
 from shared.frames import teme_to_itrf
 from shared.geodesy import validate_geodetic
 from shared.paging import decode_token, encode_token
+from shared.validation import Rules
 
 # --- limits ---------------------------------------------------------------------------
 DEFAULT_PAGE_SIZE = 100
@@ -306,8 +307,32 @@ def _grid_jd(start: timestamp_pb2.Timestamp, step_s: float, count: int
 # --- the servicer ---------------------------------------------------------------------
 
 
+_V1 = "skybridge.orbit.v1."
+
+#: The contract checks beyond the descriptors (`shared.validation`): the caps of the
+#: limits table above and the "exactly one of" groups that are not proto oneofs.
+REQUEST_RULES = Rules(
+    max_items={
+        f"{_V1}TimeList.times": MAX_STEPS,
+        f"{_V1}SatelliteSelection.satellites": MAX_SELECTION,
+        f"{_V1}SatelliteSelection.catalog_numbers": MAX_SELECTION,
+        f"{_V1}VisibleSatellitesRequest.points": MAX_VISIBILITY_POINTS,
+        f"{_V1}PredictPassesRequest.points": MAX_PASS_POINTS,
+        f"{_V1}GenerateConstellationRequest.shells": MAX_PLANES,
+    },
+    max_chars={f"{_V1}ImportElementSetsRequest.text": MAX_IMPORT_BYTES},
+    at_most_one={
+        f"{_V1}SatelliteSelection": [("catalog_numbers", "satellites", "group", "all")],
+        f"{_V1}GenerateConstellationRequest": [("preset", "shells")],
+        f"{_V1}VisibleSatellitesRequest": [("points", "point_array")],
+    },
+)
+
+
 class OrbitServicer(orbit_pb2_grpc.OrbitServiceServicer):
     """Translates OrbitService calls to the catalog store and the orbit domain."""
+
+    request_rules = REQUEST_RULES
 
     def __init__(self, catalog: Catalog, run_cpu: RunCpu):
         self.catalog = catalog
@@ -830,7 +855,8 @@ class OrbitServicer(orbit_pb2_grpc.OrbitServiceServicer):
         has_array = request.HasField("point_array") if hasattr(request, "point_array") else False
         if n_list and has_array:
             check.add("points", "set points or point_array, not both")
-        elif has_array:
+            return (np.zeros(0),) * 3
+        if has_array:
             try:
                 arr = from_double_array(request.point_array)
             except ValueError as exc:

@@ -222,12 +222,18 @@ async def test_generator_presets_shells_and_conflicts(orbit, minter):
     assert error.code() == grpc.StatusCode.ALREADY_EXISTS
     assert "first_catalog_number" in violations(error)
     bad = orbit_pb2.WalkerShell(planes=0, satellites_per_plane=4, phasing=1,
-                                altitude_km=float("nan"), inclination_deg=200)
+                                altitude_km=100.0, inclination_deg=200)
     error = await failure(stub.GenerateConstellation(orbit_pb2.GenerateConstellationRequest(
         shells=[bad], group_id="Bad Id"), metadata=write))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert {"shells[0].planes", "shells[0].altitude_km", "shells[0].inclination_deg",
             "group_id"} <= set(violations(error))
+    # A non-finite number is refused by the contract checks before the domain's, by path.
+    bad.altitude_km = float("nan")
+    error = await failure(stub.GenerateConstellation(orbit_pb2.GenerateConstellationRequest(
+        shells=[bad], group_id="Bad Id"), metadata=write))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(violations(error)) == {"shells[0].altitude_km"}
     error = await failure(stub.GenerateConstellation(orbit_pb2.GenerateConstellationRequest(
         preset="nope", group_id="x"), metadata=write))
     assert "preset" in violations(error)

@@ -274,12 +274,22 @@ async def test_empty_catalog_and_bad_points(orbit, minter):
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert details_of(error).reason == "EMPTY_CATALOG" and "selection.all" in violations(error)
     points = [common_pb2.GeodeticPoint(latitude_deg=10.0),
-              common_pb2.GeodeticPoint(latitude_deg=float("nan"), longitude_deg=200.0)]
+              common_pb2.GeodeticPoint(latitude_deg=95.0, longitude_deg=200.0)]
     error = await failure(stub.VisibleSatellites(orbit_pb2.VisibleSatellitesRequest(
         points=points, time=_ts(START), min_elevation_deg=95.0), metadata=read))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert {"points[1].latitude_deg", "points[1].longitude_deg",
             "min_elevation_deg"} <= set(violations(error))
+    points[1].latitude_deg = float("nan")
+    error = await failure(stub.VisibleSatellites(orbit_pb2.VisibleSatellitesRequest(
+        points=points, time=_ts(START)), metadata=read))
+    assert set(violations(error)) == {"points[1].latitude_deg"}
+    # points and point_array together: refused, naming the field (was INTERNAL)
+    error = await failure(stub.VisibleSatellites(orbit_pb2.VisibleSatellitesRequest(
+        points=points[:1], point_array=common_pb2.DoubleArray(shape=[1, 3], le_bytes=b"\0" * 24),
+        time=_ts(START)), metadata=read))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not points and point_array" in violations(error)["points"]
     error = await failure(stub.VisibleSatellites(orbit_pb2.VisibleSatellitesRequest(
         point_array=common_pb2.DoubleArray(shape=[2, 3], le_bytes=b"\0" * 8),
         time=_ts(START)), metadata=read))
