@@ -42,7 +42,7 @@ from skybridge.provisioning.v1 import resources_pb2 as prov_res
 from services.linkbroker.broker import LinkBroker, NoCoverage
 from services.linkbroker.ledger import Oversubscribed
 from services.linkbroker.plan import LinkPlan, SlotPath
-from services.linkbroker.regions import normalize_region_name
+from services.linkbroker.regions import UnknownRegionError, normalize_region_name
 from services.linkbroker.slots import SLOT_SECONDS, slot_start
 from services.linkbroker.store import LIVE_STATES, fingerprint
 from services.provisioning.entitlements import EntitlementChecker
@@ -144,14 +144,21 @@ class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
     # --- validation helpers -------------------------------------------------------------
 
     def _region(self, value: str, path: str, check: Violations) -> str | None:
-        name = normalize_region_name(value.removeprefix("regions/")) if value else ""
+        """The programmatic name of the region `value` names (`regions/westeurope`, or a
+        display form such as `West Europe`), or None with a violation at `path`."""
         if not value:
             check.add(path, "is required")
-        elif name not in self.broker.constellation.regions:
+            return None
+        try:
+            name = normalize_region_name(value.removeprefix("regions/"))
+        except UnknownRegionError:
+            check.add(path, f"{value[:80]!r} is not an Azure region name such as "
+                            "'regions/westeurope' (see ListRegions)")
+            return None
+        if name not in self.broker.constellation.regions:
             check.add(path, f"{value[:80]!r} is not a known Azure region (see ListRegions)")
-        else:
-            return name
-        return None
+            return None
+        return name
 
     @staticmethod
     def _location(point: common_pb2.GeodeticPoint, path: str, check: Violations,
