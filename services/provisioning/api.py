@@ -43,6 +43,7 @@ from skybridge.provisioning.v1 import resources_pb2 as res
 from shared.auth import current_principal, requires
 from shared.errors import InvalidArgument, NotFound, Violations, to_status
 from shared.paging import decode_token, encode_token
+from shared.validation import Rules, item_violations
 
 from . import domain, validation
 from .domain import EVENTS, OPERATOR, PARTNER, READ, WRITE, PlanTerms
@@ -325,7 +326,18 @@ def _entitlement_pb(answer: domain.Entitlement) -> pb.CheckEntitlementResponse:
                            if location else None))
 
 
+#: The contract checks beyond the descriptors (`shared.validation`): a batch check that is
+#: wrong fails alone, so the contract checks of each item run in BatchCheckEntitlements.
+REQUEST_RULES = Rules(
+    max_items={"skybridge.provisioning.v1.BatchCheckEntitlementsRequest.checks":
+               MAX_BATCH_CHECKS},
+    per_item=frozenset({"skybridge.provisioning.v1.BatchCheckEntitlementsRequest.checks"}),
+)
+
+
 class ProvisioningServicer(provisioning_pb2_grpc.ProvisioningServiceServicer):
+    request_rules = REQUEST_RULES
+
     def __init__(self, store: Store):
         self.store = store
 
@@ -835,6 +847,10 @@ class ProvisioningServicer(provisioning_pb2_grpc.ProvisioningServiceServicer):
         for i, item in enumerate(request.checks):
             check = Violations()
             ids = _entitlement_args(item, check, f"checks[{i}].")
+            # and the contract checks the batch's rules leave to each item, once per field
+            named = {v.field for v in check.items}
+            check.items.extend(v for v in item_violations(item, f"checks[{i}]")
+                               if v.field not in named)
             if check:
                 try:
                     check.raise_if_any(f"check {i} is invalid")
