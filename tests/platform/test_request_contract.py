@@ -31,10 +31,11 @@ async def probe(settings):
 
 
 def _raw(channel, kind: str, method: str):
-    """A multicallable that sends bytes as they are and reads EchoResponse."""
+    """A multicallable that sends bytes as they are and reads the method's response."""
+    response = getattr(probe_pb2, f"{method}Response")
     return getattr(channel, kind)(f"/skybridge.testing.v1.ProbeService/{method}",
                                   request_serializer=lambda body: body,
-                                  response_deserializer=probe_pb2.EchoResponse.FromString)
+                                  response_deserializer=response.FromString)
 
 
 async def _refusal(call) -> grpc.aio.AioRpcError:
@@ -46,13 +47,13 @@ async def _refusal(call) -> grpc.aio.AioRpcError:
     return caught.value
 
 
-def _assert_malformed(error: grpc.aio.AioRpcError, field: str) -> None:
+def _assert_malformed(error: grpc.aio.AioRpcError, field: str, method: str = "Echo") -> None:
     details = details_of(error)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, (error.code(), error.details())
     assert details.reason == "MALFORMED_REQUEST"
     assert details.domain == "probe.skybridge"
     assert [v.field for v in details.violations] == [field]
-    assert "skybridge.testing.v1.EchoRequest" in details.violations[0].description
+    assert f"skybridge.testing.v1.{method}Request" in details.violations[0].description
 
 
 @pytest.mark.parametrize("body", [NOT_PROTOBUF, BAD_UTF8])
@@ -76,7 +77,7 @@ async def test_a_server_streaming_body_that_does_not_parse_ends_the_stream(probe
 
 async def test_a_client_stream_message_that_does_not_parse_ends_the_call(probe, minter):
     _, channel = probe
-    good = probe_pb2.EchoRequest(message="one").SerializeToString()
+    good = probe_pb2.CollectRequest(message="one").SerializeToString()
 
     async def messages():
         yield good
@@ -86,7 +87,7 @@ async def test_a_client_stream_message_that_does_not_parse_ends_the_call(probe, 
     call = _raw(channel, "stream_unary", "Collect")(messages(),
                                                     metadata=bearer(minter, "probe.read"))
     error = await _refusal(call)
-    _assert_malformed(error, "requests[2]")
+    _assert_malformed(error, "requests[2]", "Collect")
     # the same stream without the bad message is answered
     answer = await _raw(channel, "stream_unary", "Collect")(
         iter([good, good]), metadata=bearer(minter, "probe.read"))
@@ -95,7 +96,7 @@ async def test_a_client_stream_message_that_does_not_parse_ends_the_call(probe, 
 
 async def test_a_bidi_stream_message_that_does_not_parse_ends_the_stream(probe, minter):
     _, channel = probe
-    good = probe_pb2.EchoRequest(message="hi").SerializeToString()
+    good = probe_pb2.ChatRequest(message="hi").SerializeToString()
     call = _raw(channel, "stream_stream", "Chat")(iter([good, BAD_UTF8, good]),
                                                   metadata=bearer(minter, "probe.read"))
     answers = []
@@ -103,7 +104,7 @@ async def test_a_bidi_stream_message_that_does_not_parse_ends_the_stream(probe, 
         async for answer in call:
             answers.append(answer.message)
     assert answers == ["hi"]
-    _assert_malformed(caught.value, "requests[1]")
+    _assert_malformed(caught.value, "requests[1]", "Chat")
 
 
 async def test_a_body_is_parsed_only_after_the_caller_is_authenticated(probe):
@@ -115,8 +116,8 @@ async def test_a_body_is_parsed_only_after_the_caller_is_authenticated(probe):
 async def test_a_stream_message_that_breaks_the_contract_names_its_field(probe, minter):
     _, channel = probe
     stub = probe_pb2_grpc.ProbeServiceStub(channel)
-    call = stub.Collect(iter([probe_pb2.EchoRequest(message="ok"),
-                              probe_pb2.EchoRequest(message="bad\x00")]),
+    call = stub.Collect(iter([probe_pb2.CollectRequest(message="ok"),
+                              probe_pb2.CollectRequest(message="bad\x00")]),
                         metadata=bearer(minter, "probe.read"))
     error = await _refusal(call)
     details = details_of(error)

@@ -99,12 +99,12 @@ class ProbeServicer(probe_pb2_grpc.ProbeServiceServicer):
     @requires("probe.read")
     async def Collect(self, request_iterator, context):
         parts = [request.message async for request in request_iterator]
-        return probe_pb2.EchoResponse(message=" ".join(parts))
+        return probe_pb2.CollectResponse(message=" ".join(parts))
 
     @requires("probe.read")
     async def Chat(self, request_iterator, context):
         async for request in request_iterator:
-            yield probe_pb2.EchoResponse(message=request.message)
+            yield probe_pb2.ChatResponse(message=request.message)
 
 
 async def build(settings: Settings, *, name: str = "probe", port: int = 0,
