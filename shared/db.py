@@ -31,6 +31,41 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 _SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
+def is_outage(error: BaseException) -> bool:
+    """True when `error` says the database is out of reach: it went away (a restart, a
+    failover, a killed connection), refuses connections, or every pooled connection is busy
+    past the pool's timeout. Such a failure is the store's, not the caller's, and a retry
+    may succeed (a write retried with its request_id replays or runs once), so the server
+    answers UNAVAILABLE, which gRPC clients and the suite's retry policy retry.
+
+    Looks through SQLAlchemy's wrapper (`.orig`) and the exception chain. An SQLite
+    "database is locked" (the busy timeout passed) counts; other SQLite errors do not.
+    """
+    import sqlite3
+
+    import psycopg
+    from sqlalchemy import exc
+
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [error]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, exc.DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(current, exc.TimeoutError | exc.DisconnectionError
+                      | psycopg.OperationalError | psycopg.InterfaceError
+                      | ConnectionError | TimeoutError):
+            return True
+        if isinstance(current, sqlite3.OperationalError) and any(
+                word in str(current) for word in ("locked", "busy", "unable to open")):
+            return True
+        todo += [getattr(current, "orig", None), current.__cause__, current.__context__]
+    return False
+
+
 @dataclass(frozen=True)
 class StoreLocation:
     """Where one service's tables live."""

@@ -16,8 +16,9 @@ small synchronous stages around a single coroutine frame per call:
                       contract (`shared.validation`); for a request stream, each message as
                       the servicer reads it
     -> the servicer method
-    ErrorMapper       `DomainError` -> google.rpc.Status (ErrorInfo, BadRequest); anything
-                      unexpected -> logged with its trace id, INTERNAL without internals
+    ErrorMapper       `DomainError` -> google.rpc.Status (ErrorInfo, BadRequest); the
+                      database out of reach -> UNAVAILABLE `STORE_UNAVAILABLE` (retryable);
+                      anything else -> logged with its trace id, INTERNAL without internals
     Tracing.end, rpc.server.duration histogram, Lifecycle.exit
 
 Why not opentelemetry-instrumentation-grpc's server interceptor: measured in
@@ -45,7 +46,7 @@ from opentelemetry import trace
 from opentelemetry.propagate import extract
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from shared import auth, errors
+from shared import auth, db, errors
 from shared.telemetry import current_trace_id
 from shared.validation import Validator
 
@@ -181,6 +182,14 @@ class ErrorMapper:
         if isinstance(error, errors.DomainError):
             return error.code, errors.as_grpc_status(errors.to_status(error, self.domain))
         trace_id = current_trace_id()
+        if db.is_outage(error):
+            log.warning("%s: the database is unavailable (%s)", method, type(error).__name__,
+                        extra={"service": self.domain, "method": method,
+                               "code": "UNAVAILABLE", "trace_id": trace_id})
+            outage = errors.Unavailable(
+                "the database is unavailable; retry (with the same request_id for a write)",
+                reason="STORE_UNAVAILABLE")
+            return outage.code, errors.as_grpc_status(errors.to_status(outage, self.domain))
         log.error("unexpected error in %s", method, exc_info=error,
                   extra={"service": self.domain, "method": method, "code": "INTERNAL"})
         return grpc.StatusCode.INTERNAL, errors.as_grpc_status(
