@@ -33,6 +33,7 @@ instrumentation libraries. Health and reflection pass through untouched.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import inspect
 import logging
@@ -228,7 +229,7 @@ class ServerInterceptor:
     def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         """The handler for `method` (`/package.Service/Method`) inside the stages."""
         reader = RequestReader(handler.request_deserializer, self.validator)
-        return _wrap_handler(handler, self._around(method), reader)
+        return _wrap_handler(handler, self._around(method), reader, self.lifecycle.draining)
 
     def registrar(self, server: grpc.aio.Server) -> _Registrar:
         return _Registrar(server, self.wrap)
@@ -311,14 +312,44 @@ class _Registrar:
         self._server.add_registered_method_handlers(service_name, wrapped)
 
 
+DRAINED = "the service is shutting down; re-subscribe on another instance"
+
+
+async def _until_drain(work, draining: asyncio.Event):
+    """Run a streaming call's `work` unless the server starts draining first; then the work
+    is cancelled and the call ends UNAVAILABLE `DRAINING`, which tells a client to
+    re-subscribe elsewhere (a stream that ended OK would look like the end of what it
+    watched), and the drain does not wait for long-lived streams."""
+    if draining.is_set():
+        raise errors.Unavailable(DRAINED, reason="DRAINING")
+    task = asyncio.ensure_future(work)
+    waiter = asyncio.ensure_future(draining.wait())
+    try:
+        done, _ = await asyncio.wait((task, waiter), return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:  # the caller went away (cancelled): take the work down with it
+        waiter.cancel()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        raise
+    waiter.cancel()
+    if task in done:
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+    raise errors.Unavailable(DRAINED, reason="DRAINING")
+
+
 def _wrap_handler(handler: grpc.RpcMethodHandler, around: Callable,
-                  reader: RequestReader) -> grpc.RpcMethodHandler:
+                  reader: RequestReader, draining: asyncio.Event) -> grpc.RpcMethodHandler:
     """A handler whose behaviour runs inside `around(behaviour, read, request, context)`.
 
     grpcio hands the handler the request bytes (no deserializer is registered); `read`
     turns them into the checked request (or request stream) once the caller is
     authenticated. For streaming responses the inner stream is written with `context.write`
-    inside `around`, so an error raised mid-stream is handled like a unary one.
+    inside `around`, so an error raised mid-stream is handled like a unary one. Every
+    streaming call (either way) ends on the server's drain (`_until_drain`).
     """
     read = reader.stream if handler.request_streaming else reader.unary
     if handler.unary_unary:
@@ -332,8 +363,11 @@ def _wrap_handler(handler: grpc.RpcMethodHandler, around: Callable,
     if handler.stream_unary:
         inner = handler.stream_unary
 
+        async def whole(request_iterator, context):
+            return await _until_drain(inner(request_iterator, context), draining)
+
         async def stream_unary(request_iterator, context):
-            return await around(inner, read, request_iterator, context)
+            return await around(whole, read, request_iterator, context)
 
         return grpc.stream_unary_rpc_method_handler(
             stream_unary, None, handler.response_serializer)
@@ -344,7 +378,7 @@ def _wrap_handler(handler: grpc.RpcMethodHandler, around: Callable,
         inner = handler.stream_stream
         make = grpc.stream_stream_rpc_method_handler
 
-    async def drain(request, context):
+    async def write_all(request, context):
         result = inner(request, context)
         if inspect.isasyncgen(result):
             async for item in result:
@@ -352,7 +386,10 @@ def _wrap_handler(handler: grpc.RpcMethodHandler, around: Callable,
         elif inspect.isawaitable(result):
             await result
 
+    async def whole(request, context):
+        await _until_drain(write_all(request, context), draining)
+
     async def streaming(request, context):
-        await around(drain, read, request, context)
+        await around(whole, read, request, context)
 
     return make(streaming, None, handler.response_serializer)

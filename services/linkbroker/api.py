@@ -133,13 +133,11 @@ def gateway_pb(row: dict, broker: LinkBroker) -> pb.Gateway:
 
 
 class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
-    def __init__(self, broker: LinkBroker, entitlements: EntitlementChecker,
-                 draining: asyncio.Event | None = None):
+    def __init__(self, broker: LinkBroker, entitlements: EntitlementChecker):
         self.broker = broker
         self.store = broker.store
         #: provisioning's entitlement checks; concurrent requests' checks leave together
         self.entitlements = entitlements
-        self.draining = draining or asyncio.Event()
 
     # --- validation helpers -------------------------------------------------------------
 
@@ -546,8 +544,6 @@ class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
             changed = self.broker.changed
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), timeout=min(max(due, 0.01), 1.0))
-            if self.draining.is_set():
-                return
 
     @staticmethod
     def _change(kind, path: SlotPath, state: str, reason: str = "",

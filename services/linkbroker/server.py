@@ -58,8 +58,7 @@ async def build(settings: Settings, *, port: int | None = None, span_processors=
     broker = LinkBroker(store, broker_settings, capacity or DEFAULT_CAPACITY_MODEL, source,
                         kit.run_cpu, clock)
     follower = RevocationFollower(provisioning, broker, broker_settings.feed_retry_seconds)
-    kit.server.add(LinkBrokerServicer(broker, EntitlementChecker(provisioning),
-                                      kit.server.draining),
+    kit.server.add(LinkBrokerServicer(broker, EntitlementChecker(provisioning)),
                    linkbroker_pb2_grpc.add_LinkBrokerServiceServicer_to_server, SERVICE)
     kit.server.on_startup(broker.start)
     kit.server.on_startup(follower.start)

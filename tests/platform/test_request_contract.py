@@ -4,8 +4,11 @@ server goes on serving."""
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import pytest
+from google.protobuf import duration_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from skybridge.testing.v1 import probe_pb2, probe_pb2_grpc
 
@@ -137,3 +140,46 @@ async def test_the_server_serves_after_malformed_bodies(probe, minter):
     stub = probe_pb2_grpc.ProbeServiceStub(channel)
     answer = await stub.Echo(probe_pb2.EchoRequest(message="still here"), metadata=read)
     assert answer.message == "still here"
+
+
+async def test_a_drain_ends_every_kind_of_stream_with_unavailable(settings, minter):
+    """Long-lived streams of all three streaming kinds end UNAVAILABLE `DRAINING` when the
+    server drains, and the drain does not wait for them (its grace here is 60 s)."""
+    kit = await build(settings)
+    kit.server.grace_seconds = 60.0
+    await kit.server.start()
+    await kit.server.become_ready()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{kit.server.port}")
+    stub = probe_pb2_grpc.ProbeServiceStub(channel)
+    read = bearer(minter, "probe.read")
+    never = asyncio.Event()
+
+    async def forever(message):
+        yield message
+        await never.wait()
+
+    ticks = stub.Ticks(probe_pb2.TicksRequest(interval=duration_pb2.Duration(seconds=1)),
+                       metadata=read)
+    chat = stub.Chat(forever(probe_pb2.ChatRequest(message="hi")), metadata=read)
+    collect = stub.Collect(forever(probe_pb2.CollectRequest(message="a")), metadata=read)
+    assert (await ticks.read()).sequence == 0
+    assert (await chat.read()).message == "hi"
+    # the Collect call has reached its handler (it answers nothing before its end)
+    while kit.server.lifecycle.in_flight < 3:  # noqa: ASYNC110 - a condition, not a clock
+        await asyncio.sleep(0.01)
+    drained = asyncio.ensure_future(kit.server.drain())
+    outcomes = []
+    for call in (ticks, chat):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            while True:
+                if await call.read() == grpc.aio.EOF:
+                    break
+        outcomes.append((caught.value.code(), details_of(caught.value).reason))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await collect
+    outcomes.append((caught.value.code(), details_of(caught.value).reason))
+    assert outcomes == [(grpc.StatusCode.UNAVAILABLE, "DRAINING")] * 3
+    await drained
+    assert kit.server.lifecycle.in_flight == 0
+    never.set()
+    await channel.close()
