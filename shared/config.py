@@ -132,6 +132,9 @@ class Settings:
     #: Seconds between health turning NOT_SERVING and refusing new calls, so that load
     #: balancers stop routing first (`SKYBRIDGE_DRAIN_DELAY_SECONDS`).
     drain_delay_seconds: float = 0.0
+    #: Streaming calls one caller (subject and tenant) may hold open on one server
+    #: (`SKYBRIDGE_MAX_STREAMS_PER_CALLER`); one more is RESOURCE_EXHAUSTED.
+    max_streams_per_caller: int = 100
     #: Upper bound on the deadline of any outgoing call (`SKYBRIDGE_CALL_TIMEOUT_SECONDS`).
     call_timeout_seconds: float = 10.0
     #: Log level and format: json or text (`SKYBRIDGE_LOG_LEVEL`, `SKYBRIDGE_LOG_FORMAT`).
@@ -206,6 +209,8 @@ class Settings:
             call_timeout_seconds=read.float(
                 "CALL_TIMEOUT_SECONDS", defaults.call_timeout_seconds, minimum=0.001
             ),
+            max_streams_per_caller=read.int("MAX_STREAMS_PER_CALLER",
+                                            defaults.max_streams_per_caller, minimum=1),
             log_level=read.str("LOG_LEVEL", defaults.log_level).upper(),
             log_format=log_format,
             cpu_threads=read.int("CPU_THREADS", defaults.cpu_threads, minimum=1, maximum=64),

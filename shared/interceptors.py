@@ -142,6 +142,40 @@ class Authenticator:
         return principal
 
 
+class StreamQuota:
+    """Open streaming calls per caller (subject and tenant), so that no caller can hold an
+    unbounded share of a server's streams: one more is RESOURCE_EXHAUSTED
+    `TOO_MANY_STREAMS` with a `QuotaFailure` naming the caller."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open: dict[tuple[str, str], int] = {}
+
+    def acquire(self, principal: auth.Principal | None) -> tuple[str, str] | None:
+        if principal is None:
+            return None
+        key = (principal.tenant, principal.subject)
+        count = self.open.get(key, 0)
+        if count >= self.limit:
+            raise errors.ResourceExhausted(
+                f"{principal.subject} of {principal.tenant} already holds {count} open "
+                f"streams on this server, the most a caller may; close one first",
+                reason="TOO_MANY_STREAMS",
+                metadata={"resource": f"streams of {principal.subject}@{principal.tenant}",
+                          "limit": str(self.limit)})
+        self.open[key] = count + 1
+        return key
+
+    def release(self, key: tuple[str, str] | None) -> None:
+        if key is None:
+            return
+        count = self.open[key] - 1
+        if count:
+            self.open[key] = count
+        else:
+            del self.open[key]
+
+
 class RequestReader:
     """Request bytes -> a checked request message, for one method's request type."""
 
@@ -218,23 +252,26 @@ class ServerInterceptor:
     """
 
     def __init__(self, domain: str, verifier: auth.TokenVerifier, tracer: trace.Tracer,
-                 rpc_duration=None) -> None:
+                 rpc_duration=None, max_streams_per_caller: int = 100) -> None:
         self.lifecycle = Lifecycle()
         self.tracing = Tracing(tracer)
         self.auth = Authenticator(verifier)
         self.errors = ErrorMapper(domain)
         self.validator = Validator()
+        self.streams = StreamQuota(max_streams_per_caller)
         self.rpc_duration = rpc_duration
 
     def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         """The handler for `method` (`/package.Service/Method`) inside the stages."""
         reader = RequestReader(handler.request_deserializer, self.validator)
-        return _wrap_handler(handler, self._around(method), reader, self.lifecycle.draining)
+        streaming = handler.request_streaming or handler.response_streaming
+        return _wrap_handler(handler, self._around(method, streaming), reader,
+                             self.lifecycle.draining)
 
     def registrar(self, server: grpc.aio.Server) -> _Registrar:
         return _Registrar(server, self.wrap)
 
-    def _around(self, method: str) -> Callable:
+    def _around(self, method: str, streaming: bool = False) -> Callable:
         service_name, _, method_name = method.lstrip("/").partition("/")
         span_attributes = {"rpc.system": "grpc", "rpc.service": service_name,
                            "rpc.method": method_name}
@@ -242,6 +279,7 @@ class ServerInterceptor:
         lifecycle, tracing, authenticator, mapper = (
             self.lifecycle, self.tracing, self.auth, self.errors)
         histogram = self.rpc_duration
+        quota = self.streams if streaming else None
         metric_attributes: dict[grpc.StatusCode, dict] = {}
 
         async def around(behaviour, read, request, context):
@@ -261,10 +299,13 @@ class ServerInterceptor:
                     carrier[key] = value
             span, span_token = tracing.start(method, span_attributes, carrier)
             principal_token = None
+            stream_key = None
             code = grpc.StatusCode.OK
             try:
                 principal = authenticator.authenticate(method, needed, authorization)
                 principal_token = auth.bind_principal(principal)
+                if quota is not None:
+                    stream_key = quota.acquire(principal)
                 return await behaviour(read(request), context)
             except asyncio.CancelledError:
                 code = grpc.StatusCode.CANCELLED
@@ -276,6 +317,8 @@ class ServerInterceptor:
                 code, status = mapper.status_for(error, method)
                 await context.abort_with_status(status)
             finally:
+                if stream_key is not None:
+                    quota.release(stream_key)
                 if principal_token is not None:
                     auth.unbind_principal(principal_token)
                 tracing.end(span, span_token, code)

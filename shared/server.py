@@ -69,13 +69,14 @@ class GrpcService:
     telemetry: Telemetry
     grace_seconds: float = 10.0
     drain_delay_seconds: float = 0.0
+    max_streams_per_caller: int = 100
     startup_hooks: list[Hook] = field(default_factory=list)
     shutdown_hooks: list[Hook] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.interceptor = ServerInterceptor(
             f"{self.name}.skybridge", self.verifier, self.telemetry.tracer,
-            self.telemetry.rpc_duration)
+            self.telemetry.rpc_duration, self.max_streams_per_caller)
         self.lifecycle = self.interceptor.lifecycle
         self.health = health_aio.HealthServicer()
         self.server = grpc.aio.server(options=SERVER_OPTIONS)

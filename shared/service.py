@@ -63,6 +63,7 @@ class ServiceKit:
             telemetry=telemetry,
             grace_seconds=settings.grace_seconds,
             drain_delay_seconds=settings.drain_delay_seconds,
+            max_streams_per_caller=settings.max_streams_per_caller,
         )
         kit = cls(
             name=name,

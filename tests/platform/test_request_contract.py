@@ -5,6 +5,7 @@ server goes on serving."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import grpc
 import pytest
@@ -183,3 +184,46 @@ async def test_a_drain_ends_every_kind_of_stream_with_unavailable(settings, mint
     assert kit.server.lifecycle.in_flight == 0
     never.set()
     await channel.close()
+
+
+async def test_streams_per_caller_are_capped_with_a_quota_failure(settings, minter):
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+
+    kit = await build(replace(settings, max_streams_per_caller=2))
+    await kit.server.start()
+    await kit.server.become_ready()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{kit.server.port}")
+    stub = probe_pb2_grpc.ProbeServiceStub(channel)
+    alice = bearer(minter, "probe.read", subject="alice")
+    every_second = probe_pb2.TicksRequest(interval=duration_pb2.Duration(seconds=1))
+    try:
+        held = [stub.Ticks(every_second, metadata=alice) for _ in range(2)]
+        for call in held:
+            assert (await call.read()).sequence == 0
+        third = stub.Ticks(every_second, metadata=alice)
+        error = await failure_of(third.read())
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert details_of(error).reason == "TOO_MANY_STREAMS"
+        status = rpc_status.from_call(error)
+        quota = [d for d in status.details if d.Is(error_details_pb2.QuotaFailure.DESCRIPTOR)]
+        assert len(quota) == 1
+        # another caller is not held back by alice's streams, nor are alice's unary calls
+        bob = stub.Ticks(every_second, metadata=bearer(minter, "probe.read", subject="bob"))
+        assert (await bob.read()).sequence == 0
+        assert (await stub.Echo(probe_pb2.EchoRequest(message="x"), metadata=alice)).message
+        # a stream alice closes frees its place
+        held[0].cancel()
+        while kit.server.interceptor.streams.open.get(("contoso", "alice")) != 1:  # noqa: ASYNC110 - a condition
+            await asyncio.sleep(0.01)
+        again = stub.Ticks(every_second, metadata=alice)
+        assert (await again.read()).sequence == 0
+    finally:
+        await channel.close()
+        await kit.server.drain(0)
+
+
+async def failure_of(awaitable) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await awaitable
+    return caught.value
