@@ -9,9 +9,14 @@ Scopes
 | `linkbroker.operator` | network operations | everything, for every tenant; add, drain and restore gateways |
 
 A link or customer of another tenant answers NOT_FOUND, exactly like one that does not
-exist. Mutating calls need a `request_id` (at most 64 characters, scoped to the token's
-tenant, kept 48 hours): a retry returns the link as it is now; the same key with a different
-request is INVALID_ARGUMENT (REQUEST_ID_REUSED).
+exist. Mutating calls need a `request_id` (at most 64 characters, kept 48 hours). A key
+belongs to the caller's tenant (`shared.idempotency`): an operator's RequestLink for a
+customer is keyed under the operator's tenant, not the customer's, and the customer's own
+calls never see the operator's keys. A retry, sequential or concurrent, makes no second
+effect: RequestLink, ReleaseLink and CreateGateway answer the link or gateway the first
+call made as it is now; DrainGateway and RestoreGateway answer the first answer (its
+re-planned and degraded counts included). The same key with a different request is
+INVALID_ARGUMENT (REQUEST_ID_REUSED).
 
 Errors: bad fields are INVALID_ARGUMENT naming each field; unknown customer or terminal is
 NOT_FOUND (field named); a subscription or terminal not active, a bandwidth above the plan or
@@ -28,6 +33,7 @@ import contextlib
 import math
 import re
 import secrets
+from dataclasses import astuple
 from datetime import UTC, datetime
 
 import grpc
@@ -55,6 +61,7 @@ from shared.errors import (
     Unavailable,
     Violations,
 )
+from shared.idempotency import Key, key_tenant
 from shared.paging import decode_token, encode_token
 
 READ, WRITE, OPERATOR = "links.read", "links.write", "linkbroker.operator"
@@ -276,50 +283,50 @@ class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
         check.check(len(g.display_name) <= 200, "gateway.display_name",
                     "must be at most 200 characters")
         check.raise_if_any()
-        digest = fingerprint("CreateGateway", request.SerializeToString(deterministic=True))
-        tenant = current_principal().tenant
-        if await self.store.replay(tenant, request.request_id, "CreateGateway", digest):
+        key = Key(key_tenant(), request.request_id, "CreateGateway", fingerprint(
+            "CreateGateway", request.SerializeToString(deterministic=True)))
+        if await self.store.replay(*astuple(key)):
             return pb.CreateGatewayResponse(gateway=gateway_pb(
                 await self.store.gateway(request.gateway_id), self.broker))
         row = await self.store.create_gateway({
             "id": request.gateway_id, "display_name": g.display_name or request.gateway_id,
             "latitude_deg": g.location.latitude_deg, "longitude_deg": g.location.longitude_deg,
             "altitude_m": g.location.altitude_m, "antennas": g.antennas, "region": region,
-            "state": "ACTIVE"})
-        await self._remember(tenant, request.request_id, "CreateGateway", digest, row["id"])
+            "state": "ACTIVE"}, key)
         await self.broker.reload_gateways()
         return pb.CreateGatewayResponse(gateway=gateway_pb(row, self.broker))
 
-    async def _remember(self, tenant, request_id, method, digest, value: str) -> None:
-        with contextlib.suppress(sa.exc.IntegrityError):
-            async with self.store.engine.begin() as conn:
-                await self.store.remember(conn, tenant, request_id, method, digest,
-                                          value.encode())
-
-    async def _gateway_state(self, request, state: str, method: str):
+    async def _gateway_state(self, request, state: str, method: str, response_type):
+        """Drain or restore once per request_id; every retry gets the first answer (the
+        links it re-planned included), stored serialized under the key."""
         check = Violations()
         self._request_id(request.request_id, check)
         check.raise_if_any()
         row = await self._gateway_row(request.name)
-        digest = fingerprint(method, request.name)
-        tenant = current_principal().tenant
-        replay = await self.store.replay(tenant, request.request_id, method, digest)
-        if replay is not None or row["state"] == state:
-            return row, 0, 0
-        row, replanned, degraded = await self.broker.set_gateway_state(row["id"], state)
-        await self._remember(tenant, request.request_id, method, digest, row["id"])
-        return row, replanned, degraded
+        key = Key(key_tenant(), request.request_id, method, fingerprint(method, request.name))
+
+        def encode(gateway: dict, replanned: int, degraded: int) -> bytes:
+            answer = response_type(gateway=gateway_pb(gateway, self.broker))
+            if replanned or degraded:
+                answer.replanned_links, answer.degraded_links = replanned, degraded
+            return answer.SerializeToString(deterministic=True)
+
+        first = await self.store.replay(*astuple(key))
+        if first is None:
+            first = await self.broker.set_gateway_state(row["id"], state, key, encode)
+        if first == row["id"].encode():  # a key stored before answers were: as it is now
+            first = encode(await self.store.gateway(row["id"]), 0, 0)
+        return response_type.FromString(first)
 
     @requires(OPERATOR)
     async def DrainGateway(self, request, context):
-        row, replanned, degraded = await self._gateway_state(request, "DRAINED", "DrainGateway")
-        return pb.DrainGatewayResponse(gateway=gateway_pb(row, self.broker),
-                                       replanned_links=replanned, degraded_links=degraded)
+        return await self._gateway_state(request, "DRAINED", "DrainGateway",
+                                         pb.DrainGatewayResponse)
 
     @requires(OPERATOR)
     async def RestoreGateway(self, request, context):
-        row, _, _ = await self._gateway_state(request, "ACTIVE", "RestoreGateway")
-        return pb.RestoreGatewayResponse(gateway=gateway_pb(row, self.broker))
+        return await self._gateway_state(request, "ACTIVE", "RestoreGateway",
+                                         pb.RestoreGatewayResponse)
 
     # --- paths --------------------------------------------------------------------------
 
@@ -370,8 +377,9 @@ class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
         digest = fingerprint("RequestLink", request.customer, request.terminal, region,
                              request.bandwidth_mbps, window[1],
                              request.window.start_time.seconds, request.window.end_time.seconds)
-        replay = await self.store.replay(principal.tenant, request.request_id, "RequestLink",
-                                         digest)
+        # The key is the caller's (an operator's, not the customer's it acts for).
+        key = Key(key_tenant(principal), request.request_id, "RequestLink", digest)
+        replay = await self.store.replay(*astuple(key))
         if replay is not None:
             return await self._replayed(replay, request.include_slots)
         answer = await self._entitlement(request, region)
@@ -389,12 +397,10 @@ class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
                  "latitude_deg": loc.latitude_deg, "longitude_deg": loc.longitude_deg,
                  "altitude_m": loc.altitude_m}
         try:
-            row, plan, _preempted = await self.broker.request(
-                lease, (request.request_id, "RequestLink", digest))
+            row, plan, _preempted = await self.broker.request(lease, key)
         except sa.exc.IntegrityError:
             # A concurrent twin with the same request_id won: answer what it stored.
-            replay = await self.store.replay(principal.tenant, request.request_id,
-                                             "RequestLink", digest)
+            replay = await self.store.replay(*astuple(key))
             if replay is None:
                 raise
             return await self._replayed(replay, request.include_slots)
@@ -483,16 +489,12 @@ class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
         self._request_id(request.request_id, check)
         check.raise_if_any()
         row = await self._link_row(request.name)
-        tenant = current_principal().tenant
-        digest = fingerprint("ReleaseLink", request.name)
-        if await self.store.replay(tenant, request.request_id, "ReleaseLink", digest):
-            return pb.ReleaseLinkResponse(link=link_pb(row))
-        try:
-            row = await self.broker.end(row["id"], "RELEASED", "released by the customer",
-                                        (tenant, request.request_id, "ReleaseLink", digest))
-        except sa.exc.IntegrityError:  # a concurrent twin with this request_id won
-            await self.store.replay(tenant, request.request_id, "ReleaseLink", digest)
-            row = await self.store.lease(row["id"])
+        key = Key(key_tenant(), request.request_id, "ReleaseLink",
+                  fingerprint("ReleaseLink", request.name))
+        if await self.store.replay(*astuple(key)):  # the link as it is now
+            return pb.ReleaseLinkResponse(link=link_pb(await self.store.lease(row["id"])))
+        # The key is claimed with the release: a concurrent twin gets the same link.
+        row = await self.broker.end(row["id"], "RELEASED", "released by the customer", key)
         return pb.ReleaseLinkResponse(link=link_pb(row))
 
     # --- watching -----------------------------------------------------------------------

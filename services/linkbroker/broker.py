@@ -26,6 +26,7 @@ from services.linkbroker.plan import LinkPlan, bucket_of, capacity_lookup
 from services.linkbroker.settings import BrokerSettings
 from services.linkbroker.slots import slot_index
 from services.linkbroker.store import Store
+from shared.idempotency import Key
 
 __all__ = ["LinkBroker", "NoCoverage"]
 
@@ -115,18 +116,28 @@ class LinkBroker:
         self._gateway_stamp = stamp
         return True
 
-    async def set_gateway_state(self, gateway_id: str, state: str) -> tuple[dict, int, int]:
-        """Drain or restore; returns (gateway, links re-planned, links degraded)."""
-        record = await self.store.set_gateway_state(gateway_id, state)
-        await self.reload_gateways()
+    async def set_gateway_state(self, gateway_id: str, state: str, key: Key,
+                                encode: Callable[[dict, int, int], bytes]) -> bytes:
+        """Drain or restore once per idempotency `key`; returns the first call's answer,
+        ``encode(gateway, links re-planned, links degraded)``. A gateway already in `state`
+        changes nothing (0, 0). A twin of a call still re-planning waits for its answer
+        (if that never comes, the gateway as it is now with (0, 0) becomes the answer)."""
+        record, changed, first = await self.store.set_gateway_state(gateway_id, state, key)
+        if record is None:
+            if first is not None:
+                return first
+            return await self.store.answer(
+                key, encode(await self.store.gateway(gateway_id), 0, 0))
         replanned = degraded = 0
-        if state == "DRAINED":
-            key = f"g:{gateway_id}"
+        if changed:
+            await self.reload_gateways()
+        if changed and state == "DRAINED":
+            resource = f"g:{gateway_id}"
             replanned, degraded = await self.replan_where(
-                lambda plan, start: any(key in p.resources() for p in plan.paths
+                lambda plan, start: any(resource in p.resources() for p in plan.paths
                                         if p.slot >= start),
                 reason=f"gateways/{gateway_id} drained")
-        return record, replanned, degraded
+        return await self.store.answer(key, encode(record, replanned, degraded))
 
     # --- geometry -----------------------------------------------------------------------------
 
@@ -162,7 +173,7 @@ class LinkBroker:
 
     # --- links ----------------------------------------------------------------------------------
 
-    async def request(self, lease: dict, request: tuple[str, str, str]):
+    async def request(self, lease: dict, request: Key):
         """Plan and reserve; returns (lease row, plan, pre-empted leases). Raises
         :class:`NoCoverage` or :class:`Oversubscribed`."""
         exclusions: dict[int, set[str]] = {}
@@ -196,7 +207,8 @@ class LinkBroker:
         assert last is not None
         raise last
 
-    async def end(self, lease_id: str, state: str, reason: str, request=None) -> dict | None:
+    async def end(self, lease_id: str, state: str, reason: str, request: Key | None = None
+                  ) -> dict | None:
         row = await self.store.end_lease(lease_id, state, reason, self.now_slot(), request)
         self.notify()
         return row

@@ -6,11 +6,22 @@ lease is never stored without its capacity, and capacity is never held by a leas
 not active. Lease rows are locked (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite
 serializes writers with ``BEGIN IMMEDIATE``) before their state changes, so two replicas
 racing to release, pre-empt or re-plan one lease apply exactly one of the changes.
+
+Idempotency keys (`requests`, primary key (tenant, request_id); the contract and whose key
+it is: :mod:`shared.idempotency`) are written in the transaction of the change they
+answer, so a change and its key commit together or not at all: a lease's key with the
+lease (a concurrent twin's insert fails on the primary key, and the caller replays), a
+release's and a gateway's key claimed first, before any row lock. A drain is the one
+change whose answer (the links it re-planned) is known only after further transactions:
+its key is claimed with the state change and no answer (in flight), and the answer is
+stored when the re-planning is done; a twin that finds the key in flight waits for it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -27,8 +38,10 @@ from services.linkbroker.tables import (
     leases,
     requests,
 )
+from shared import idempotency
 from shared.db import FastReads
-from shared.errors import AlreadyExists, InvalidArgument
+from shared.errors import AlreadyExists
+from shared.idempotency import Key
 
 __all__ = ["LIVE_STATES", "Store", "fingerprint"]
 
@@ -36,16 +49,13 @@ __all__ = ["LIVE_STATES", "Store", "fingerprint"]
 LIVE_STATES = ("ACTIVE", "DEGRADED")
 #: Pre-emption rounds before a government request gives up (each frees one full resource).
 MAX_PREEMPTION_ROUNDS = 64
+#: How long a call waits for a twin's answer that is still in flight (a drain re-planning
+#: its links) before it answers the resource as it is now, and stores that.
+IN_FLIGHT_WAIT_S = 30.0
 
 
 def fingerprint(*parts: object) -> str:
     return hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()
-
-
-def _reused() -> InvalidArgument:
-    return InvalidArgument("request_id was already used for a different request",
-                           reason="REQUEST_ID_REUSED",
-                           violations=[("request_id", "already used for a different request")])
 
 
 @dataclass(frozen=True)
@@ -83,15 +93,22 @@ class Store:
             await conn.execute(gateways.insert(), values)
             return len(values)
 
-    async def create_gateway(self, row: dict) -> dict:
+    async def create_gateway(self, row: dict, key: Key) -> dict:
+        """Insert the gateway with its idempotency key in one transaction; a replay (the key
+        was there, or a concurrent twin made it) returns the gateway the key's first call
+        made, as it is now. Another request's gateway with this id is ALREADY_EXISTS."""
         now = self.clock()
-        try:
-            async with self.engine.begin() as conn:
-                await conn.execute(gateways.insert().values(**row, create_s=now, update_s=now))
-        except sa.exc.IntegrityError:
-            raise AlreadyExists(f"gateways/{row['id']} already exists",
-                                reason="GATEWAY_EXISTS") from None
-        return await self.gateway(row["id"])
+        async with self.engine.begin() as conn:
+            first = await self.claim(conn, key, row["id"].encode())
+            if first is None:
+                made = await conn.execute(
+                    self._insert(gateways).values(**row, create_s=now, update_s=now)
+                    .on_conflict_do_nothing().returning(gateways.c.id))
+                if made.first() is None:  # rolls the key back with it
+                    raise AlreadyExists(f"gateways/{row['id']} already exists",
+                                        reason="GATEWAY_EXISTS")
+        gateway_id = row["id"] if first is None else first.response.decode()
+        return await self.gateway(gateway_id)
 
     async def gateway(self, gateway_id: str) -> dict | None:
         async with self.engine.connect() as conn:
@@ -99,30 +116,50 @@ class Store:
                    ).first()
             return dict(row._mapping) if row else None
 
-    async def set_gateway_state(self, gateway_id: str, state: str) -> dict | None:
+    async def set_gateway_state(self, gateway_id: str, state: str, key: Key
+                                ) -> tuple[dict | None, bool, bytes | None]:
+        """Claim `key` and set the gateway's state in one transaction. Returns (gateway,
+        changed, None) to the call that claimed the key (`changed`: the state was another
+        one; the caller stores its answer with :meth:`answer`), or (None, False, first
+        answer) to a replay, waiting while that answer is in flight."""
         async with self.engine.begin() as conn:
-            await conn.execute(gateways.update().where(gateways.c.id == gateway_id)
-                               .values(state=state, update_s=self.clock()))
-        return await self.gateway(gateway_id)
+            first = await self.claim(conn, key, None)
+            if first is None:
+                current = (await conn.execute(self._lock(sa.select(gateways.c.state).where(
+                    gateways.c.id == gateway_id)))).scalar()
+                changed = current is not None and current != state
+                if changed:
+                    await conn.execute(gateways.update().where(gateways.c.id == gateway_id)
+                                       .values(state=state, update_s=self.clock()))
+        if first is not None:
+            return None, False, await self.wait_answer(key)
+        return await self.gateway(gateway_id), changed, None
 
     # --- idempotency --------------------------------------------------------------------
 
+    def _insert(self, table: sa.Table):
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        return dialect.insert(table)
+
     async def replayed(self, conn: AsyncConnection, tenant: str, request_id: str, method: str,
                        digest: str) -> bytes | None:
-        """The stored answer of an earlier call with this key, or None; a different request
-        under the same key is INVALID_ARGUMENT (REQUEST_ID_REUSED)."""
+        """The stored answer of an earlier call with this key, or None (none yet, or one
+        still in flight); a different request under the same key is INVALID_ARGUMENT
+        (REQUEST_ID_REUSED)."""
         row = (await conn.execute(sa.select(requests.c.method, requests.c.fingerprint,
                                             requests.c.response)
                                   .where(requests.c.tenant == tenant,
                                          requests.c.request_id == request_id))).first()
         if row is None:
             return None
-        if row.method != method or row.fingerprint != digest:
-            raise _reused()
-        return row.response
+        return idempotency.replayed(row, Key(tenant, request_id, method, digest)).response
 
     async def replay(self, tenant: str, request_id: str, method: str, digest: str
                      ) -> bytes | None:
+        """A read-only look for the key before any work (the race between twins is settled
+        when the key is written with the change)."""
         if self.fast is not None:  # one prepared autocommit read: no BEGIN/ROLLBACK
             row = await self.fast.fetchone(
                 "SELECT method, fingerprint, response FROM requests "
@@ -131,10 +168,43 @@ class Store:
             if row is None:
                 return None
             if row[0] != method or row[1] != digest:
-                raise _reused()
+                raise idempotency.reused(request_id, row[0])
             return row[2]
         async with self.engine.connect() as conn:
             return await self.replayed(conn, tenant, request_id, method, digest)
+
+    async def claim(self, conn: AsyncConnection, key: Key, response: bytes | None):
+        """Claim `key` in the caller's transaction with `response` as its answer (None: in
+        flight, stored later with :meth:`answer`): None when claimed, else the key row of
+        the call that holds it (see :func:`shared.idempotency.claim`)."""
+        return await idempotency.claim(conn, requests, key, response=response,
+                                       create_s=self.clock())
+
+    async def answer(self, key: Key, response: bytes) -> bytes:
+        """Store the answer of an in-flight key (unless a waiter stored one already), and
+        return the answer that is stored."""
+        async with self.engine.begin() as conn:
+            await conn.execute(requests.update().where(
+                requests.c.tenant == key.tenant, requests.c.request_id == key.request_id,
+                requests.c.response.is_(None)).values(response=response))
+            return await conn.scalar(sa.select(requests.c.response).where(
+                requests.c.tenant == key.tenant, requests.c.request_id == key.request_id))
+
+    async def wait_answer(self, key: Key, within_s: float = IN_FLIGHT_WAIT_S
+                          ) -> bytes | None:
+        """The answer stored under `key`, waiting while its first call is still working;
+        None when it has not come within `within_s` (the caller then answers the resource
+        as it is now and stores that with :meth:`answer`)."""
+        deadline = time.monotonic() + within_s
+        pause = 0.01
+        while True:
+            async with self.engine.connect() as conn:
+                stored = await self.replayed(conn, key.tenant, key.request_id, key.method,
+                                             key.fingerprint)
+            if stored is not None or time.monotonic() >= deadline:
+                return stored
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.2)
 
     async def remember(self, conn: AsyncConnection, tenant: str, request_id: str, method: str,
                        digest: str, response: bytes) -> None:
@@ -146,12 +216,14 @@ class Store:
 
     async def create_lease(self, lease: dict, plan: LinkPlan,
                            capacity_of: Callable[[str], float], *, preempt: bool,
-                           request: tuple[str, str, str], now_slot: int
+                           request: Key, now_slot: int
                            ) -> tuple[dict, list[Preempted]]:
         """Reserve the plan's capacity and store the lease, in one transaction.
 
-        ``request`` is (request_id, method, fingerprint); a concurrent twin with the same key
-        makes this raise ``sqlalchemy.exc.IntegrityError`` (the caller replays). With
+        ``request`` is the call's idempotency key, stored with the lease (under the
+        caller's tenant, which for an operator is not the lease's); a concurrent twin with
+        the same key makes this raise ``sqlalchemy.exc.IntegrityError`` (the caller
+        replays). With
         ``preempt``, a full resource is freed by pre-empting best-effort leases on it.
         Raises :class:`Oversubscribed` when a resource stays full.
         """
@@ -169,9 +241,8 @@ class Store:
             # hot (slot, resource) rows stay locked only from the upsert to the commit.
             await conn.execute(leases.insert().values(**row))
             await self._event(conn, lease["id"], "CREATED", "ACTIVE", "", now)
-            request_id, method, digest = request
-            await self.remember(conn, lease["tenant"], request_id, method, digest,
-                                lease["id"].encode())
+            await self.remember(conn, request.tenant, request.request_id, request.method,
+                                request.fingerprint, lease["id"].encode())
             for _ in range(MAX_PREEMPTION_ROUNDS):
                 try:
                     await ledger.reserve(conn, bw, slots, keys, caps)
@@ -198,12 +269,12 @@ class Store:
         "event AS (INSERT INTO lease_events (lease_id, kind, state, reason, create_s) VALUES "
         "(%(id)s, 'CREATED', 'ACTIVE', '', %(now)s)), "
         "request AS (INSERT INTO requests (tenant, request_id, method, fingerprint, response, "
-        "create_s) VALUES (%(tenant)s, %(request_id)s, %(method)s, %(digest)s, %(response)s, "
+        "create_s) VALUES (%(key_tenant)s, %(request_id)s, %(method)s, %(digest)s, %(response)s, "
         "%(now)s)) "
         + ledger.PG_RESERVE_SQL.replace(":bw", "%(bw)s").replace(":slots", "%(slots)s")
         .replace(":keys", "%(keys)s").replace(":caps", "%(caps)s"))
 
-    async def _create_in_one_statement(self, row: dict, request: tuple[str, str, str],
+    async def _create_in_one_statement(self, row: dict, request: Key,
                                        slots: list[int], keys: list[str], caps: list[float]
                                        ) -> bool:
         """PostgreSQL fast path: lease, event, idempotency key and ledger rows in one
@@ -211,15 +282,15 @@ class Store:
         while the statement runs). False when a
         resource is full (the caller takes the slow path, which names it or pre-empts);
         a duplicate request_id raises ``IntegrityError`` (the caller replays)."""
-        request_id, method, digest = request
         params = {"id": row["id"], "tenant": row["tenant"], "customer": row["customer"],
                   "terminal": row["terminal"], "subscription": row["subscription"],
                   "region": row["region"], "bw": row["bandwidth_mbps"],
                   "priority": row["priority"], "first_slot": row["first_slot"],
                   "end_slot": row["end_slot"], "lat": row["latitude_deg"],
                   "lon": row["longitude_deg"], "alt": row["altitude_m"], "plan": row["plan"],
-                  "now": row["create_s"], "request_id": request_id, "method": method,
-                  "digest": digest, "response": row["id"].encode(),
+                  "now": row["create_s"], "key_tenant": request.tenant,
+                  "request_id": request.request_id, "method": request.method,
+                  "digest": request.fingerprint, "response": row["id"].encode(),
                   # Array literals as text: much cheaper to send than element-wise dumping
                   # (keys are [a-z0-9:-], which need no quoting).
                   "slots": "{" + ",".join(map(str, slots)) + "}",
@@ -291,27 +362,28 @@ class Store:
             return [dict(r._mapping) for r in await conn.execute(query)]
 
     async def end_lease(self, lease_id: str, state: str, reason: str, now_slot: int,
-                        request: tuple[str, str, str, str] | None = None) -> dict | None:
+                        request: Key | None = None) -> dict | None:
         """Move a live lease to a final ``state``, freeing its capacity from ``now_slot``
-        on; a lease already final is returned unchanged. ``request`` is (tenant,
-        request_id, method, fingerprint) to remember for replays."""
+        on; a lease already final is returned unchanged. ``request``: the call's
+        idempotency key, claimed first; when a twin holds it, nothing changes here and the
+        lease its first call ended is returned as it is now."""
         async with self.engine.begin() as conn:
-            row = (await conn.execute(self._lock(
-                sa.select(leases).where(leases.c.id == lease_id)))).first()
-            if row is None:
-                return None
-            if row.state in LIVE_STATES:
+            first = None if request is None else await self.claim(conn, request,
+                                                                 lease_id.encode())
+            row = None
+            if first is None:
+                row = (await conn.execute(self._lock(
+                    sa.select(leases).where(leases.c.id == lease_id)))).first()
+                if row is None:
+                    return None
+            if row is not None and row.state in LIVE_STATES:
                 await self._free(conn, LinkPlan.decode(row.plan), row.bandwidth_mbps,
                                  max(now_slot, row.first_slot))
                 now = self.clock()
                 await conn.execute(leases.update().where(leases.c.id == lease_id).values(
                     state=state, state_reason=reason, update_s=now))
                 await self._event(conn, lease_id, "STATE_CHANGED", state, reason, now)
-            if request is not None:
-                tenant, request_id, method, digest = request
-                await self.remember(conn, tenant, request_id, method, digest,
-                                    lease_id.encode())
-        return await self.lease(lease_id)
+        return await self.lease(lease_id if first is None else first.response.decode())
 
     async def replan_lease(self, lease_id: str, from_slot: int, plan_of: Callable,
                            capacity_of: Callable[[str], float]) -> tuple[str, str] | None:
