@@ -23,7 +23,8 @@ ground points (VisibleSatellites)  100,000; answer at most 48 MiB of pairs      
 PredictPasses                      1,000 points, 7-day window,                    INVALID_ARGUMENT /
                                    points x satellites x coarse steps <= 2e8,     RESOURCE_EXHAUSTED
                                    100,000 passes
-concurrent Propagate streams       2 (more wait their turn)                       -
+Propagate streams computing        2 at once (more wait their turn; a stream      -
+                                   waiting on its reader holds no slot)
 =================================  =============================================  ===================
 
 Propagate streams time-major chunks of at most ``CHUNK_STATE_BUDGET`` states
@@ -833,20 +834,25 @@ class OrbitServicer(orbit_pb2_grpc.OrbitServiceServicer):
         def submit(k: int) -> asyncio.Future:
             return asyncio.ensure_future(self.run_cpu(chunk_message, k, *bounds[k]))
 
-        async with self._streams:
-            pending = deque(submit(k) for k in range(min(depth, len(bounds))))
-            try:
-                for k in range(len(bounds)):
+        # A slot is held while this stream's next chunk is computed, never while the stream
+        # waits for its reader (flow control): two clients that stop reading must not stop
+        # every other propagation. A stream that waits holds at most `depth` computed chunks.
+        pending: deque[asyncio.Future] = deque()
+        try:
+            for k in range(len(bounds)):
+                async with self._streams:
+                    if k == 0:
+                        pending.extend(submit(j) for j in range(min(depth, len(bounds))))
                     msg = await pending.popleft()
                     if k + depth < len(bounds):
                         pending.append(submit(k + depth))
-                    yield msg
-                    del msg
-            finally:
-                # (a job already running finishes in the pool, on this stream's own buffers,
-                # and its message is dropped)
-                for future in pending:
-                    future.cancel()
+                yield msg
+                del msg
+        finally:
+            # (a job already running finishes in the pool, on this stream's own buffers,
+            # and its message is dropped)
+            for future in pending:
+                future.cancel()
 
     # -- visibility & passes -------------------------------------------------------
     @staticmethod

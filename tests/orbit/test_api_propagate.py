@@ -13,7 +13,7 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from skybridge.common.v1 import common_pb2
 from skybridge.orbit.v1 import orbit_pb2
 
-from services.orbit import client, walker
+from services.orbit import api, client, walker
 from services.orbit.kernel import CatalogPropagator
 from services.orbit.passes import predict_passes
 from services.orbit.tle import parse_tle
@@ -341,3 +341,29 @@ async def test_both_layouts_carry_the_same_states(loaded):
     assert np.array_equal(row_major.positions, component_major.positions)
     assert np.array_equal(row_major.velocities, component_major.velocities)
     assert np.array_equal(row_major.error_codes, component_major.error_codes)
+
+
+async def test_streams_whose_readers_stop_do_not_hold_up_other_propagations(orbit, minter):
+    """More unread Propagate streams than there are slots: each stops when flow control
+    stops it, holding no slot, and another caller's propagation is answered."""
+    _, stub = orbit
+    await stub.GenerateConstellation(orbit_pb2.GenerateConstellationRequest(
+        shells=[orbit_pb2.WalkerShell(planes=20, satellites_per_plane=20, phasing=1,
+                                      altitude_km=550.0, inclination_deg=53.0)],
+        group_id="load", epoch_time=_ts(EPOCH)), metadata=bearer(minter, "orbit.write"))
+    read = bearer(minter, "orbit.read")
+    # 400 satellites x 50,000 s in chunks of 100 steps (~1 MB each): far more than the
+    # HTTP/2 windows hold, so a stream nobody reads waits on flow control.
+    big = client.propagate_request(group="groups/load", start=START, step_s=1.0,
+                                   count=50_000, chunk_steps=100)
+    unread = [stub.Propagate(big, metadata=read) for _ in range(api.MAX_CONCURRENT_PROPAGATIONS + 1)]
+    try:
+        for call in unread:
+            assert (await call.read()).total_steps == 50_000
+        small = client.propagate_request(group="groups/load", start=START, step_s=60.0,
+                                         count=3)
+        answer = await client.propagate(stub, small, metadata=read, rpc_timeout=60)
+        assert answer.positions.shape[0] == 3
+    finally:
+        for call in unread:
+            call.cancel()
