@@ -6,6 +6,12 @@ method runs.
 
 Limits: page_size 1 to 1,000 (default 100); at most `SKYBRIDGE_THREAT_MAX_BATCH` (50,000)
 detections a batch message; request ids at most 128 characters; asset radius 0 to 500 km.
+
+Idempotency (`shared.idempotency`): a `request_id` is optional and belongs to the caller's
+tenant. CreateDefendedAsset retried with it answers the first answer (even after the asset
+was deleted); an ingested batch retried with it is skipped and counted as a duplicate; the
+same request_id with another body is INVALID_ARGUMENT REQUEST_ID_REUSED (for a batch, the
+stream ends with it, the earlier batches ingested).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from services.threat.store import (
 )
 from shared.auth import requires
 from shared.errors import DomainError, InvalidArgument, NotFound, Violations
+from shared.idempotency import Key, fingerprint, key_tenant
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1_000
@@ -119,6 +126,16 @@ def _request_id(value: str, field: str = "request_id") -> str | None:
         raise InvalidArgument("request_id is too long", violations=[
             (field, f"must be at most {MAX_REQUEST_ID} characters")])
     return value or None
+
+
+def _key(request_id: str | None, method: str, payload: bytes) -> Key | None:
+    """The call's idempotency key, None without a request_id. The key is the caller's
+    tenant's (`shared.idempotency`); `payload` is what the call acts on, so a retry with
+    another body is REQUEST_ID_REUSED (and one differing only in fields the server
+    ignores, such as an asset's output-only create_time, is a retry)."""
+    if request_id is None:
+        return None
+    return Key(key_tenant(), request_id, method, fingerprint(method, payload))
 
 
 def _column(check: Violations, message, field: str, n: int | None, width: int = 1,
@@ -230,8 +247,9 @@ class ThreatServicer(threat_pb2_grpc.ThreatServiceServicer):
                 batches += 1
                 try:
                     raw = decode_batch(request, self.settings, self.epoch_unix)
-                    request_id = _request_id(request.request_id)
-                    outcome = await self.engine.ingest(raw, request_id)
+                    key = _key(_request_id(request.request_id), "IngestDetections",
+                               request.batch.SerializeToString(deterministic=True))
+                    outcome = await self.engine.ingest(raw, key)
                 except DomainError as error:
                     error.message = (f"batch {batches - 1} of this call: {error.message} "
                                      f"({batches - 1} earlier batches were ingested)")
@@ -322,10 +340,15 @@ class ThreatServicer(threat_pb2_grpc.ThreatServiceServicer):
                         f"must be between 0 and {MAX_ASSET_RADIUS_M:g} metres")
         check.raise_if_any("the defended asset is invalid")
         a = request.defended_asset
-        record = await self.store.create_asset(a.display_name.strip(), a.location.latitude_deg,
-                                               a.location.longitude_deg, a.radius_m, request_id)
-        self.engine.assets_changed()
-        return threat_pb2.CreateDefendedAssetResponse(defended_asset=asset_message(record))
+        asset = (a.display_name.strip(), a.location.latitude_deg, a.location.longitude_deg,
+                 a.radius_m)
+        key = _key(request_id, "CreateDefendedAsset", repr(asset).encode())
+        answer, created = await self.store.create_asset(
+            *asset, key, lambda record: threat_pb2.CreateDefendedAssetResponse(
+                defended_asset=asset_message(record)).SerializeToString(deterministic=True))
+        if created:
+            self.engine.assets_changed()
+        return threat_pb2.CreateDefendedAssetResponse.FromString(answer)
 
     @requires(DEFENSE)
     async def ListDefendedAssets(self, request, context):

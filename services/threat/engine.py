@@ -5,7 +5,9 @@
 - Ingest of one batch: check every field (a bad batch is refused whole, before anything
   changes); sensor positions from the ephemeris (the orbit service); drop and count the
   detections that are late (at or before the last processed frame: outside the re-order
-  window); store the accepted ones (`detection_batches`); run the tracker.
+  window); store the accepted ones (`detection_batches`) with the batch's idempotency key
+  in one transaction (a batch whose key the same batch already holds is a duplicate,
+  skipped; another batch under a used key is REQUEST_ID_REUSED); run the tracker.
 - Persistence: the live tracks and the tracker's counters are written in one transaction
   at least every `persist_interval_s` during a stream and at the end of every ingest call
   (so an answered call is durable), and at shutdown. Tentative tracks dropped before
@@ -64,6 +66,7 @@ from services.threat.store import (
 from services.threat.tracker import Tracker, TrackerConfig, TrackerState
 from services.threat.tracker.lifecycle import DROPPED, TENTATIVE, held
 from shared.errors import InvalidArgument
+from shared.idempotency import Key
 
 log = logging.getLogger("skybridge.threat")
 
@@ -192,8 +195,10 @@ class ThreatEngine:
     def now_s(self) -> float:
         return self.clock() - self.epoch_unix
 
-    async def ingest(self, raw: batch_rules.RawBatch, request_id: str | None) -> BatchOutcome:
-        """One batch (see the module doc). Raises InvalidArgument for a bad batch."""
+    async def ingest(self, raw: batch_rules.RawBatch, key: Key | None) -> BatchOutcome:
+        """One batch (see the module doc). Raises InvalidArgument for a bad batch, and
+        REQUEST_ID_REUSED for a `key` (the batch's idempotency key) taken by another
+        batch. A batch whose key was taken by the same batch is a duplicate: skipped."""
         known = np.arange(1, len(await self.ephemeris.catalog_numbers()) + 1)
         problems = batch_rules.check(raw, known_sensor_ids=known, min_time_s=0.0,
                                      max_time_s=self.now_s() + self.settings.max_future_s)
@@ -204,6 +209,10 @@ class ThreatEngine:
         n = len(raw)
         outcome = BatchOutcome()
         if n == 0:
+            if key is not None:  # nothing to store but the key
+                async with self.lock:
+                    outcome.duplicate = (await self.store.batch_seen(key)
+                                         or not await self.store.add_batch(key, None))
             return outcome
         sensor_index = raw.sensor_ids - 1
         position, velocity = await self.ephemeris.sample(sensor_index, raw.time_s)
@@ -219,7 +228,7 @@ class ThreatEngine:
                                 intensity])
         run_eval = False
         async with self.lock:
-            if request_id and await self.store.batch_seen(request_id):
+            if key is not None and await self.store.batch_seen(key):
                 outcome.duplicate = True
                 return outcome
             late = raw.time_s <= (self.tracker.processed_until_s
@@ -230,9 +239,15 @@ class ThreatEngine:
                     f"processed frame {self.tracker.processed_until_s:.3f} s (re-order window "
                     f"{self.settings.reorder_window_s:g} s)"))
                 rows = rows[~late]
+            # The key is stored with the detections, and also when all came too late: a
+            # retry of the batch is then a duplicate, another batch under it refused.
+            if ((key is not None or rows.shape[0])
+                    and not await self.store.add_batch(key, rows)):
+                outcome.dropped.clear()
+                outcome.duplicate = True
+                return outcome
             if rows.shape[0] == 0:
                 return outcome
-            await self.store.add_batch(request_id or None, rows)
             step = await self.run_cpu(self._ingest_cpu, self._detections(rows))
             self._apply(step)
             outcome.accepted = int(rows.shape[0])

@@ -1,6 +1,6 @@
 """The threat service's tables and queries (SQLAlchemy Core; SQLite and PostgreSQL).
 
-Tables (migrations/versions/0001_threat.py):
+Tables (migrations/versions/):
 
 - `tracks`: one row per track (live or dropped), written from tracker snapshots: the
   combined ECEF state and covariance (for reads), the per-model IMM state (to resume after a
@@ -10,9 +10,12 @@ Tables (migrations/versions/0001_threat.py):
   the same transaction as the tracks, so a snapshot is always consistent.
 - `detection_batches`: accepted detections, one row per ingested batch (columns packed as a
   (N, 10) float64 array), kept for `detection_retention_s` of data time; replayed after a
-  restart for the part the tracker had not processed yet; `request_id` makes a batch
-  idempotent.
+  restart for the part the tracker had not processed yet.
 - `assets`, `alerts`.
+- `requests`: idempotency keys, primary key (tenant, request_id), with the method, the
+  request's fingerprint and the first answer (`shared.idempotency`: a key is the caller's
+  tenant's). A key is claimed in the transaction of its change (a batch's detections, an
+  asset), so of concurrent twins exactly one makes the change and the others replay.
 
 Statements use bound parameters only: the SQL spans (opentelemetry-instrumentation-sqlalchemy
 records `db.statement` without parameters) carry no coordinates.
@@ -20,14 +23,16 @@ records `db.statement` without parameters) carry no coordinates.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared import idempotency
+from shared.idempotency import Key
 from shared.paging import decode_token, encode_token
 
 metadata = sa.MetaData()
@@ -67,7 +72,6 @@ tracker_meta = sa.Table(
 detection_batches = sa.Table(
     "detection_batches", metadata,
     sa.Column("id", _ID, primary_key=True, autoincrement=True),
-    sa.Column("request_id", sa.String(128), nullable=True, unique=True),
     sa.Column("min_time_s", sa.Double, nullable=False),
     sa.Column("max_time_s", sa.Double, nullable=False),
     sa.Column("count", sa.Integer, nullable=False),
@@ -83,7 +87,16 @@ assets = sa.Table(
     sa.Column("lat_deg", sa.Double, nullable=False),
     sa.Column("lon_deg", sa.Double, nullable=False),
     sa.Column("radius_m", sa.Double, nullable=False),
-    sa.Column("request_id", sa.String(128), nullable=True, unique=True),
+    sa.Column("create_time", sa.DateTime, nullable=False),
+)
+
+requests = sa.Table(
+    "requests", metadata,
+    sa.Column("tenant", sa.String(200), primary_key=True),
+    sa.Column("request_id", sa.String(128), primary_key=True),
+    sa.Column("method", sa.String(64), nullable=False),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("response", sa.LargeBinary, nullable=True),
     sa.Column("create_time", sa.DateTime, nullable=False),
 )
 
@@ -107,6 +120,8 @@ alerts = sa.Table(
 ALERT_ACTIVE, ALERT_UPDATED, ALERT_WITHDRAWN = 1, 2, 3
 CLASS_UNSPECIFIED, CLASS_UNKNOWN, CLASS_BALLISTIC, CLASS_HGV = 0, 1, 2, 3
 DETECTION_COLUMNS = 10  # time, sensor index, sensor xyz, los xyz, noise, intensity
+#: How long a batch's idempotency key is kept (a retry later than that is late data anyway).
+BATCH_KEY_RETENTION = timedelta(hours=48)
 
 
 def now() -> datetime:
@@ -273,7 +288,8 @@ class Store:
                             purge_before_s: float | None, delete_ids: Sequence[int] = ()
                             ) -> None:
         """Write changed tracks (and delete `delete_ids`) and the counters in one
-        transaction; purge detection batches older than `purge_before_s`."""
+        transaction; purge detection batches older than `purge_before_s`, and batch
+        idempotency keys older than BATCH_KEY_RETENTION (wall clock)."""
         when = now()
         async with self.sessions.begin() as session:
             ids = [r.track_id for r in records] + [int(i) for i in delete_ids]
@@ -294,6 +310,9 @@ class Store:
             if purge_before_s is not None:
                 await session.execute(sa.delete(detection_batches).where(
                     detection_batches.c.max_time_s < purge_before_s))
+                await session.execute(sa.delete(requests).where(
+                    requests.c.method == "IngestDetections",
+                    requests.c.create_time < when - BATCH_KEY_RETENTION))
 
     async def load_snapshot(self) -> tuple[MetaRecord | None, list[TrackRecord]]:
         async with self.sessions() as session:
@@ -326,19 +345,27 @@ class Store:
         return [TrackRecord.from_row(r, self.n_models) for r in rows]
 
     # ------------------------------------------------------------------ detections
-    async def add_batch(self, request_id: str | None, payload: np.ndarray) -> None:
-        """Store accepted detections ``(N, 10)`` (see DETECTION_COLUMNS)."""
+    async def add_batch(self, key: Key | None, payload: np.ndarray | None) -> bool:
+        """Store accepted detections ``(N, 10)`` (see DETECTION_COLUMNS; none: only the key)
+        with the batch's idempotency key in one transaction. False, storing nothing, when
+        the key is taken by the same batch (a twin, maybe on another stream or replica);
+        REQUEST_ID_REUSED when taken by another."""
         async with self.sessions.begin() as session:
-            await session.execute(sa.insert(detection_batches).values(
-                request_id=request_id, min_time_s=float(payload[:, 0].min()),
-                max_time_s=float(payload[:, 0].max()), count=int(payload.shape[0]),
-                payload=pack(payload), create_time=now()))
+            if key is not None and await idempotency.claim(
+                    session, requests, key, response=b"", create_time=now()) is not None:
+                return False
+            if payload is not None and payload.shape[0]:
+                await session.execute(sa.insert(detection_batches).values(
+                    min_time_s=float(payload[:, 0].min()),
+                    max_time_s=float(payload[:, 0].max()), count=int(payload.shape[0]),
+                    payload=pack(payload), create_time=now()))
+        return True
 
-    async def batch_seen(self, request_id: str) -> bool:
-        async with self.sessions() as session:
-            found = await session.scalar(sa.select(detection_batches.c.id).where(
-                detection_batches.c.request_id == request_id))
-        return found is not None
+    async def batch_seen(self, key: Key) -> bool:
+        """True when this batch was ingested under its key already (REQUEST_ID_REUSED when
+        the key was used for another request). A read before any work; the race between
+        twins is settled in :meth:`add_batch`."""
+        return await self._replay(key) is not None
 
     async def batches_after(self, time_s: float) -> np.ndarray:
         """Stored detections later than ``time_s``, ``(N, 10)``."""
@@ -359,19 +386,36 @@ class Store:
 
     # ------------------------------------------------------------------ assets
     async def create_asset(self, display_name: str, lat: float, lon: float, radius_m: float,
-                           request_id: str | None) -> AssetRecord:
+                           key: Key | None, encode: Callable[[AssetRecord], bytes]
+                           ) -> tuple[bytes, bool]:
+        """Insert an asset with its idempotency key in one transaction; returns (answer,
+        created): the encoded answer of the key's first call (a replay, even after the
+        asset was deleted: created False), or of this one."""
         async with self.sessions.begin() as session:
-            if request_id:
-                row = (await session.execute(sa.select(assets).where(
-                    assets.c.request_id == request_id))).first()
-                if row is not None:
-                    return _asset(row)
+            if key is not None:
+                first = await idempotency.claim(session, requests, key, response=None,
+                                                create_time=now())
+                if first is not None:
+                    return first.response, False
             created = now()
             result = await session.execute(sa.insert(assets).values(
                 display_name=display_name, lat_deg=lat, lon_deg=lon, radius_m=radius_m,
-                request_id=request_id, create_time=created).returning(assets.c.id))
-            return AssetRecord(int(result.scalar_one()), display_name, lat, lon, radius_m,
-                               created)
+                create_time=created).returning(assets.c.id))
+            answer = encode(AssetRecord(int(result.scalar_one()), display_name, lat, lon,
+                                        radius_m, created))
+            if key is not None:
+                await session.execute(requests.update().where(
+                    requests.c.tenant == key.tenant,
+                    requests.c.request_id == key.request_id).values(response=answer))
+        return answer, True
+
+    async def _replay(self, key: Key) -> bytes | None:
+        """The stored answer of `key`'s first call, or None when the key is unused."""
+        async with self.sessions() as session:
+            row = (await session.execute(sa.select(requests).where(
+                requests.c.tenant == key.tenant,
+                requests.c.request_id == key.request_id))).first()
+        return None if row is None else idempotency.replayed(row, key).response
 
     async def list_assets(self, after_id: int = 0, limit: int | None = None
                           ) -> list[AssetRecord]:
