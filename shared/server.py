@@ -37,8 +37,14 @@ log = logging.getLogger("skybridge.server")
 
 Hook = Callable[[], Awaitable[None]]
 
+#: The largest request message a server takes unless its service says more. grpcio refuses a
+#: bigger one with RESOURCE_EXHAUSTED from its length prefix, before it buffers the body and
+#: before any of our code runs (grpcio has no per-method limit and no hook before the body,
+#: so a service whose contract needs big requests sets its own cap: orbit's 64 MiB imports,
+#: threat's detection batches).
+DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
+
 SERVER_OPTIONS = [
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
     ("grpc.so_reuseport", 0),
     ("grpc.keepalive_permit_without_calls", 1),
@@ -70,6 +76,7 @@ class GrpcService:
     grace_seconds: float = 10.0
     drain_delay_seconds: float = 0.0
     max_streams_per_caller: int = 100
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     startup_hooks: list[Hook] = field(default_factory=list)
     shutdown_hooks: list[Hook] = field(default_factory=list)
 
@@ -79,7 +86,8 @@ class GrpcService:
             self.telemetry.rpc_duration, self.max_streams_per_caller)
         self.lifecycle = self.interceptor.lifecycle
         self.health = health_aio.HealthServicer()
-        self.server = grpc.aio.server(options=SERVER_OPTIONS)
+        self.server = grpc.aio.server(options=[
+            *SERVER_OPTIONS, ("grpc.max_receive_message_length", self.max_request_bytes)])
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self.service_names: list[str] = []
         self.port: int | None = None

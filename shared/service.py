@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from shared import auth, db, migrations
 from shared.channels import ChannelFactory
 from shared.config import Settings
-from shared.server import GrpcService
+from shared.server import DEFAULT_MAX_REQUEST_BYTES, GrpcService
 from shared.telemetry import Telemetry
 
 
@@ -46,7 +46,8 @@ class ServiceKit:
     @classmethod
     def create(cls, name: str, settings: Settings, *, client_scopes: Sequence[str] = (),
                span_processors: Sequence = (), metric_readers: Sequence = (),
-               port: int | None = None) -> ServiceKit:
+               port: int | None = None,
+               max_request_bytes: int | None = None) -> ServiceKit:
         telemetry = Telemetry(name, span_processors=span_processors,
                               metric_readers=metric_readers)
         verifier = auth.verifier_from_settings(settings)
@@ -64,6 +65,7 @@ class ServiceKit:
             grace_seconds=settings.grace_seconds,
             drain_delay_seconds=settings.drain_delay_seconds,
             max_streams_per_caller=settings.max_streams_per_caller,
+            max_request_bytes=max_request_bytes or DEFAULT_MAX_REQUEST_BYTES,
         )
         kit = cls(
             name=name,

@@ -11,7 +11,7 @@ import grpc
 from skybridge.orbit.v1 import orbit_pb2, orbit_pb2_grpc
 
 from services.orbit import walker
-from services.orbit.api import GENERATED_NUMBER_FLOOR, OrbitServicer
+from services.orbit.api import GENERATED_NUMBER_FLOOR, MAX_IMPORT_BYTES, OrbitServicer
 from services.orbit.store import Catalog
 from shared.config import Settings
 from shared.service import ServiceKit
@@ -119,7 +119,9 @@ async def build(settings: Settings, *, port: int | None = None, span_processors=
                 warm: bool = True) -> ServiceKit:
     if settings_bound_malloc():
         bound_malloc_retention()
-    kit = ServiceKit.create("orbit", settings, span_processors=span_processors, port=port)
+    # An import is up to 64 MiB of text; every other request is far below that.
+    kit = ServiceKit.create("orbit", settings, span_processors=span_processors, port=port,
+                            max_request_bytes=MAX_IMPORT_BYTES + 1024 * 1024)
     kit.use_store(Path(__file__).parent / "migrations")
     catalog = Catalog(kit.sessions)
     servicer = OrbitServicer(catalog, kit.run_cpu)

@@ -32,8 +32,11 @@ async def build(settings: Settings, *, port: int | None = None,
                 ephemeris: SensorEphemeris | None = None, span_processors=(),
                 orbit_target: str | None = None) -> ServiceKit:
     threat_settings = threat_settings or ThreatSettings.from_env()
+    # A detection is at most ~60 bytes on the wire (offset, sensor id, line of sight, noise,
+    # intensity), so a batch of `max_batch` fits in 64 bytes each and some slack.
     kit = ServiceKit.create("threat", settings, client_scopes=("orbit.read",),
-                            span_processors=span_processors, port=port)
+                            span_processors=span_processors, port=port,
+                            max_request_bytes=threat_settings.max_batch * 64 + 1024 * 1024)
     kit.use_store(MIGRATIONS)
     if ephemeris is None:
         channel = kit.channels.channel("orbit", [ORBIT_SERVICE], target=orbit_target)

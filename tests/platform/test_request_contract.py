@@ -227,3 +227,16 @@ async def failure_of(awaitable) -> grpc.aio.AioRpcError:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await awaitable
     return caught.value
+
+
+async def test_a_request_above_the_servers_cap_is_refused_before_it_is_read(probe, minter):
+    """grpcio refuses a body larger than the server's cap (4 MiB here) from its length
+    prefix, before buffering it or running any of our code; one just below is served."""
+    _, channel = probe
+    read = bearer(minter, "probe.read")
+    stub = probe_pb2_grpc.ProbeServiceStub(channel)
+    error = await failure_of(stub.Echo(probe_pb2.EchoRequest(message="x" * (5 << 20)),
+                                       metadata=read))
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    answer = await stub.Echo(probe_pb2.EchoRequest(message="x" * 60_000), metadata=read)
+    assert len(answer.message) == 60_000
