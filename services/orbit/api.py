@@ -87,6 +87,7 @@ from shared.errors import (
 )
 from shared.frames import teme_to_itrf
 from shared.geodesy import validate_geodetic
+from shared.idempotency import key_tenant
 from shared.paging import decode_token, encode_token
 from shared.validation import Rules
 
@@ -492,7 +493,8 @@ class OrbitServicer(orbit_pb2_grpc.OrbitServiceServicer):
         digest = request_hash(request.SerializeToString(deterministic=True))
         async with self.catalog.sessions.begin() as session:
             await Catalog._lock_version(session)
-            replay = await Catalog.replay(session, request.request_id, "ImportElementSets", digest)
+            replay = await Catalog.replay(session, key_tenant(), request.request_id,
+                                          "ImportElementSets", digest)
             if replay is not None:
                 return orbit_pb2.ImportElementSetsResponse.FromString(replay)
             group = None
@@ -512,8 +514,8 @@ class OrbitServicer(orbit_pb2_grpc.OrbitServiceServicer):
                 catalog_version=outcome.version,
             )
             if request.request_id:
-                await Catalog.remember(session, request.request_id, "ImportElementSets",
-                                       digest, response.SerializeToString())
+                await Catalog.remember(session, key_tenant(), request.request_id,
+                                       "ImportElementSets", digest, response.SerializeToString())
         return response
 
     @requires("orbit.write")
@@ -575,7 +577,8 @@ class OrbitServicer(orbit_pb2_grpc.OrbitServiceServicer):
         digest = request_hash(request.SerializeToString(deterministic=True))
         async with self.catalog.sessions.begin() as session:
             await Catalog._lock_version(session)
-            replay = await Catalog.replay(session, request.request_id, "GenerateConstellation", digest)
+            replay = await Catalog.replay(session, key_tenant(), request.request_id,
+                                          "GenerateConstellation", digest)
             if replay is not None:
                 return orbit_pb2.GenerateConstellationResponse.FromString(replay)
             if await self.catalog.group_exists(session, request.group_id):
@@ -606,8 +609,8 @@ class OrbitServicer(orbit_pb2_grpc.OrbitServiceServicer):
                 first_catalog_number=first, last_catalog_number=first + len(sets) - 1,
                 catalog_version=outcome.version)
             if request.request_id:
-                await Catalog.remember(session, request.request_id, "GenerateConstellation",
-                                       digest, response.SerializeToString())
+                await Catalog.remember(session, key_tenant(), request.request_id,
+                                       "GenerateConstellation", digest, response.SerializeToString())
         return response
 
     async def _group_in(self, session, group_id: str) -> StoredGroup:

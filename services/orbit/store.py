@@ -12,7 +12,11 @@ Tables (own schema on PostgreSQL, own file on SQLite):
   and the exact two-part Julian date ``epoch_jd``/``epoch_fr`` (float64, round-trips bit
   for bit) that propagation uses.
 * ``groups`` and ``group_members``.
-* ``request_log``: the first answer of each mutating call with a ``request_id`` (AIP-155).
+* ``request_log``: the first answer of each mutating call with a ``request_id`` (AIP-155),
+  keyed by (tenant, request_id): a key is the caller's tenant's (``shared.idempotency``).
+  Writers are serialised by the ``catalog_state`` row lock taken before the key is read, so
+  of concurrent twins the first stores its answer and the others, once it commits, replay
+  it (the primary key backs that up).
 
 Writes use Core ``insert()`` with parameter lists (executemany / insertmanyvalues), never
 ORM objects row by row: a 10k-record import is a handful of statements.
@@ -45,7 +49,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.orbit.elements import ElementSet
-from shared.errors import InvalidArgument
+from shared import idempotency
 
 _IN_CHUNK = 5000  # bound on parameters per IN (...) list (SQLite allows 32766)
 
@@ -127,6 +131,7 @@ class GroupMemberRow(Base):
 class RequestLogRow(Base):
     __tablename__ = "request_log"
 
+    tenant: Mapped[str] = mapped_column(String(200), primary_key=True)
     request_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     method: Mapped[str] = mapped_column(String(64))
     request_hash: Mapped[str] = mapped_column(String(64))
@@ -305,30 +310,29 @@ class Catalog:
 
     # -- request log (AIP-155) -----------------------------------------------------
     @staticmethod
-    async def replay(session: AsyncSession, request_id: str, method: str,
+    async def replay(session: AsyncSession, tenant: str, request_id: str, method: str,
                      digest: str) -> bytes | None:
-        """The stored answer for a retried ``request_id``, or None for a new (or empty) one;
-        INVALID_ARGUMENT when the id was used for a different request."""
+        """The stored answer for a retried ``request_id`` of ``tenant`` (the caller's), or
+        None for a new (or empty) one; INVALID_ARGUMENT REQUEST_ID_REUSED when the id was
+        used for a different request. Read it under the catalog lock (``_lock_version``)."""
         if not request_id:
             return None
         row = (await session.execute(
             select(RequestLogRow.method, RequestLogRow.request_hash, RequestLogRow.response)
-            .where(RequestLogRow.request_id == request_id))).first()
+            .where(RequestLogRow.tenant == tenant,
+                   RequestLogRow.request_id == request_id))).first()
         if row is None:
             return None
         if row.method != method or row.request_hash != digest:
-            raise InvalidArgument("request_id was used for a different request",
-                                  reason="REQUEST_ID_REUSED",
-                                  violations=[("request_id",
-                                               "already used for a different request")])
+            raise idempotency.reused(request_id, row.method)
         return bytes(row.response)
 
     @staticmethod
-    async def remember(session: AsyncSession, request_id: str, method: str, digest: str,
-                       response: bytes) -> None:
+    async def remember(session: AsyncSession, tenant: str, request_id: str, method: str,
+                       digest: str, response: bytes) -> None:
         await session.execute(insert(RequestLogRow).values(
-            request_id=request_id, method=method, request_hash=digest, response=response,
-            create_us=now_us()))
+            tenant=tenant, request_id=request_id, method=method, request_hash=digest,
+            response=response, create_us=now_us()))
 
     # -- writes --------------------------------------------------------------------
     async def store_element_sets(
