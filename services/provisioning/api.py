@@ -54,7 +54,6 @@ WRITERS = (WRITE, PARTNER, OPERATOR)
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
 EVENT_BATCH = 200
-EVENT_POLL_SECONDS = 0.2
 
 _ID = r"([a-z0-9][a-z0-9-]{0,62})"
 _NAMES = {
@@ -882,9 +881,10 @@ class ProvisioningServicer(provisioning_pb2_grpc.ProvisioningServiceServicer):
                 yield pb.WatchEventsResponse(event=event_pb(event))
                 after = event["seq"]
             if len(batch) < EVENT_BATCH:
-                # Woken at once by this replica's commits; other replicas' within a poll.
+                # Woken at once by this replica's commits and by other replicas' (LISTEN/
+                # NOTIFY on PostgreSQL); the poll is a safety net.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(signal.wait(), EVENT_POLL_SECONDS)
+                    await asyncio.wait_for(signal.wait(), self.store.event_poll_seconds)
 
     # --- audit ----------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from shared.config import EnvReader, Settings
 from shared.db import FastReads
 from shared.errors import AlreadyExists
 from shared.service import ServiceKit
+from shared.wakeup import PgWakeup
 
 from .api import ProvisioningServicer
 from .domain import PlanTerms
@@ -130,6 +131,11 @@ async def build(settings: Settings, *, port: int | None = None,
             kit.engine, kit.location,
             read.int("PROVISIONING_WRITE_POOL", WRITE_POOL_SIZE, minimum=1, maximum=64))
         kit.server.on_shutdown(store.fast_writes.close)
+        store.wakeup = PgWakeup(
+            kit.engine.url.set(drivername="postgresql").render_as_string(hide_password=False),
+            PgWakeup.channel_for(kit.location.schema), store.wake_events)
+        kit.server.on_startup(store.wakeup.start)
+        kit.server.on_shutdown(store.wakeup.close)
     kit.store = store  # for tests and the benchmark
     kit.server.add(ProvisioningServicer(store),
                    provisioning_pb2_grpc.add_ProvisioningServiceServicer_to_server, SERVICE)

@@ -78,6 +78,7 @@ from shared.errors import (
     PermissionDenied,
     ResourceExhausted,
 )
+from shared.wakeup import PgWakeup
 
 from . import domain
 from .domain import Audience, PlanTerms
@@ -434,6 +435,8 @@ class Store:
         self.is_sqlite = engine.dialect.name == "sqlite"
         self._insert = sqlite.insert if self.is_sqlite else postgresql.insert
         self._event_signal = asyncio.Event()
+        #: PostgreSQL: tells the other replicas of commits with events (LISTEN/NOTIFY).
+        self.wakeup: PgWakeup | None = None
         self._publishing = asyncio.Lock()
         #: PostgreSQL: autocommit connections for the entitlement check (`use_fast_reads`).
         self.fast_reads: FastReads | None = None
@@ -450,9 +453,22 @@ class Store:
         """Set at the next commit of events by this replica (take it before reading)."""
         return self._event_signal
 
-    def notify_events(self) -> None:
+    @property
+    def event_poll_seconds(self) -> float:
+        """How long a feed sleeps without a wake-up: long when other replicas' commits
+        arrive by notification, short when they can only be polled (SQLite)."""
+        return 0.2 if self.wakeup is None else 5.0
+
+    def wake_events(self) -> None:
+        """Wake this process's feeds (new events were committed somewhere)."""
         signal, self._event_signal = self._event_signal, asyncio.Event()
         signal.set()
+
+    def notify_events(self) -> None:
+        """After a commit with events: wake this process's feeds and the other replicas'."""
+        self.wake_events()
+        if self.wakeup is not None:
+            self.wakeup.notify()
 
     # --- transactions ---------------------------------------------------------------------
 

@@ -120,3 +120,36 @@ async def test_two_replicas_on_one_database(settings, backend, who, clock):
         for channel in channels:
             await channel.close()
         await asyncio.gather(*(k.server.drain(0) for k in kits))
+
+
+@pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)],
+                         indirect=True)
+async def test_a_feed_is_woken_by_another_replicas_commit(settings, who, clock, monkeypatch):
+    """A WatchEvents stream on one replica gets an event another replica committed by
+    PostgreSQL NOTIFY, not by polling: the poll is made an hour long here."""
+    from services.provisioning.store import Store
+
+    monkeypatch.setattr(Store, "event_poll_seconds", property(lambda self: 3600.0))
+    kits = await asyncio.gather(start(settings, clock=clock), start(settings, clock=clock))
+    channels = [grpc.aio.insecure_channel(f"127.0.0.1:{k.server.port}") for k in kits]
+    stubs = [provisioning_pb2_grpc.ProvisioningServiceStub(c) for c in channels]
+    try:
+        for kit in kits:
+            await asyncio.wait_for(kit.store.wakeup.listening.wait(), 30)
+        feed = stubs[0].WatchEvents(pb.WatchEventsRequest(), metadata=who.operator())
+        customer = await new_customer(stubs[1], who)
+        # Each subscription is made on replica 1 while replica 0's feed is asleep (it has
+        # read everything before): only the notification can wake it within the hour.
+        for quantity in (1, 2):
+            sub = await new_subscription(stubs[1], who, customer.name, quantity=quantity)
+            while True:
+                answer = await asyncio.wait_for(feed.read(), 30)
+                assert answer is not grpc.aio.EOF
+                if answer.event.type == res.Event.TYPE_SUBSCRIPTION_CREATED and \
+                        answer.event.resource == sub.name:
+                    break
+        feed.cancel()
+    finally:
+        for channel in channels:
+            await channel.close()
+        await asyncio.gather(*(k.server.drain(0) for k in kits))
