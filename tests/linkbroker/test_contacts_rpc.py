@@ -139,10 +139,12 @@ async def failure(call) -> tuple[grpc.StatusCode, str | None, dict[str, str], di
             details.metadata)
 
 
-def long_pass(available, minimum_s=400.0):
-    """The first reservable pass lasting at least `minimum_s`."""
+def long_pass(available, minimum_s=400.0, starting_after_s=0.0):
+    """The first reservable pass lasting at least `minimum_s` that rises at least
+    `starting_after_s` from now."""
     for item in available:
-        if item.reservable and secs(item.end_time) - secs(item.start_time) >= minimum_s:
+        if item.reservable and secs(item.end_time) - secs(item.start_time) >= minimum_s \
+                and secs(item.start_time) >= time.time() + starting_after_s:
             return item
     pytest.skip(f"no reservable pass of {minimum_s:g} s in the window")
 
@@ -246,7 +248,9 @@ async def test_reserve_guard_gap_next_antenna_and_all_busy(env):
 
 async def test_lead_time_and_contact_outside_a_pass(env):
     await env.profile(min_el=10.0, min_s=60)
-    p = long_pass(await env.available(), 200.0)
+    # a pass that rises well after the 15-minute lead time, so that a request 5 minutes
+    # before it is refused for not being in a pass whatever the time of day
+    p = long_pass(await env.available(), 200.0, starting_after_s=25 * 60)
     rise, set_ = secs(p.start_time), secs(p.end_time)
     # the broker's clock moves to 10 minutes before the pass: inside the 15-minute lead time
     env.clock.offset = rise - 600 - time.time()
