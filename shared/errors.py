@@ -154,23 +154,57 @@ def _pack(message) -> any_pb2.Any:
     return packed
 
 
+#: Bounds of what an error carries, so that its status fits the trailing metadata (grpc's
+#: default hard limit is 16 KiB for all of it; the details travel base64-encoded) whatever
+#: the request held: a message or description that quotes a 50 KB value is cut short.
+MAX_MESSAGE_CHARS = 1024
+MAX_FIELD_CHARS = 200
+MAX_DESCRIPTION_CHARS = 300
+MAX_VIOLATIONS = 20
+MAX_METADATA_CHARS = 300
+#: The serialized status (sent base64-encoded in `grpc-status-details-bin`) stays below this.
+MAX_STATUS_BYTES = 6 * 1024
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "\u2026"
+
+
 def to_status(error: DomainError, domain: str) -> status_pb2.Status:
     """The `google.rpc.Status` for a domain error raised by the service `domain`."""
+    metadata = {_cut(k, 64): _cut(v, MAX_METADATA_CHARS)
+                for k, v in list(error.metadata.items())[:16]}
     details = [
         _pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=domain,
-                                          metadata=error.metadata))
+                                          metadata=metadata))
     ]
     if error.violations:
         details.append(_pack(error_details_pb2.BadRequest(field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-            for v in error.violations
+            error_details_pb2.BadRequest.FieldViolation(
+                field=_cut(v.field, MAX_FIELD_CHARS),
+                description=_cut(v.description, MAX_DESCRIPTION_CHARS))
+            for v in error.violations[:MAX_VIOLATIONS]
         ])))
+    message = _cut(error.message, MAX_MESSAGE_CHARS)
     if isinstance(error, ResourceExhausted) and "resource" in error.metadata:
         details.append(_pack(error_details_pb2.QuotaFailure(violations=[
             error_details_pb2.QuotaFailure.Violation(
-                subject=error.metadata["resource"], description=error.message)
+                subject=metadata["resource"], description=message)
         ])))
-    return status_pb2.Status(code=error.code.value[0], message=error.message, details=details)
+    status = status_pb2.Status(code=error.code.value[0], message=message, details=details)
+    # Non-ASCII text can still be too big for the headers (a character is up to 4 bytes,
+    # then base64 or percent-encoded): keep fewer violations, then a shorter message.
+    while status.ByteSize() > MAX_STATUS_BYTES or len(status.message.encode()) > 1024:
+        bad = error_details_pb2.BadRequest()
+        if len(status.details) > 1 and status.details[1].Unpack(bad) and \
+                len(bad.field_violations) > 1:
+            del bad.field_violations[len(bad.field_violations) // 2:]
+            status.details[1].Pack(bad)
+        elif len(status.message) > 80:
+            status.message = _cut(status.message, len(status.message) // 2)
+        else:
+            break
+    return status
 
 
 def internal_status(domain: str, trace_id: str | None) -> status_pb2.Status:

@@ -240,3 +240,23 @@ async def test_a_request_above_the_servers_cap_is_refused_before_it_is_read(prob
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     answer = await stub.Echo(probe_pb2.EchoRequest(message="x" * 60_000), metadata=read)
     assert len(answer.message) == 60_000
+
+
+def test_an_error_that_quotes_huge_values_stays_within_the_header_limits():
+    """A message or violation that quotes what a client sent (50,000 non-ASCII characters,
+    a hundred bad fields) is cut so that the status fits grpc's 16 KiB of trailing
+    metadata; the reason and at least the first violation survive."""
+    from shared.errors import InvalidArgument, to_status
+
+    huge = "é" * 50_000
+    error = InvalidArgument(f"the record {huge} is bad", reason="BAD_RECORD",
+                            violations=[(f"records[{i}].{huge}", huge) for i in range(100)],
+                            metadata={"example": huge})
+    status = to_status(error, "probe.skybridge")
+    assert status.ByteSize() <= 6 * 1024 and len(status.message.encode()) <= 1024
+    from google.rpc import error_details_pb2
+
+    info, bad = error_details_pb2.ErrorInfo(), error_details_pb2.BadRequest()
+    assert status.details[0].Unpack(info) and info.reason == "BAD_RECORD"
+    assert status.details[1].Unpack(bad) and bad.field_violations
+    assert bad.field_violations[0].field.startswith("records[0].")
