@@ -19,13 +19,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from services.linkbroker.capacity_model import CapacityModel
-from services.linkbroker.constellation import Constellation
+from services.linkbroker.constellation import Constellation, GeometryUnloaded
 from services.linkbroker.gateways import Gateway, GatewayState, GatewayTable, default_gateways
 from services.linkbroker.ledger import Oversubscribed
 from services.linkbroker.plan import LinkPlan, bucket_of, capacity_lookup
 from services.linkbroker.settings import BrokerSettings
 from services.linkbroker.slots import slot_index
 from services.linkbroker.store import Store
+from shared.errors import Unavailable
 from shared.idempotency import Key
 
 __all__ = ["LinkBroker", "NoCoverage"]
@@ -33,6 +34,8 @@ __all__ = ["LinkBroker", "NoCoverage"]
 log = logging.getLogger(__name__)
 
 MAX_PLAN_ROUNDS = 4
+#: Plans tried when the geometry is dropped under them (catalog changes) before UNAVAILABLE.
+PLAN_ATTEMPTS = 3
 _STATE_CODES = {"ACTIVE": GatewayState.ACTIVE, "DRAINED": GatewayState.DRAINED}
 
 
@@ -167,9 +170,19 @@ class LinkBroker:
 
     async def plan(self, latitude_deg: float, longitude_deg: float, altitude_m: float,
                    first_slot: int, end_slot: int, region: str, exclusions=None) -> LinkPlan:
-        await self.ensure_window(first_slot, end_slot)
-        return await self.run_cpu(self.constellation.plan, latitude_deg, longitude_deg,
-                                  altitude_m, first_slot, end_slot, region, exclusions)
+        """A terminal's plan over [first_slot, end_slot). A block dropped while the plan
+        ran (a catalog change re-loads the geometry) is loaded again and the plan re-run;
+        geometry that keeps changing is UNAVAILABLE, which the caller may retry."""
+        for _ in range(PLAN_ATTEMPTS):
+            await self.ensure_window(first_slot, end_slot)
+            try:
+                return await self.run_cpu(self.constellation.plan, latitude_deg,
+                                          longitude_deg, altitude_m, first_slot, end_slot,
+                                          region, exclusions)
+            except GeometryUnloaded:
+                continue
+        raise Unavailable(f"the constellation's geometry changed {PLAN_ATTEMPTS} times while "
+                          "this link was planned; retry", reason="GEOMETRY_CHANGED")
 
     # --- links ----------------------------------------------------------------------------------
 

@@ -57,6 +57,10 @@ HANDOVER_HYSTERESIS_MS = 1.0
 Exclusions = dict[int, frozenset[str]]
 
 
+class GeometryUnloaded(KeyError):
+    """A slot's block is not loaded (any more): load the window again and plan again."""
+
+
 @dataclass
 class Block:
     """Positions of the whole constellation over ``T`` consecutive slots.
@@ -175,12 +179,14 @@ class Constellation:
             self._terminal_paths.clear()
 
     def block_of(self, slot: int) -> Block:
+        """The loaded block holding `slot`; :class:`GeometryUnloaded` when none does (a
+        catalog change or the block's age dropped it while a plan was running)."""
         with self._lock:  # planning threads read while the event loop adds and drops
             blocks = list(self.blocks.values())
         for block in blocks:
             if block.first_slot <= slot < block.end_slot:
                 return block
-        raise KeyError(slot)
+        raise GeometryUnloaded(slot)
 
     def router(self, slot: int) -> SlotRouter:
         """The slot's routing graph (cached)."""

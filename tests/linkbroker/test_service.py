@@ -210,3 +210,33 @@ async def test_a_catalog_update_replans_live_links(suite):
                                 metadata=suite.customer())).link
     assert again.plan_revision == 2 and again.state == LINK.STATE_ACTIVE
     watch.cancel()
+
+
+async def test_geometry_dropped_while_a_plan_runs_is_loaded_again(suite, monkeypatch):
+    """A catalog change drops every block while EstimatePath is planning (found by the
+    contract fuzz as INTERNAL, a KeyError): the broker loads the window again and
+    answers; geometry dropped under every attempt is UNAVAILABLE GEOMETRY_CHANGED."""
+    stub = suite.stub()
+    constellation = suite.brokers[0].broker.constellation
+    plan = constellation.plan
+    drops = {"left": 1}
+
+    def plan_while_dropping(*args):
+        if drops["left"]:
+            drops["left"] -= 1
+            constellation.drop_blocks()  # as a catalog change does, mid-plan
+        return plan(*args)
+
+    monkeypatch.setattr(constellation, "plan", plan_while_dropping)
+    request = pb.EstimatePathRequest(
+        location=common_pb2.GeodeticPoint(latitude_deg=47.23, longitude_deg=-119.85),
+        region="westus2", window=window(minutes=5))
+    answer = await stub.EstimatePath(request, metadata=suite.customer())
+    assert answer.routed_fraction == 1.0 and drops["left"] == 0
+    drops["left"] = 100
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.EstimatePath(request, metadata=suite.customer())
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    from shared.errors import details_of
+
+    assert details_of(caught.value).reason == "GEOMETRY_CHANGED"
