@@ -132,14 +132,20 @@ class LinkBroker:
             return await self.store.answer(
                 key, encode(await self.store.gateway(gateway_id), 0, 0))
         replanned = degraded = 0
-        if changed:
-            await self.reload_gateways()
-        if changed and state == "DRAINED":
-            resource = f"g:{gateway_id}"
-            replanned, degraded = await self.replan_where(
-                lambda plan, start: any(resource in p.resources() for p in plan.paths
-                                        if p.slot >= start),
-                reason=f"gateways/{gateway_id} drained")
+        try:
+            if changed:
+                await self.reload_gateways()
+            if changed and state == "DRAINED":
+                resource = f"g:{gateway_id}"
+                replanned, degraded = await self.replan_where(
+                    lambda plan, start: any(resource in p.resources() for p in plan.paths
+                                            if p.slot >= start),
+                    reason=f"gateways/{gateway_id} drained")
+        except Exception:
+            # The state change is made: a retry must not wait for an answer that will not
+            # come, and gets the gateway as it is now.
+            await self.store.answer(key, encode(record, 0, 0))
+            raise
         return await self.store.answer(key, encode(record, replanned, degraded))
 
     # --- geometry -----------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.linkbroker import ledger
@@ -138,8 +139,6 @@ class Store:
     # --- idempotency --------------------------------------------------------------------
 
     def _insert(self, table: sa.Table):
-        from sqlalchemy.dialects import postgresql, sqlite
-
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
         return dialect.insert(table)
 
