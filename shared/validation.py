@@ -51,6 +51,8 @@ _NAME_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\
 DEFAULT_MAX_CHARS = 65_536
 DEFAULT_MAX_NAME_CHARS = 1024
 DEFAULT_MAX_ITEMS = 10_000
+#: Dimensions of a `DoubleArray` (the contracts use at most 3).
+MAX_DIMENSIONS = 8
 #: At most this many violations are listed in one answer.
 MAX_VIOLATIONS = 20
 
@@ -141,6 +143,10 @@ def _double_array(value, path: str, out: list) -> None:
         values = np.asarray(value.packed.values, dtype=np.float64)
     else:
         values = np.zeros(0)
+    if len(value.shape) > MAX_DIMENSIONS:
+        out.append(FieldViolation(f"{path}.shape", f"must have at most {MAX_DIMENSIONS} "
+                                                   f"dimensions (got {len(value.shape)})"))
+        return
     if len(value.shape):
         expected = math.prod(int(n) for n in value.shape)
         if expected != values.size:

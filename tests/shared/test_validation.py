@@ -81,6 +81,9 @@ def test_a_double_array_must_fill_its_shape():
     bad = common_pb2.DoubleArray(shape=[2, 3], le_bytes=b"\0" * 8)
     assert "needs 6 values" in paths(orbit_pb2.VisibleSatellitesRequest(
         point_array=bad))["point_array"]
+    many = common_pb2.DoubleArray(shape=[2] * 100_000, le_bytes=b"\0" * 16)
+    assert "at most 8 dimensions" in paths(orbit_pb2.VisibleSatellitesRequest(
+        point_array=many))["point_array.shape"]
     odd = common_pb2.DoubleArray(shape=[1], le_bytes=b"\0" * 7)
     assert set(paths(orbit_pb2.VisibleSatellitesRequest(
         point_array=odd))) == {"point_array.le_bytes"}
