@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install protos run test test-sqlite lint bench clean
+.PHONY: install protos run test test-sqlite lint bench fuzz clean
 
 # The virtual environment with the pinned dependencies, and the generated protos.
 $(STAMP): requirements.lock
@@ -25,6 +25,15 @@ run: install
 # The whole suite: SQLite always, PostgreSQL when it answers (see tests/conftest.py).
 test: install
 	$(PY) -m pytest
+
+# The long contract fuzz run (tests/fuzz): every RPC of the four services with empty, random,
+# hostile and non-protobuf requests; prints totals by code and service, the violations, and
+# a JSON line of totals last; fails on any violation. `make fuzz FUZZ_BACKEND=postgres`.
+FUZZ_CALLS ?= 100000
+FUZZ_SEED ?= 1
+FUZZ_BACKEND ?= sqlite
+fuzz: install
+	$(PY) -m tests.fuzz --calls $(FUZZ_CALLS) --seed $(FUZZ_SEED) --backend $(FUZZ_BACKEND)
 
 lint: install
 	$(VENV)/bin/ruff check .
