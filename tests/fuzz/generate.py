@@ -587,8 +587,11 @@ class Generator:
         message.altitude_m = rng.choice((0.0, rng.uniform(0, 500)))
 
     def _wkt_skybridge_common_v1_TimeWindow(self, message, rng, method) -> None:
-        start = self.clock() + rng.choice((0, 60, 20 * 60, rng.uniform(0, 3 * 3600)))
-        end = start + rng.choice((5 * 60, 10 * 60, 30 * 60, rng.uniform(60, 2 * 3600)))
+        # mostly the next half hour, whose geometry the link broker then has at hand
+        start = self.clock() + rng.choice((0, 0, 60, 60, 20 * 60, 20 * 60,
+                                           rng.uniform(0, 3 * 3600)))
+        end = start + rng.choice((5 * 60, 10 * 60, 10 * 60, 30 * 60,
+                                  rng.uniform(60, 2 * 3600)))
         message.start_time.seconds = int(start)
         message.end_time.seconds = int(end)
 

@@ -453,7 +453,8 @@ class ServerErrors(logging.Handler):
                     where = (f" at {os.path.relpath(frame.filename)}:{frame.lineno} "
                              f"in {frame.name}")
                     break
-            text = f"{type(error).__name__}: {str(error)[:200]}{where}"
+            first_line = (str(error).splitlines() or [""])[0]
+            text = f"{type(error).__name__}: {first_line[:200]}{where}"
         trace_id = current_trace_id()
         if trace_id:
             self.by_trace[trace_id] = text
