@@ -396,7 +396,9 @@ class Generator:
         name = fd.name
         unsigned = V.int_kind(fd).startswith("uint")
         if "catalog_number" in name or name == "catalog_numbers":
-            known = self.pool.numbers.get("catalog_number")
+            # (names in answers may hold numbers beyond the field's uint32)
+            known = [n for n in self.pool.numbers.get("catalog_number") or ()
+                     if 0 <= n < 2 ** 32]
             if known and rng.random() < 0.8:
                 return rng.choice(known)
             return rng.choice((25544, rng.randint(1, 99_999)))
