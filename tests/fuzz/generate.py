@@ -23,6 +23,7 @@ Everything but the names picked from the pool and the times (relative to now) fo
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import re
@@ -341,14 +342,18 @@ class Generator:
                 if fd.type == FD.TYPE_MESSAGE:
                     self.fill(container.add(), rng, method=method, depth=depth + 1)
                 else:
-                    container.append(self.scalar(fd, rng, method, message.DESCRIPTOR))
+                    value = self.scalar(fd, rng, method, message.DESCRIPTOR)
+                    with contextlib.suppress(ValueError, TypeError):  # does not fit the field
+                        container.append(value)
             return
         if fd.type == FD.TYPE_MESSAGE:
             child = getattr(message, fd.name)
             child.SetInParent()
             self.fill(child, rng, method=method, depth=depth + 1)
             return
-        setattr(message, fd.name, self.scalar(fd, rng, method, message.DESCRIPTOR))
+        value = self.scalar(fd, rng, method, message.DESCRIPTOR)
+        with contextlib.suppress(ValueError, TypeError):  # a learnt value that does not fit
+            setattr(message, fd.name, value)
 
     # --- plausible scalars ----------------------------------------------------------------
 

@@ -323,6 +323,8 @@ class Report:
     notes: list[str] = field(default_factory=list)
     #: where the time went: store reads, quiescing, waiting for the lock
     timings: Counter = field(default_factory=Counter)
+    #: calls the generator failed to build (bugs of the fuzzer, not of the servers)
+    fuzzer_errors: list[str] = field(default_factory=list)
     #: calls over the client's deadline (not violations: a verdict never rests on timing)
     slow: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
 
@@ -331,7 +333,7 @@ class Report:
 
     @property
     def failed(self) -> bool:
-        return bool(self.violations)
+        return bool(self.violations or self.fuzzer_errors)
 
     def totals(self) -> dict:
         return {
@@ -348,6 +350,7 @@ class Report:
             "store_changes_on_refusal": self.count("store changed on refusal"),
             "deadline_exceeded": self.by_code.get("DEADLINE_EXCEEDED", 0),
             "violations": len(self.violations),
+            "fuzzer_errors": len(self.fuzzer_errors),
             "seed": self.seed,
             "backend": self.backend,
             "seconds": round(self.seconds, 1),
@@ -397,6 +400,11 @@ class Report:
                        f"{sum(len(v) for v in self.slow.values())}")
             for path, cases in sorted(self.slow.items()):
                 out.append(f"  {path} x{len(cases)}: {cases[0]}")
+        if self.fuzzer_errors:
+            out.append(f"fuzzer errors (calls not sent): {len(self.fuzzer_errors)}")
+            for line, n in Counter(e.split(": ", 1)[1] for e in self.fuzzer_errors
+                                   ).most_common(5):
+                out.append(f"  {n} x {line}")
         groups = self.grouped()
         out.append(f"violations: {len(self.violations)} in {len(groups)} groups")
         for klass, (count, methods, causes) in self.classes().items():
@@ -794,7 +802,14 @@ class Fuzzer:
         rng = random.Random(f"{self.seed}/{index}")
         principal = rng.choices(PRINCIPALS, weights=PRINCIPAL_WEIGHTS)[0]
         metadata = self.token_for(target, method, principal, rng)
-        case = self.generator.case(method, rng, mode, tenant=principal.tenant)
+        try:
+            case = self.generator.case(method, rng, mode, tenant=principal.tenant)
+        except Exception as error:  # noqa: BLE001 - a generator bug must not end the run
+            where = traceback.extract_tb(error.__traceback__)[-1]
+            self.report.fuzzer_errors.append(
+                f"call {index} {method.path}: {type(error).__name__}: {str(error)[:150]} "
+                f"(tests/fuzz/{os.path.basename(where.filename)}:{where.lineno})")
+            return
         started = time.perf_counter()
         who = str(principal) if metadata else "no token"
         if metadata and metadata[0][1] == "Bearer not.a.jwt":

@@ -48,6 +48,7 @@ async def test_every_rpc_keeps_the_error_contract_under_fuzzing(settings, minter
     assert all(f"{mode}:" in " ".join(report.by_method[path]) for path in registered
                for mode in MODES), "a method missed a mode"
     assert not warm_up_failures, warm_up_failures
+    assert not report.fuzzer_errors, report.fuzzer_errors
     assert report.by_code["OK"] > CALLS // 10, "too few calls got through: " + str(
         dict(report.by_code))
 
