@@ -108,7 +108,7 @@ def enum_name(enum_type, value: int, prefix: str) -> str:
 
 
 def page_args(request, scope: str, check: Violations | None = None) -> tuple:
-    own = check or Violations()
+    own = check if check is not None else Violations()  # (an empty one is falsy)
     own.check(request.page_size >= 0, "page_size", "must not be negative")
     after = None
     try:
@@ -660,7 +660,7 @@ class ProvisioningServicer(provisioning_pb2_grpc.ProvisioningServiceServicer):
 
     def _subscription_call(self, method: str, request, response_type, work,
                            check: Violations | None = None, fast: Callable | None = None):
-        check = check or Violations()
+        check = check if check is not None else Violations()
         ids = parse(request.name, "subscription", "name", check)
         return self._mutate(
             method, request, check, lambda tx: work(tx, *ids), response_type,

@@ -651,3 +651,21 @@ async def test_feed_followed_during_concurrent_writes_has_every_event_once_in_or
         customer=customer.name, terminal=f"{customer.name}/terminals/nope", bandwidth_mbps=10,
         target_region="westeurope"), metadata=who.broker())
     assert gone.reason == REASON.ENTITLEMENT_REASON_TERMINAL_NOT_FOUND
+
+
+async def test_a_negative_page_size_is_refused_where_other_checks_share_the_answer(prov, who):
+    """ListAuditRecords, ListSubscriptions...: page_size < 0 with a parent is INVALID_ARGUMENT
+    naming page_size (found by the contract fuzz as INTERNAL on PostgreSQL, where the
+    negative LIMIT reached the database: an empty Violations was falsy and replaced)."""
+    _, stub = prov
+    customer = await new_customer(stub, who)
+    sub = await new_subscription(stub, who, customer.name)
+    for call in (
+        stub.ListAuditRecords(pb.ListAuditRecordsRequest(parent=sub.name, page_size=-5),
+                              metadata=who.customer()),
+        stub.ListSubscriptions(pb.ListSubscriptionsRequest(parent=customer.name,
+                                                           page_size=-2147483648),
+                               metadata=who.customer())):
+        error = await failure(call)
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "page_size" in {v.field for v in details_of(error).violations}
