@@ -298,10 +298,7 @@ class Validator:
         if fd.type in _FLOATS:
             def floats(message, path: str, out: list) -> None:
                 values = getattr(message, name)
-                if not values:
-                    return
-                if cap is not None and len(values) > cap:
-                    out.append(_too_many(path, name, len(values), cap))
+                if not values or _over_cap(values, cap, path, name, out):
                     return
                 array = np.asarray(values, dtype=np.float64)
                 bad = np.flatnonzero(~np.isfinite(array))
@@ -315,12 +312,7 @@ class Validator:
 
         def repeated(message, path: str, out: list) -> None:
             values = getattr(message, name)
-            if not values:
-                return
-            if cap is not None and len(values) > cap:
-                out.append(_too_many(path, name, len(values), cap))
-                return
-            if element is None:
+            if not values or _over_cap(values, cap, path, name, out) or element is None:
                 return
             base = _join(path, name)
             for i, value in enumerate(values):
@@ -340,8 +332,7 @@ class Validator:
             if not entries:
                 return
             base = _join(path, name)
-            if len(entries) > cap:
-                out.append(_too_many(path, name, len(entries), cap))
+            if _over_cap(entries, cap, path, name, out):
                 return
             for key in entries:
                 where = f"{base}[{key!r}]" if isinstance(key, str) else f"{base}[{key}]"
@@ -398,8 +389,13 @@ def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
 
 
-def _too_many(path: str, name: str, count: int, cap: int) -> FieldViolation:
-    return FieldViolation(_join(path, name), f"must hold at most {cap} items (got {count})")
+def _over_cap(values, cap: int | None, path: str, name: str, out: list) -> bool:
+    """True (with a violation) when a repeated field or map holds more than `cap` items."""
+    if cap is None or len(values) <= cap:
+        return False
+    out.append(FieldViolation(_join(path, name),
+                              f"must hold at most {cap} items (got {len(values)})"))
+    return True
 
 
 _PLAIN = Validator()
