@@ -135,6 +135,9 @@ class Settings:
     #: Streaming calls one caller (subject and tenant) may hold open on one server
     #: (`SKYBRIDGE_MAX_STREAMS_PER_CALLER`); one more is RESOURCE_EXHAUSTED.
     max_streams_per_caller: int = 100
+    #: Seconds between probes of the database for health (`SKYBRIDGE_DB_PROBE_SECONDS`); a
+    #: call that meets an outage also probes at once. Health is NOT_SERVING while it fails.
+    db_probe_seconds: float = 2.0
     #: Upper bound on the deadline of any outgoing call (`SKYBRIDGE_CALL_TIMEOUT_SECONDS`).
     call_timeout_seconds: float = 10.0
     #: Log level and format: json or text (`SKYBRIDGE_LOG_LEVEL`, `SKYBRIDGE_LOG_FORMAT`).
@@ -211,6 +214,8 @@ class Settings:
             ),
             max_streams_per_caller=read.int("MAX_STREAMS_PER_CALLER",
                                             defaults.max_streams_per_caller, minimum=1),
+            db_probe_seconds=read.float("DB_PROBE_SECONDS", defaults.db_probe_seconds,
+                                        minimum=0.01),
             log_level=read.str("LOG_LEVEL", defaults.log_level).upper(),
             log_format=log_format,
             cpu_threads=read.int("CPU_THREADS", defaults.cpu_threads, minimum=1, maximum=64),

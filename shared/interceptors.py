@@ -17,7 +17,7 @@ small synchronous stages around a single coroutine frame per call:
                       the servicer reads it
     -> the servicer method
     ErrorMapper       `DomainError` -> google.rpc.Status (ErrorInfo, BadRequest); the
-                      database out of reach -> UNAVAILABLE `STORE_UNAVAILABLE` (retryable);
+                      database out of reach -> UNAVAILABLE `DATABASE_UNAVAILABLE` (retryable);
                       anything else -> logged with its trace id, INTERNAL without internals
     Tracing.end, rpc.server.duration histogram, Lifecycle.exit
 
@@ -212,6 +212,9 @@ class ErrorMapper:
 
     def __init__(self, domain: str) -> None:
         self.domain = domain
+        #: Called (synchronously, with no argument) when a call meets a database outage:
+        #: the store probe (`shared.store_probe`) checks at once, so health follows.
+        self.outage_listeners: list[Callable[[], None]] = []
 
     def status_for(self, error: BaseException, method: str) -> tuple[grpc.StatusCode, object]:
         if isinstance(error, errors.DomainError):
@@ -223,7 +226,9 @@ class ErrorMapper:
                                "code": "UNAVAILABLE", "trace_id": trace_id})
             outage = errors.Unavailable(
                 "the database is unavailable; retry (with the same request_id for a write)",
-                reason="STORE_UNAVAILABLE")
+                reason="DATABASE_UNAVAILABLE")
+            for listener in self.outage_listeners:
+                listener()
             return outage.code, errors.as_grpc_status(errors.to_status(outage, self.domain))
         log.error("unexpected error in %s", method, exc_info=error,
                   extra={"service": self.domain, "method": method, "code": "INTERNAL"})

@@ -13,7 +13,9 @@ Life of a service:
    `stop()` is called exactly once: concurrent stops of one server crash grpcio.
 
 Health is per service name and for the whole server (""), as the gRPC health protocol
-defines. Reflection lists every registered service, so grpcurl works without protos.
+defines. It is SERVING only while the service is ready and every dependency it reports
+(`set_dependency`, e.g. its database through `shared.store_probe`) is reachable; a
+dependency that comes back turns it SERVING again with no restart. Reflection lists every registered service, so grpcurl works without protos.
 """
 
 from __future__ import annotations
@@ -93,6 +95,8 @@ class GrpcService:
         self.port: int | None = None
         self._stopped = asyncio.Event()
         self._draining = False
+        #: Dependencies that cannot be reached now (by name); health is NOT_SERVING meanwhile.
+        self.unreachable: set[str] = set()
 
     def add(self, servicer: object, add_to_server: Callable, descriptor) -> None:
         """Register a servicer: `add(servicer, pb2_grpc.add_XServicer_to_server,
@@ -126,6 +130,21 @@ class GrpcService:
         for name in ("", *self.service_names):
             await self.health.set(name, status)
 
+    def _serving_status(self):
+        if self.ready and not self.unreachable:
+            return health_pb2.HealthCheckResponse.SERVING
+        return health_pb2.HealthCheckResponse.NOT_SERVING
+
+    async def set_dependency(self, name: str, reachable: bool) -> None:
+        """Record whether dependency `name` can be reached; health follows (not once the
+        drain has begun: then it stays NOT_SERVING)."""
+        if reachable:
+            self.unreachable.discard(name)
+        else:
+            self.unreachable.add(name)
+        if not self._draining:
+            await self._set_health(self._serving_status())
+
     async def start(self) -> int:
         """Bind and serve with health NOT_SERVING; returns the bound port."""
         reflection.enable_server_reflection(
@@ -147,8 +166,10 @@ class GrpcService:
             return
         _freeze_startup_heap()
         self.lifecycle.refusal = None
-        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
-        log.info("%s serving on port %s", self.name, self.port, extra={"service": self.name})
+        await self._set_health(self._serving_status())
+        log.info("%s serving on port %s%s", self.name, self.port,
+                 f" (health NOT_SERVING: {', '.join(sorted(self.unreachable))} unreachable)"
+                 if self.unreachable else "", extra={"service": self.name})
 
     async def drain(self, grace_seconds: float | None = None) -> None:
         """Graceful shutdown: health off, refuse new calls, let in-flight ones finish."""

@@ -26,6 +26,7 @@ from shared import auth, db, migrations
 from shared.channels import ChannelFactory
 from shared.config import Settings
 from shared.server import DEFAULT_MAX_REQUEST_BYTES, GrpcService
+from shared.store_probe import StoreProbe
 from shared.telemetry import Telemetry
 
 
@@ -41,6 +42,7 @@ class ServiceKit:
     location: db.StoreLocation | None = None
     engine: AsyncEngine | None = None
     sessions: async_sessionmaker[AsyncSession] | None = None
+    probe: StoreProbe | None = None
     _closed: bool = field(default=False, repr=False)
 
     @classmethod
@@ -92,6 +94,18 @@ class ServiceKit:
 
             self.server.on_startup(migrate)
 
+        async def reachability(reachable: bool) -> None:
+            await self.server.set_dependency("database", reachable)
+
+        self.probe = StoreProbe(self.name, self.engine, reachability,
+                                interval_s=self.settings.db_probe_seconds)
+        self.server.interceptor.errors.outage_listeners.append(self.probe.suspect)
+
+        async def start_probe() -> None:
+            self.probe.start()
+
+        self.server.on_startup(start_probe)
+
     async def run_cpu(self, function, *args):
         """Run CPU-bound work (numpy releases the GIL) off the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
@@ -100,6 +114,8 @@ class ServiceKit:
         if self._closed:
             return
         self._closed = True
+        if self.probe is not None:
+            await self.probe.stop()
         await self.channels.close()
         if self.engine is not None:
             await self.engine.dispose()

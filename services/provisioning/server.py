@@ -102,6 +102,8 @@ def _own_engine(kit: ServiceKit, pool_size: int) -> None:
                       "application_name": db.application_name(kit.location.schema)})
     kit.telemetry.instrument_engine(kit.engine)
     kit.sessions = db.session_factory(kit.engine)
+    if kit.probe is not None:
+        kit.probe.engine = kit.engine
 
     async def dispose_shared() -> None:
         await shared_engine.dispose()

@@ -12,6 +12,7 @@ from dataclasses import replace
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from psycopg.errors import AdminShutdown
 from skybridge.testing.v1 import probe_pb2, probe_pb2_grpc
 from sqlalchemy import exc
@@ -57,22 +58,47 @@ class Relay:
         await self.server.wait_closed()
 
 
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+async def health_now(health) -> int:
+    return (await health.Check(health_pb2.HealthCheckRequest(), timeout=5)).status
+
+
+async def health_becomes(health, status: int) -> None:
+    """Wait, on the health Watch stream, until the server's health is `status` (the stream
+    sends the current status first, then each change; the deadline only ends a hang)."""
+    call = health.Watch(health_pb2.HealthCheckRequest(), timeout=30)
+    try:
+        async for answer in call:
+            if answer.status == status:
+                return
+    finally:
+        call.cancel()
+    raise AssertionError(f"health never became {status}")
+
+
 @pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)],
                          indirect=True)
 async def test_a_database_outage_is_unavailable_and_the_service_recovers(settings, minter):
+    """Calls fail UNAVAILABLE DATABASE_UNAVAILABLE and health turns NOT_SERVING while the
+    database is cut; once it is back, health is SERVING and writes succeed, with no restart."""
     from sqlalchemy.engine import make_url
 
     url = make_url(PG_URL)
     relay = Relay(url.host or "127.0.0.1", url.port or 5432)
     await relay.start()
-    kit = await build(replace(settings, database_url=url.set(
+    kit = await build(replace(settings, db_probe_seconds=0.05, database_url=url.set(
         port=relay.port).render_as_string(hide_password=False)))
     await kit.server.start()
     await kit.server.become_ready()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{kit.server.port}")
     stub = probe_pb2_grpc.ProbeServiceStub(channel)
+    health = health_pb2_grpc.HealthStub(channel)
     write = bearer(minter, "probe.write")
     try:
+        assert await health_now(health) == SERVING
         await stub.CreateNote(probe_pb2.CreateNoteRequest(
             note=probe_pb2.Note(text="before"), request_id="n-1"), metadata=write)
         await relay.cut()
@@ -82,8 +108,10 @@ async def test_a_database_outage_is_unavailable_and_the_service_recovers(setting
                 await stub.CreateNote(probe_pb2.CreateNoteRequest(
                     note=probe_pb2.Note(text="during"), request_id=f"d-{i}"), metadata=write)
             codes.append((caught.value.code(), details_of(caught.value).reason))
-        assert codes == [(grpc.StatusCode.UNAVAILABLE, "STORE_UNAVAILABLE")] * 3
+        assert codes == [(grpc.StatusCode.UNAVAILABLE, "DATABASE_UNAVAILABLE")] * 3
+        await health_becomes(health, NOT_SERVING)
         await relay.start()  # PostgreSQL is back, on the same address
+        await health_becomes(health, SERVING)
         answer = await stub.CreateNote(probe_pb2.CreateNoteRequest(
             note=probe_pb2.Note(text="after"), request_id="d-0"), metadata=write)
         assert answer.note.text == "after"
