@@ -143,6 +143,47 @@ async def test_the_server_serves_after_malformed_bodies(probe, minter):
     assert answer.message == "still here"
 
 
+async def test_a_client_that_cancels_a_stream_is_cancelled_not_an_error(probe, minter, caplog):
+    """A caller going away is not the server's failure: the call is recorded CANCELLED (span
+    status and the duration metric's code), nothing is logged as an error, and the stream's
+    slot is free again. Both while the server writes (a 1 ms tick stream) and while it waits
+    (a bidi stream waiting on its reader)."""
+    kit, channel = probe
+    stub = probe_pb2_grpc.ProbeServiceStub(channel)
+    read = bearer(minter, "probe.read")
+    codes: list[str] = []
+    tracing = kit.server.interceptor.tracing
+    end = tracing.end
+
+    def recording(span, token, code):
+        codes.append(code.name)
+        end(span, token, code)
+
+    tracing.end = recording
+    never = asyncio.Event()
+
+    async def one_message():
+        yield probe_pb2.ChatRequest(message="hi")
+        await never.wait()
+
+    caplog.set_level("WARNING")
+    ticks = stub.Ticks(probe_pb2.TicksRequest(interval=duration_pb2.Duration(nanos=1_000_000)),
+                       metadata=read)
+    for _ in range(20):  # the server is mid-stream, writing
+        await ticks.read()
+    chat = stub.Chat(one_message(), metadata=read)
+    assert (await chat.read()).message == "hi"
+    ticks.cancel()
+    chat.cancel()
+    while kit.server.lifecycle.in_flight:  # noqa: ASYNC110 - a condition, not a clock
+        await asyncio.sleep(0.01)
+    never.set()
+    assert codes == ["CANCELLED", "CANCELLED"]
+    assert [r.getMessage() for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")] \
+        == []
+    assert kit.server.interceptor.streams.open == {}  # no stream slot left behind
+
+
 async def test_a_drain_ends_every_kind_of_stream_with_unavailable(settings, minter):
     """Long-lived streams of all three streaming kinds end UNAVAILABLE `DRAINING` when the
     server drains, and the drain does not wait for them (its grace here is 60 s)."""
