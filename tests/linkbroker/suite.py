@@ -1,10 +1,17 @@
 """A running suite for the link-broker service tests: orbit (seeded Gen1), provisioning and
 one or two link brokers on loopback, over one database; and the provisioning steps that
-give a customer an active terminal."""
+give a customer an active terminal.
+
+The brokers run on the suite's `Clock`, which stands still unless a test moves it: no 15 s
+slot boundary, window end or expiry passes while a test runs, however loaded the machine.
+Windows of requests come from the same clock (`Suite.window`, `Suite.link_request`).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -19,6 +26,7 @@ from skybridge.provisioning.v1 import resources_pb2 as res
 
 from services.linkbroker.capacity_model import DEFAULT_CAPACITY_MODEL
 from services.linkbroker.settings import BrokerSettings
+from services.linkbroker.slots import SLOT_SECONDS
 from tests.conftest import bearer
 
 _ids = itertools.count()
@@ -34,10 +42,41 @@ def ts(when: datetime) -> timestamp_pb2.Timestamp:
     return stamp
 
 
-def window(minutes: float = 10, start_in_s: float = 0) -> common_pb2.TimeWindow:
-    start = datetime.now(UTC) + timedelta(seconds=start_in_s)
+def window(minutes: float = 10, start_in_s: float = 0, *,
+           now: float | None = None) -> common_pb2.TimeWindow:
+    """A window starting ``start_in_s`` after ``now`` (Unix seconds; the wall clock when
+    not given: the suite's brokers want `Suite.window`, on their clock)."""
+    start = (datetime.now(UTC) if now is None else datetime.fromtimestamp(now, UTC)) \
+        + timedelta(seconds=start_in_s)
     return common_pb2.TimeWindow(start_time=ts(start),
                                  end_time=ts(start + timedelta(minutes=minutes)))
+
+
+class Clock:
+    """The brokers' clock (Unix seconds): it stands still until a test moves it. It starts
+    one second into the current slot of real time, so that a test knows where it stands."""
+
+    def __init__(self, now: float | None = None) -> None:
+        real = time.time() if now is None else now
+        self.now = real - real % SLOT_SECONDS + 1.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+async def until(condition, *, within: float = 60.0, every: float = 0.05):
+    """Poll ``condition()`` (async) until it is truthy and return its value; the last value
+    once ``within`` seconds have gone (a deadline that only ends a hang, never a verdict on
+    how fast something happened)."""
+    deadline = time.monotonic() + within
+    while True:
+        value = await condition()
+        if value or time.monotonic() > deadline:
+            return value
+        await asyncio.sleep(every)
 
 
 #: Small blocks keep each test's geometry to a few seconds of CPU.
@@ -53,6 +92,14 @@ class Suite:
     provisioning: object = None
     brokers: list = field(default_factory=list)
     channels: list = field(default_factory=list)
+    #: Every broker's clock (see the module).
+    clock: Clock = field(default_factory=Clock)
+
+    def window(self, minutes: float = 10, start_in_s: float = 0) -> common_pb2.TimeWindow:
+        return window(minutes, start_in_s, now=self.clock())
+
+    def link_request(self, customer, terminal, **kwargs) -> pb.RequestLinkRequest:
+        return link_request(customer, terminal, now=self.clock(), **kwargs)
 
     def stub(self, i: int = 0):
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{self.brokers[i].server.port}")
@@ -76,7 +123,7 @@ class Suite:
     async def add_broker(self, capacity=DEFAULT_CAPACITY_MODEL, broker=TEST_BROKER):
         from services.linkbroker.server import build
 
-        kit = await build(self.settings, port=0,
+        kit = await build(self.settings, port=0, clock=self.clock,
                           orbit_target=f"127.0.0.1:{self.orbit.server.port}",
                           provisioning_target=f"127.0.0.1:{self.provisioning.server.port}",
                           broker_settings=broker, capacity=capacity)
@@ -134,7 +181,7 @@ async def start_suite(settings, minter, *, provisioning_background=True) -> Suit
 
 
 def link_request(customer, terminal, *, region="westus2", mbps=10.0, minutes=10,
-                 request_id=None, **extra) -> pb.RequestLinkRequest:
+                 request_id=None, now: float | None = None, **extra) -> pb.RequestLinkRequest:
     return pb.RequestLinkRequest(customer=customer.name, terminal=terminal.name, region=region,
-                                 bandwidth_mbps=mbps, window=window(minutes),
+                                 bandwidth_mbps=mbps, window=window(minutes, now=now),
                                  request_id=request_id or rid(), **extra)

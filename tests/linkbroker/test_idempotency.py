@@ -10,8 +10,6 @@ retries answered INTERNAL) and the customer's own keys stay the customer's.
 
 from __future__ import annotations
 
-import time
-
 import grpc
 import pytest
 import sqlalchemy as sa
@@ -23,7 +21,7 @@ from skybridge.linkbroker.v1 import linkbroker_pb2 as pb
 
 from tests.conftest import bearer
 from tests.idempotency import RACERS, assert_reused, race, refusal
-from tests.linkbroker.suite import link_request, rid, start_suite
+from tests.linkbroker.suite import rid, start_suite
 
 LINK = pb.Link
 SAT = "satellites/900000"  # the first satellite of the seeded Starlink Gen1 shells
@@ -71,7 +69,7 @@ async def test_request_link_retried_and_raced_by_the_customer_answers_one_link(s
     kit = suite.brokers[0]
     customer, _, terminal = await suite.active_terminal()
     who = suite.customer()
-    request = link_request(customer, terminal, mbps=5.0)
+    request = suite.link_request(customer, terminal, mbps=5.0)
     first = (await suite.stub().RequestLink(request, metadata=who)).link
     again = (await suite.stub(1).RequestLink(request, metadata=who)).link
     assert again == first
@@ -93,7 +91,7 @@ async def test_request_link_by_an_operator_is_keyed_to_the_operators_tenant(suit
     kit = suite.brokers[0]
     customer, _, terminal = await suite.active_terminal()
     ops, who = suite.operator(), suite.customer()
-    request = link_request(customer, terminal, mbps=5.0)
+    request = suite.link_request(customer, terminal, mbps=5.0)
     # The operator's sequential retry replays its link (it answered INTERNAL: the key was
     # stored under the customer's tenant and looked up under the operator's).
     first = (await suite.stub().RequestLink(request, metadata=ops)).link
@@ -127,7 +125,7 @@ async def test_release_link_retried_and_raced_answers_one_release(suite):
     kit = suite.brokers[0]
     customer, _, terminal = await suite.active_terminal()
     who, ops = suite.customer(), suite.operator()
-    links = [(await suite.stub().RequestLink(link_request(customer, terminal, mbps=2.0),
+    links = [(await suite.stub().RequestLink(suite.link_request(customer, terminal, mbps=2.0),
                                              metadata=who)).link for _ in range(3)]
     release = pb.ReleaseLinkRequest(name=links[0].name, request_id=rid())
     answers = await race(spread(suite, lambda stub: stub.ReleaseLink(release, metadata=who)))
@@ -181,7 +179,7 @@ async def test_drain_and_restore_raced_answer_the_first_answer_with_one_replan(s
     kit = suite.brokers[0]
     customer, _, terminal = await suite.active_terminal()
     who, ops = suite.customer(), suite.operator()
-    link = (await suite.stub().RequestLink(link_request(customer, terminal, mbps=5.0,
+    link = (await suite.stub().RequestLink(suite.link_request(customer, terminal, mbps=5.0,
                                                         minutes=6, include_slots=True),
                                            metadata=who)).link
     now = kit.broker.now_slot()
@@ -246,7 +244,7 @@ async def test_contact_calls_raced_make_one_profile_and_one_contact(suite):
     changed.CopyFrom(profile)
     changed.contact_profile.min_elevation_deg = 11.0
     await assert_reused(either().CreateContactProfile(changed, metadata=who))
-    now = time.time()
+    now = suite.clock()  # the brokers' clock: the 15-minute lead time is counted on it
     available = await either().ListAvailableContacts(cpb.ListAvailableContactsRequest(
         spacecraft=SAT, ground_station=QUINCY, contact_profile="contactProfiles/raced",
         window=common_pb2.TimeWindow(start_time=_ts(now), end_time=_ts(now + 86_400)),

@@ -3,14 +3,15 @@ SQLite and PostgreSQL: exhaustion, pre-emption, two replicas, gateway drains, wa
 revocation across a restart, expiry and paging.
 
 Capacities are made small with ``CapacityModel`` so that a few links fill a resource.
-Waits poll a condition until a deadline; no test asserts a duration.
+Waits poll a condition, or read a stream, until a generous deadline that only ends a hang; no
+test asserts a duration. The brokers' clock stands still unless a test moves it (see
+tests/linkbroker/suite.py), so no slot boundary or window end passes on its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import time
 from collections import defaultdict
 from datetime import datetime
 
@@ -26,7 +27,7 @@ from services.linkbroker.plan import LinkPlan, bucket_of
 from services.linkbroker.revocation import CURSOR
 from services.linkbroker.slots import slot_start
 from shared.errors import details_of
-from tests.linkbroker.suite import link_request, rid, start_suite, window
+from tests.linkbroker.suite import rid, start_suite, until
 
 LINK = pb.Link
 WATCH = pb.WatchLinkResponse
@@ -52,16 +53,6 @@ async def suite(settings, minter):
     suite = await start_suite(settings, minter)
     yield suite
     await suite.close()
-
-
-async def until(condition, *, within: float = 5.0, every: float = 0.1):
-    """Poll ``condition()`` (async) until it is truthy; returns the last value."""
-    deadline = time.monotonic() + within
-    while True:
-        value = await condition()
-        if value or time.monotonic() > deadline:
-            return value
-        await asyncio.sleep(every)
 
 
 async def ledger(kit, *, first_slot: int = 0) -> dict[tuple[int, str], tuple[float, float]]:
@@ -98,8 +89,8 @@ async def assert_ledger_matches_leases(kit) -> None:
         for key in {(bucket_of(p.slot), r) for p in LinkPlan.decode(blob).paths
                     for r in p.resources()}:
             expected[key] += bw
-    # Buckets that start after the current slot only: the clock may move between the reads,
-    # and past rows are history the sweeper drops.
+    # Buckets that start after the current slot only: past rows are history the sweeper
+    # drops.
     actual = {k: v[0] for k, v in everything.items() if k[0] > now and v[0] > 1e-9}
     wanted = {k: v for k, v in expected.items() if k[0] > now}
     assert actual.keys() == wanted.keys()
@@ -114,7 +105,7 @@ async def test_bandwidth_no_user_beam_carries_is_resource_exhausted_and_holds_no
     kit = await suite.add_broker(capacity=CapacityModel(user_beam_capacity_gbps=0.05))
     stub = suite.stub()
     customer, _, terminal = await suite.active_terminal()  # enterprise-100: 80 Mbps allowed
-    request = link_request(customer, terminal, mbps=80.0, minutes=3)
+    request = suite.link_request(customer, terminal, mbps=80.0, minutes=3)
     for _attempt in range(2):  # a retry with the same request_id is refused the same way
         error = await failure(stub.RequestLink(request, metadata=suite.customer()))
         assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -132,7 +123,7 @@ async def test_bandwidth_no_user_beam_carries_is_resource_exhausted_and_holds_no
     listed = await stub.ListLinks(pb.ListLinksRequest(), metadata=suite.customer())
     assert not listed.links
     # The same terminal still gets what a beam carries.
-    fits = await stub.RequestLink(link_request(customer, terminal, mbps=40.0, minutes=3),
+    fits = await stub.RequestLink(suite.link_request(customer, terminal, mbps=40.0, minutes=3),
                                   metadata=suite.customer())
     assert fits.link.state == LINK.STATE_ACTIVE
     await assert_ledger_matches_leases(kit)
@@ -141,14 +132,13 @@ async def test_bandwidth_no_user_beam_carries_is_resource_exhausted_and_holds_no
 # --- 2. pre-emption -----------------------------------------------------------------------
 
 
-async def next_state_change(call, within: float = 10.0) -> pb.WatchLinkResponse:
-    """The next STATE_CHANGED message of a WatchLink stream (handovers skipped)."""
-    deadline = time.monotonic() + within
-    while True:
-        message = await asyncio.wait_for(call.read(), max(deadline - time.monotonic(), 0.01))
-        assert message is not grpc.aio.EOF, "the watch ended before a state change"
-        if message.kind == WATCH.KIND_STATE_CHANGED:
-            return message
+async def next_state_change(call) -> pb.WatchLinkResponse:
+    """The next message of a WatchLink stream, which must be a STATE_CHANGED one (the clock
+    stands still: no handover comes in between)."""
+    message = await asyncio.wait_for(call.read(), 60)
+    assert message is not grpc.aio.EOF, "the watch ended before a state change"
+    assert message.kind == WATCH.KIND_STATE_CHANGED, message
+    return message
 
 
 async def test_government_request_preempts_best_effort_never_enterprise(suite):
@@ -164,14 +154,14 @@ async def test_government_request_preempts_best_effort_never_enterprise(suite):
     gov_customer, _, gov_terminal = await suite.active_terminal(plan="plans/gov-priority-200")
     ent_customer, _, ent_terminal = await suite.active_terminal(plan="plans/enterprise-100")
 
-    best_effort = (await stub.RequestLink(link_request(be_customer, be_terminal, mbps=50.0,
+    best_effort = (await stub.RequestLink(suite.link_request(be_customer, be_terminal, mbps=50.0,
                                                        minutes=3), metadata=who)).link
     assert best_effort.priority == LINK.PRIORITY_BEST_EFFORT
     watch = stub.WatchLink(pb.WatchLinkRequest(name=best_effort.name), metadata=who)
     first = await watch.read()
     assert first.kind == WATCH.KIND_CURRENT and first.state == LINK.STATE_ACTIVE
 
-    gov = (await stub.RequestLink(link_request(gov_customer, gov_terminal, mbps=100.0,
+    gov = (await stub.RequestLink(suite.link_request(gov_customer, gov_terminal, mbps=100.0,
                                                minutes=3, include_slots=True),
                                   metadata=who)).link
     assert gov.state == LINK.STATE_ACTIVE and gov.priority == LINK.PRIORITY_GOVERNMENT
@@ -180,7 +170,7 @@ async def test_government_request_preempts_best_effort_never_enterprise(suite):
     assert gov.name in victim.state_reason
     change = await next_state_change(watch)
     assert change.state == LINK.STATE_PREEMPTED and gov.name in change.reason
-    assert await asyncio.wait_for(watch.read(), 5) is grpc.aio.EOF
+    assert await asyncio.wait_for(watch.read(), 60) is grpc.aio.EOF
     # The government link holds its beam alone: 100 of 100 Mbit/s.
     rows = await ledger(kit)
     for s in gov.slots:
@@ -194,10 +184,10 @@ async def test_government_request_preempts_best_effort_never_enterprise(suite):
     # 100 either routes around it or is refused.
     await stub.ReleaseLink(pb.ReleaseLinkRequest(name=gov.name, request_id=rid()),
                            metadata=who)
-    enterprise = (await stub.RequestLink(link_request(ent_customer, ent_terminal, mbps=50.0,
+    enterprise = (await stub.RequestLink(suite.link_request(ent_customer, ent_terminal, mbps=50.0,
                                                       minutes=3), metadata=who)).link
     try:
-        again = (await stub.RequestLink(link_request(gov_customer, gov_terminal, mbps=100.0,
+        again = (await stub.RequestLink(suite.link_request(gov_customer, gov_terminal, mbps=100.0,
                                                      minutes=3), metadata=who)).link
         assert again.state == LINK.STATE_ACTIVE
     except grpc.aio.AioRpcError as error:
@@ -223,7 +213,7 @@ async def test_two_replicas_never_oversubscribe(suite, backend):
     terminals = [await suite.active_terminal() for _ in range(3)]
     # 30 x 25 Mbit/s from one spot over 3 minutes (12 slots): 8 fill the serving beam, and a
     # request re-plans around at most 4 full (slot, resource) pairs, so not all fit.
-    requests = [link_request(c, t, mbps=25.0, minutes=3) for c, _, t in terminals
+    requests = [suite.link_request(c, t, mbps=25.0, minutes=3) for c, _, t in terminals
                 for _ in range(10)]
 
     async def call(i, request):
@@ -252,7 +242,7 @@ async def test_watch_drain_restore_and_release(suite):
     stub = suite.stub()
     who, ops = suite.customer(), suite.operator()
     customer, _, terminal = await suite.active_terminal()
-    link = (await stub.RequestLink(link_request(customer, terminal, mbps=20.0, minutes=4,
+    link = (await stub.RequestLink(suite.link_request(customer, terminal, mbps=20.0, minutes=4,
                                                 include_slots=True), metadata=who)).link
     watch = stub.WatchLink(pb.WatchLinkRequest(name=link.name), metadata=who)
     current = await watch.read()
@@ -260,7 +250,7 @@ async def test_watch_drain_restore_and_release(suite):
     now = kit.broker.now_slot()
     by_slot = {s.start_time.seconds // 15: s for s in link.slots}
     assert current.slot.routed
-    assert current.slot.start_time.seconds // 15 in (now - 1, now)
+    assert current.slot.start_time.seconds // 15 == now
     assert current.slot == by_slot[current.slot.start_time.seconds // 15]
     # Drain the gateway the link uses a few slots ahead (a re-plan starts at the next slot).
     ahead = [s for slot, s in sorted(by_slot.items()) if slot >= now + 2]
@@ -270,11 +260,10 @@ async def test_watch_drain_restore_and_release(suite):
     after = kit.broker.now_slot()
     assert answer.gateway.state == pb.Gateway.STATE_DRAINED
     assert answer.replanned_links + answer.degraded_links == 1
-    while True:
-        message = await asyncio.wait_for(watch.read(), 10)
-        assert message is not grpc.aio.EOF
-        if message.kind in (WATCH.KIND_REPLANNED, WATCH.KIND_STATE_CHANGED):
-            break
+    # The clock stands still: no handover comes before the re-plan's message.
+    message = await asyncio.wait_for(watch.read(), 60)
+    assert message is not grpc.aio.EOF
+    assert message.kind in (WATCH.KIND_REPLANNED, WATCH.KIND_STATE_CHANGED), message
     if message.kind == WATCH.KIND_REPLANNED:
         assert answer.replanned_links == 1
         assert message.state == LINK.STATE_ACTIVE and message.slot.routed
@@ -304,7 +293,7 @@ async def test_watch_drain_restore_and_release(suite):
                            metadata=who)
     change = await next_state_change(watch)
     assert change.state == LINK.STATE_RELEASED
-    assert await asyncio.wait_for(watch.read(), 5) is grpc.aio.EOF
+    assert await asyncio.wait_for(watch.read(), 60) is grpc.aio.EOF
     assert await held(kit, first_slot=kit.broker.now_slot()) == {}
 
 
@@ -389,9 +378,9 @@ async def test_revocation_while_the_broker_is_down_applies_after_restart(suite):
     c1, sub1, t1 = await suite.active_terminal()
     c2, sub2, t2 = await suite.active_terminal()
     c3, sub3, t3 = await suite.active_terminal()
-    one = (await stub.RequestLink(link_request(c1, t1), metadata=who)).link
-    two = (await stub.RequestLink(link_request(c2, t2), metadata=who)).link
-    three = (await stub.RequestLink(link_request(c3, t3), metadata=who)).link
+    one = (await stub.RequestLink(suite.link_request(c1, t1), metadata=who)).link
+    two = (await stub.RequestLink(suite.link_request(c2, t2), metadata=who)).link
+    three = (await stub.RequestLink(suite.link_request(c3, t3), metadata=who)).link
     # While it runs: a suspension is applied and the cursor stored.
     await prov_stub.SuspendSubscription(prov.SuspendSubscriptionRequest(
         name=sub1.name, request_id=rid()), metadata=suite.operator())
@@ -408,7 +397,7 @@ async def test_revocation_while_the_broker_is_down_applies_after_restart(suite):
         name=sub2.name, request_id=rid()), metadata=suite.operator())
     await prov_stub.CancelSubscription(prov.CancelSubscriptionRequest(
         name=sub3.name, request_id=rid()), metadata=who)
-    # Back: both are applied from the stored cursor within five seconds.
+    # Back: both are applied from the stored cursor.
     second = await suite.add_broker()
     stub = suite.stub(1)
 
@@ -416,7 +405,7 @@ async def test_revocation_while_the_broker_is_down_applies_after_restart(suite):
         return (await link_state(stub, two.name, who) == LINK.STATE_SUSPENDED
                 and await link_state(stub, three.name, who) == LINK.STATE_RELEASED)
 
-    assert await until(caught_up, within=5.0)
+    assert await until(caught_up)
     assert await link_state(stub, one.name, who) == LINK.STATE_SUSPENDED
 
     async def advanced():
@@ -442,7 +431,7 @@ async def test_feed_is_published_while_another_deployments_relay_holds_its_lock(
     stub = suite.stub()
     who = suite.customer()
     customer, sub, terminal = await suite.active_terminal()
-    link = (await stub.RequestLink(link_request(customer, terminal), metadata=who)).link
+    link = (await stub.RequestLink(suite.link_request(customer, terminal), metadata=who)).link
     other = f"{settings.db_schema_prefix}elsewhere_provisioning"
     dsn = PG_URL.replace("postgresql+psycopg://", "postgresql://")
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
@@ -467,19 +456,22 @@ async def test_link_expires_after_its_window_and_frees_its_capacity(suite):
     stub = suite.stub()
     who = suite.customer()
     customer, _, terminal = await suite.active_terminal()
-    short = link_request(customer, terminal, mbps=30.0)
-    short.window.CopyFrom(window(minutes=20 / 60))
+    short = suite.link_request(customer, terminal, mbps=30.0)
+    short.window.CopyFrom(suite.window(minutes=20 / 60))
     link = (await stub.RequestLink(short, metadata=who)).link
-    longer = (await stub.RequestLink(link_request(customer, terminal, mbps=10.0, minutes=4),
+    longer = (await stub.RequestLink(suite.link_request(customer, terminal, mbps=10.0, minutes=4),
                                      metadata=who)).link
     end_slot = link.window.end_time.seconds // 15
     assert end_slot <= kit.broker.now_slot() + 3
+    assert await link_state(stub, link.name, who) == LINK.STATE_ACTIVE
+    # The window ends when the brokers' clock says so; the sweeper (every 0.5 s) expires it.
+    suite.clock.now = slot_start(end_slot).timestamp() + 1.0
 
     async def expired():
         return await link_state(stub, link.name, who) == LINK.STATE_EXPIRED
 
-    assert await until(expired, within=60.0, every=0.5)
-    assert kit.broker.now_slot() >= end_slot
+    assert await until(expired)
+    assert kit.broker.now_slot() == end_slot
     got = (await stub.GetLink(pb.GetLinkRequest(name=link.name), metadata=who)).link
     assert got.state_reason
     # Nothing of it is held from now on; the longer link is untouched and alone.
@@ -488,9 +480,9 @@ async def test_link_expires_after_its_window_and_frees_its_capacity(suite):
     assert rows and all(used == pytest.approx(10.0) for used, _ in rows.values())
     await assert_ledger_matches_leases(kit)
     watch = stub.WatchLink(pb.WatchLinkRequest(name=link.name), metadata=who)
-    told = await asyncio.wait_for(watch.read(), 5)
+    told = await asyncio.wait_for(watch.read(), 60)
     assert told.kind == WATCH.KIND_STATE_CHANGED and told.state == LINK.STATE_EXPIRED
-    assert await asyncio.wait_for(watch.read(), 5) is grpc.aio.EOF
+    assert await asyncio.wait_for(watch.read(), 60) is grpc.aio.EOF
 
 
 # --- 7. paging ----------------------------------------------------------------------------
@@ -502,11 +494,17 @@ async def test_list_links_pages_and_binds_tokens_to_the_filter(suite):
     who = suite.customer()
     customer, _, terminal = await suite.active_terminal()
     other, _, other_terminal = await suite.active_terminal()
-    made = [(await stub.RequestLink(link_request(customer, terminal, mbps=5.0, minutes=3),
-                                    metadata=who)).link.name for _ in range(5)]
+
+    async def make(c, t) -> str:
+        # Links are listed newest first: each is made a second after the last on the
+        # brokers' clock (which stands still otherwise), all in the same slot.
+        suite.clock.advance(1.0)
+        return (await stub.RequestLink(suite.link_request(c, t, mbps=5.0, minutes=3),
+                                       metadata=who)).link.name
+
+    made = [await make(customer, terminal) for _ in range(5)]
     mine = set(made)
-    made.append((await stub.RequestLink(link_request(other, other_terminal, mbps=5.0,
-                                                     minutes=3), metadata=who)).link.name)
+    made.append(await make(other, other_terminal))
     pages, tokens, token = [], [], ""
     while True:
         page = await stub.ListLinks(pb.ListLinksRequest(customer=customer.name, page_size=2,
