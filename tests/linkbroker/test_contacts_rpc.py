@@ -44,13 +44,15 @@ def secs(stamp: timestamp_pb2.Timestamp) -> float:
 
 
 class Clock:
-    """Wall time plus an offset the test moves forward (the broker's clock only)."""
+    """The brokers' clock: it stands still at the time the test started unless the test moves
+    it, so that whether a pass is outside the 15-minute lead time, or a contact has ended,
+    never changes while a test runs (the tests count "now" on it too)."""
 
     def __init__(self) -> None:
-        self.offset = 0.0
+        self.start = self.now = time.time()
 
     def __call__(self) -> float:
-        return time.time() + self.offset
+        return self.now
 
 
 class Env:
@@ -82,7 +84,7 @@ class Env:
 
     async def available(self, station=QUINCY, profile="contactProfiles/downlink",
                         tenant="contoso", hours=24.0, spacecraft=SAT):
-        now = time.time()
+        now = self.clock()
         answer = await self.stub.ListAvailableContacts(pb.ListAvailableContactsRequest(
             spacecraft=spacecraft, ground_station=station, contact_profile=profile,
             window=common_pb2.TimeWindow(start_time=ts(now), end_time=ts(now + hours * 3600)),
@@ -139,12 +141,12 @@ async def failure(call) -> tuple[grpc.StatusCode, str | None, dict[str, str], di
             details.metadata)
 
 
-def long_pass(available, minimum_s=400.0, starting_after_s=0.0):
+def long_pass(now, available, minimum_s=400.0, starting_after_s=0.0):
     """The first reservable pass lasting at least `minimum_s` that rises at least
-    `starting_after_s` from now."""
+    `starting_after_s` after `now` (the brokers' clock)."""
     for item in available:
         if item.reservable and secs(item.end_time) - secs(item.start_time) >= minimum_s \
-                and secs(item.start_time) >= time.time() + starting_after_s:
+                and secs(item.start_time) >= now + starting_after_s:
             return item
     pytest.skip(f"no reservable pass of {minimum_s:g} s in the window")
 
@@ -166,7 +168,7 @@ async def test_ground_stations_and_available_contacts_match_the_orbit_passes(env
     assert abs(quincy.location.latitude_deg - 47.23) < 0.1
 
     await env.profile(min_el=10.0, min_s=60)
-    now = time.time()
+    now = env.clock()
     window = common_pb2.TimeWindow(start_time=ts(now), end_time=ts(now + 86400))
     available = await env.stub.ListAvailableContacts(pb.ListAvailableContactsRequest(
         spacecraft="900000", ground_station=QUINCY, contact_profile="contactProfiles/downlink",
@@ -186,7 +188,7 @@ async def test_ground_stations_and_available_contacts_match_the_orbit_passes(env
         assert item.max_elevation_deg == pytest.approx(p.max_elevation_deg)
         assert item.max_elevation_deg >= 10.0
         assert list(item.free_antenna_indices) == [0, 1]
-        assert item.reservable == (secs(item.start_time) >= now + 15 * 60 - 5)
+        assert item.reservable == (secs(item.start_time) >= now + 15 * 60)  # the lead time
 
     # pages of one pass each walk the same passes
     seen, token = [], ""
@@ -212,7 +214,7 @@ async def test_ground_stations_and_available_contacts_match_the_orbit_passes(env
 
 async def test_reserve_guard_gap_next_antenna_and_all_busy(env):
     await env.profile(min_el=10.0, min_s=60, gap_s=120)
-    p = long_pass(await env.available())
+    p = long_pass(env.clock(), await env.available())
     rise = secs(p.start_time)
     first = await env.reserve(rise, rise + 120)
     assert first.state == State.STATE_SCHEDULED and first.antenna_index == 0
@@ -250,14 +252,14 @@ async def test_lead_time_and_contact_outside_a_pass(env):
     await env.profile(min_el=10.0, min_s=60)
     # a pass that rises well after the 15-minute lead time, so that a request 5 minutes
     # before it is refused for not being in a pass whatever the time of day
-    p = long_pass(await env.available(), 200.0, starting_after_s=25 * 60)
+    p = long_pass(env.clock(), await env.available(), 200.0, starting_after_s=25 * 60)
     rise, set_ = secs(p.start_time), secs(p.end_time)
     # the broker's clock moves to 10 minutes before the pass: inside the 15-minute lead time
-    env.clock.offset = rise - 600 - time.time()
+    env.clock.now = rise - 600
     code, reason, fields, _ = await failure(env.reserve(rise, set_))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and reason == "LEAD_TIME_NOT_MET"
     assert set(fields) == {"start_time"} and "15 minutes" in fields["start_time"]
-    env.clock.offset = 0.0
+    env.clock.now = env.clock.start
     # longer than the pass, or before it: not inside one pass
     for start, end in [(rise - 300, set_), (rise, set_ + 300)]:
         code, reason, fields, _ = await failure(env.reserve(start, end))
@@ -272,7 +274,7 @@ async def test_lead_time_and_contact_outside_a_pass(env):
 
 async def test_cancel_provider_cancel_and_outcomes(env):
     await env.profile(min_el=10.0, min_s=60)
-    p = long_pass(await env.available(station=COLUMBUS), 200.0)
+    p = long_pass(env.clock(), await env.available(station=COLUMBUS), 200.0)
     rise, set_ = secs(p.start_time), secs(p.end_time)
     contact = await env.reserve(rise, set_, station=COLUMBUS)
     # the only antenna is taken
@@ -334,7 +336,7 @@ async def test_a_contact_succeeds_after_its_end_unless_marked_failed(env):
     assert [c.name for c in scheduled.contacts] == [one.name, two.name]
 
     # the broker's clock passes the end of the first contact (a minute of slack)
-    env.clock.offset = secs(a.end_time) + 60 - time.time()
+    env.clock.now = secs(a.end_time) + 60
     got = (await env.stub.GetContact(pb.GetContactRequest(name=one.name),
                                      metadata=env.customer())).contact
     assert got.state == State.STATE_SUCCEEDED
@@ -374,7 +376,7 @@ async def test_a_contact_succeeds_after_its_end_unless_marked_failed(env):
         pb.DeleteContactProfileRequest(name="contactProfiles/downlink", request_id=rid()),
         metadata=env.customer()))
     assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "PROFILE_IN_USE")
-    env.clock.offset = secs(b.end_time) + 1 - time.time()
+    env.clock.now = secs(b.end_time) + 1
     deleted = await env.stub.DeleteContactProfile(pb.DeleteContactProfileRequest(
         name="contactProfiles/downlink", request_id=rid()), metadata=env.customer())
     assert deleted.contact_profile.name == "contactProfiles/downlink"
@@ -400,12 +402,12 @@ async def test_idempotent_replay_and_request_id_reuse(env):
                                            {"contact_profile_id"})
 
     await env.profile(min_el=10.0, min_s=60)
-    p = long_pass(await env.available(), 200.0)
+    p = long_pass(env.clock(), await env.available(), 200.0)
     rise, set_ = secs(p.start_time), secs(p.end_time)
     key = rid()
     contact = await env.reserve(rise, set_, request_id=key)
     # a retry, on the other replica, after the lead time has passed: the first answer
-    env.clock.offset = rise - 60 - time.time()
+    env.clock.now = rise - 60
     replay = await env.reserve(rise, set_, request_id=key, stub=env.stubs[1])
     assert replay == contact
     assert await env.count_contacts() == 1
@@ -414,14 +416,14 @@ async def test_idempotent_replay_and_request_id_reuse(env):
                                            "REQUEST_ID_REUSED", {"request_id"})
     # keys are per tenant: another tenant's same key is its own request
     await env.profile(tenant="fabrikam", min_el=10.0, min_s=60)
-    env.clock.offset = 0.0
+    env.clock.now = env.clock.start
     other = await env.reserve(rise, set_, tenant="fabrikam", request_id=key)
     assert other.name != contact.name and other.antenna_index == 1
 
 
 async def test_tenant_isolation(env):
     await env.profile(min_el=10.0, min_s=60)
-    p = long_pass(await env.available(), 200.0)
+    p = long_pass(env.clock(), await env.available(), 200.0)
     contact = await env.reserve(secs(p.start_time), secs(p.end_time))
     fabrikam = env.customer("fabrikam")
     for call in (env.stub.GetContact(pb.GetContactRequest(name=contact.name),
@@ -465,8 +467,8 @@ async def test_bad_input_names_each_field(env):
                            "end_time", "request_id"}
     code, _, fields, _ = await failure(env.stub.ReserveContact(pb.ReserveContactRequest(
         spacecraft="sat/1", ground_station="stations/x", contact_profile="contactProfiles/X!",
-        start_time=ts(time.time() + 7200),
-        end_time=ts(time.time() + 3600), request_id="x" * 65), metadata=env.customer()))
+        start_time=ts(env.clock() + 7200),
+        end_time=ts(env.clock() + 3600), request_id="x" * 65), metadata=env.customer()))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert {"spacecraft", "ground_station", "contact_profile", "request_id"} <= set(fields)
     # A Timestamp the type does not allow is refused by the contract checks, by path.
@@ -492,7 +494,7 @@ async def test_bad_input_names_each_field(env):
     assert (code, set(fields)) == (grpc.StatusCode.INVALID_ARGUMENT, {"contact_profile"})
 
     await env.profile(min_el=10.0, min_s=60)
-    now = time.time()
+    now = env.clock()
     ok_window = common_pb2.TimeWindow(start_time=ts(now), end_time=ts(now + 3600))
     cases = [
         (dict(window=common_pb2.TimeWindow(start_time=ts(now), end_time=ts(now - 10))),
@@ -553,7 +555,7 @@ async def test_concurrent_reservations_of_one_slot_fill_exactly_the_antennas(env
     """24 reservations of one slot at once, alternating between two replicas on one
     database: exactly as many succeed as the station has antennas."""
     await env.profile(min_el=10.0, min_s=60)
-    p = long_pass(await env.available(), 200.0)
+    p = long_pass(env.clock(), await env.available(), 200.0)
     rise, set_ = secs(p.start_time), secs(p.end_time)
     calls = [env.reserve(rise, set_, stub=env.stubs[k % 2]) for k in range(24)]
     outcomes = await asyncio.gather(*calls, return_exceptions=True)
