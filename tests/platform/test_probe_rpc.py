@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import replace
 
 import grpc
@@ -152,8 +151,11 @@ async def test_migrations_ran_on_a_fresh_store(probe, backend):
 
 
 async def test_health_is_not_serving_until_ready_and_while_draining(settings, minter):
+    # The start-up is held by a gate and the drain by a call in flight (both released by
+    # the test), so each check below lands where it is meant to however slow the machine.
     settings = replace(settings, drain_delay_seconds=0.5)
-    kit = await build(settings, startup_delay=0.5)
+    gate, release = asyncio.Event(), asyncio.Event()
+    kit = await build(settings, startup_gate=gate, release_sleeps=release)
     await kit.server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{kit.server.port}")
     health = health_pb2_grpc.HealthStub(channel)
@@ -166,40 +168,57 @@ async def test_health_is_not_serving_until_ready_and_while_draining(settings, mi
         error = await failure(stub.Echo(probe_pb2.EchoRequest(),
                                         metadata=bearer(minter, "probe.read")))
         assert error.code() == grpc.StatusCode.UNAVAILABLE
-        await ready
+        assert not ready.done()
+        gate.set()
+        await asyncio.wait_for(ready, 60)
         answer = await health.Check(health_pb2.HealthCheckRequest())
         assert answer.status == health_pb2.HealthCheckResponse.SERVING
 
-        draining = asyncio.ensure_future(kit.server.drain())
-        await asyncio.sleep(0.2)
+        watch = health.Watch(health_pb2.HealthCheckRequest(), timeout=60)
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+        slow = asyncio.ensure_future(stub.Sleep(probe_pb2.SleepRequest(),
+                                                metadata=bearer(minter, "probe.read")))
+        await asyncio.wait_for(kit.servicer.sleeping.wait(), 60)
+        draining = asyncio.ensure_future(kit.server.drain(grace_seconds=3600))
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        # still answering (the call in flight holds the drain), and still NOT_SERVING
         answer = await health.Check(health_pb2.HealthCheckRequest())
         assert answer.status == health_pb2.HealthCheckResponse.NOT_SERVING
-        await draining
+        release.set()
+        assert await slow == probe_pb2.SleepResponse()
+        await asyncio.wait_for(draining, 60)
     finally:
+        release.set()
         await channel.close()
         await kit.server.drain(0)
 
 
 async def test_drain_lets_in_flight_calls_finish_and_refuses_new_ones(settings, minter):
-    kit = await start(settings)
+    release = asyncio.Event()
+    kit = await start(settings, release_sleeps=release)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{kit.server.port}")
     stub = probe_pb2_grpc.ProbeServiceStub(channel)
     try:
-        slow = stub.Sleep(probe_pb2.SleepRequest(duration=duration_pb2.Duration(nanos=800_000_000)),
-                          metadata=bearer(minter, "probe.read"))
-        await asyncio.sleep(0.2)
-        started = time.monotonic()
-        draining = asyncio.ensure_future(kit.server.drain(grace_seconds=5))
-        await asyncio.sleep(0.1)
+        slow = asyncio.ensure_future(stub.Sleep(
+            probe_pb2.SleepRequest(duration=duration_pb2.Duration(nanos=800_000_000)),
+            metadata=bearer(minter, "probe.read")))
+        await asyncio.wait_for(kit.servicer.sleeping.wait(), 60)  # the call is in its handler
+        # An hour of grace: the drain may only end because the call did.
+        draining = asyncio.ensure_future(kit.server.drain(grace_seconds=3600))
+        await asyncio.wait_for(kit.server.draining.wait(), 60)  # new calls refused from here
         refused = await failure(stub.Echo(probe_pb2.EchoRequest(),
                                           metadata=bearer(minter, "probe.read")))
         assert refused.code() == grpc.StatusCode.UNAVAILABLE
+        assert not draining.done() and not slow.done()  # waiting for the call in flight
+        release.set()
         assert await slow == probe_pb2.SleepResponse()
-        await draining
-        # It stopped once the call was done, not at the end of the grace period.
-        assert time.monotonic() - started < 4
+        # It stopped once the call was done, not at the end of the grace period (the
+        # deadline only ends a hang: the grace is an hour).
+        await asyncio.wait_for(draining, 60)
     finally:
+        release.set()
         await channel.close()
+        await kit.server.drain(0)
 
 
 async def test_streams_pass_through_the_stack_and_end_when_the_server_drains(settings, minter):

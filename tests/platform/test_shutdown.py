@@ -41,14 +41,6 @@ def environment(settings, **extra) -> dict[str, str]:
     return env
 
 
-async def health_status(stub) -> int | None:
-    try:
-        answer = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-        return answer.status
-    except grpc.aio.AioRpcError:
-        return None
-
-
 @pytest.fixture
 async def process(settings):
     started = []
@@ -69,44 +61,64 @@ async def process(settings):
             await proc.wait()
 
 
-async def test_not_serving_while_starting_then_serving(process):
-    proc, port = await process(PROBE_STARTUP_DELAY="2")
+async def test_not_serving_while_starting_then_serving(process, tmp_path):
+    # The start-up is held until the test writes the gate file: NOT_SERVING is seen first
+    # however long the process takes to come up, and SERVING follows when the test says.
+    gate = tmp_path / "go"
+    proc, port = await process(PROBE_STARTUP_GATE=str(gate))
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        seen = []
-        for _ in range(200):
-            status = await health_status(health)
-            if status is not None and (not seen or seen[-1] != status):
-                seen.append(status)
-            if status == health_pb2.HealthCheckResponse.SERVING:
-                break
-            await asyncio.sleep(0.05)
+        # Watch sends the current status, then each change; wait_for_ready rides out the
+        # process's start, and the deadline only ends a hang.
+        watch = health_pb2_grpc.HealthStub(channel).Watch(
+            health_pb2.HealthCheckRequest(), wait_for_ready=True, timeout=120)
+        seen = [(await watch.read()).status]
+        gate.touch()
+        seen.append((await watch.read()).status)
+        watch.cancel()
     proc.send_signal(signal.SIGTERM)
-    assert await asyncio.wait_for(proc.wait(), 20) == 0
+    assert await asyncio.wait_for(proc.wait(), 120) == 0
     assert seen == [health_pb2.HealthCheckResponse.NOT_SERVING,
                     health_pb2.HealthCheckResponse.SERVING]
 
 
-async def test_sigterm_finishes_in_flight_calls_and_refuses_new_ones(process, minter):
-    proc, port = await process()
+async def until(condition, within: float = 120.0):
+    """Poll ``condition()`` until it is true (the deadline only ends a hang)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "timed out waiting"
+        await asyncio.sleep(0.02)
+
+
+async def test_sigterm_finishes_in_flight_calls_and_refuses_new_ones(process, minter, tmp_path):
+    # The Sleep call writes `started` once in its handler and ends only when the test writes
+    # `release`; the grace is far longer than the test: nothing here rides on a clock.
+    proc, port = await process(PROBE_SLEEP_FILES=str(tmp_path), SKYBRIDGE_GRACE_SECONDS="600")
+    announced = await asyncio.wait_for(proc.stdout.readline(), 120)  # ready
+    assert b"listening on" in announced, (await proc.stderr.read()).decode()[-3000:]
+    read = bearer(minter, "probe.read")
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        for _ in range(400):
-            if await health_status(health) == health_pb2.HealthCheckResponse.SERVING:
-                break
-            await asyncio.sleep(0.05)
         stub = probe_pb2_grpc.ProbeServiceStub(channel)
+        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(),
+                                                          timeout=120)
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
         slow = asyncio.ensure_future(stub.Sleep(
             probe_pb2.SleepRequest(duration=duration_pb2.Duration(seconds=1, nanos=500_000_000)),
-            metadata=bearer(minter, "probe.read")))
-        await asyncio.sleep(0.3)
+            metadata=read))
+        await until((tmp_path / "started").exists)
         proc.send_signal(signal.SIGTERM)
-        await asyncio.sleep(0.3)
-        with pytest.raises(grpc.aio.AioRpcError) as refused:
-            await stub.Echo(probe_pb2.EchoRequest(), metadata=bearer(minter, "probe.read"),
-                            timeout=2)
-        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        # The drain has begun once health says NOT_SERVING; a new call may still slip in
+        # until the refusal is set a moment later, so ask until it is refused.
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        while True:
+            try:
+                await stub.Echo(probe_pb2.EchoRequest(), metadata=read, timeout=60)
+            except grpc.aio.AioRpcError as refused:
+                assert refused.code() == grpc.StatusCode.UNAVAILABLE
+                break
+            await asyncio.sleep(0.02)
+        assert not slow.done()  # the call in flight still runs
+        (tmp_path / "release").touch()
         assert await slow == probe_pb2.SleepResponse()
-    assert await asyncio.wait_for(proc.wait(), 20) == 0
+    assert await asyncio.wait_for(proc.wait(), 120) == 0
     logs = (await proc.stderr.read()).decode()
     assert "draining" in logs and "stopped" in logs

@@ -19,16 +19,31 @@ SERVICE = probe_pb2.DESCRIPTOR.services_by_name["ProbeService"]
 MAX_SLEEP_SECONDS = 60.0
 
 
+async def _until_exists(path: str) -> None:
+    """Wait for a file a test writes from another process (its signal to go on)."""
+    while not os.path.exists(path):  # noqa: ASYNC110, ASYNC240 - a stat, not a clock
+        await asyncio.sleep(0.01)
+
+
 def _note(row: NoteRow) -> probe_pb2.Note:
     return probe_pb2.Note(name=f"notes/{row.id}", text=row.text, priority=row.priority)
 
 
 class ProbeServicer(probe_pb2_grpc.ProbeServiceServicer):
     def __init__(self, sessions, peer: probe_pb2_grpc.ProbeServiceStub | None = None,
-                 draining: asyncio.Event | None = None):
+                 draining: asyncio.Event | None = None,
+                 release_sleeps: asyncio.Event | None = None,
+                 sleep_files: str | None = None):
         self.sessions = sessions
         self.peer = peer
         self.draining = draining or asyncio.Event()
+        #: Set when a Sleep call has reached its handler (tests wait on it, not on a clock).
+        self.sleeping = asyncio.Event()
+        #: When given, a Sleep call lasts until the test sets it, whatever its duration.
+        self.release_sleeps = release_sleeps
+        #: The same across processes: a Sleep writes `started` in this directory, then
+        #: lasts until the test writes `release` there (PROBE_SLEEP_FILES).
+        self.sleep_files = sleep_files
 
     @requires("probe.read")
     async def Echo(self, request, context):
@@ -42,7 +57,15 @@ class ProbeServicer(probe_pb2_grpc.ProbeServiceServicer):
         if not 0 <= seconds <= MAX_SLEEP_SECONDS:
             raise InvalidArgument("bad duration", violations=[
                 ("duration", f"must be between 0 and {MAX_SLEEP_SECONDS:g} seconds")])
-        await asyncio.sleep(seconds)
+        self.sleeping.set()
+        if self.release_sleeps is not None:
+            await self.release_sleeps.wait()
+        elif self.sleep_files is not None:
+            with open(os.path.join(self.sleep_files, "started"), "w"):  # noqa: ASYNC230
+                pass
+            await _until_exists(os.path.join(self.sleep_files, "release"))
+        else:
+            await asyncio.sleep(seconds)
         return probe_pb2.SleepResponse()
 
     @requires("probe.read")
@@ -107,7 +130,13 @@ class ProbeServicer(probe_pb2_grpc.ProbeServiceServicer):
 
 async def build(settings: Settings, *, name: str = "probe", port: int = 0,
                 peer_target: str | None = None, span_processors=(),
-                startup_delay: float | None = None) -> ServiceKit:
+                startup_delay: float | None = None,
+                startup_gate: asyncio.Event | None = None,
+                release_sleeps: asyncio.Event | None = None) -> ServiceKit:
+    """The probe. Tests that need to know where a start-up or a call stands hold them
+    rather than time them: `startup_gate` (or the file PROBE_STARTUP_GATE, from another
+    process) keeps the service starting until it is set (or written); `release_sleeps` (or
+    the directory PROBE_SLEEP_FILES) keeps every Sleep call in its handler until then."""
     kit = ServiceKit.create(name, settings, client_scopes=("probe.write",),
                             span_processors=span_processors, port=port)
     kit.use_store(Path(__file__).parent / "migrations")
@@ -115,8 +144,11 @@ async def build(settings: Settings, *, name: str = "probe", port: int = 0,
     if peer_target:
         peer = probe_pb2_grpc.ProbeServiceStub(kit.channels.channel(name, [SERVICE],
                                                                     target=peer_target))
-    kit.server.add(ProbeServicer(kit.sessions, peer, kit.server.draining),
-                   probe_pb2_grpc.add_ProbeServiceServicer_to_server, SERVICE)
+    files = os.environ.get("PROBE_SLEEP_FILES")
+    servicer = ProbeServicer(kit.sessions, peer, kit.server.draining, release_sleeps,
+                             files or None)
+    kit.server.add(servicer, probe_pb2_grpc.add_ProbeServiceServicer_to_server, SERVICE)
+    kit.servicer = servicer
     delay = startup_delay if startup_delay is not None else float(
         os.environ.get("PROBE_STARTUP_DELAY", "0"))
     if delay > 0:
@@ -124,4 +156,12 @@ async def build(settings: Settings, *, name: str = "probe", port: int = 0,
             await asyncio.sleep(delay)
 
         kit.server.on_startup(slow_start)
+    if startup_gate is not None:
+        kit.server.on_startup(startup_gate.wait)
+    gate_file = os.environ.get("PROBE_STARTUP_GATE")
+    if gate_file:
+        async def gated_start() -> None:
+            await _until_exists(gate_file)
+
+        kit.server.on_startup(gated_start)
     return kit
