@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import time
+from types import SimpleNamespace
 
 import pytest
 from skybridge.testing.v1 import probe_pb2
@@ -24,16 +24,22 @@ def test_only_idempotent_methods_are_retried():
     assert method_config["retryPolicy"]["retryableStatusCodes"] == ["UNAVAILABLE"]
 
 
-def test_outgoing_timeout_is_capped_by_the_inbound_deadline():
+def test_outgoing_timeout_is_capped_by_the_inbound_deadline(monkeypatch):
+    # What the inbound call has left is read off a clock that stands still here, so the
+    # cap is exact: no time passes between setting the deadline and reading it.
+    import shared.channels
+
+    monkeypatch.setattr(shared.channels, "time", SimpleNamespace(monotonic=lambda: 1000.0))
     assert capped_timeout(None, None) is None
     assert capped_timeout(30.0, 10.0) == 10.0
-    token = inbound_deadline.set(time.monotonic() + 2.0)
+    token = inbound_deadline.set(1002.0)
     try:
-        assert 1.5 < capped_timeout(30.0, 10.0) <= 2.0
-        assert 1.5 < capped_timeout(None, None) <= 2.0
+        assert capped_timeout(30.0, 10.0) == 2.0
+        assert capped_timeout(None, None) == 2.0
+        assert capped_timeout(1.5, 10.0) == 1.5
     finally:
         inbound_deadline.reset(token)
-    token = inbound_deadline.set(time.monotonic() - 1.0)
+    token = inbound_deadline.set(999.0)
     try:
         assert capped_timeout(5.0, 10.0) == MIN_TIMEOUT_SECONDS
     finally:

@@ -63,13 +63,13 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 async def health_now(health) -> int:
-    return (await health.Check(health_pb2.HealthCheckRequest(), timeout=5)).status
+    return (await health.Check(health_pb2.HealthCheckRequest(), timeout=60)).status
 
 
 async def health_becomes(health, status: int) -> None:
     """Wait, on the health Watch stream, until the server's health is `status` (the stream
     sends the current status first, then each change; the deadline only ends a hang)."""
-    call = health.Watch(health_pb2.HealthCheckRequest(), timeout=30)
+    call = health.Watch(health_pb2.HealthCheckRequest(), timeout=120)
     try:
         async for answer in call:
             if answer.status == status:

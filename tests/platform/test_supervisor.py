@@ -29,13 +29,14 @@ async def test_supervisor_starts_several_services_and_drains_on_sigterm(settings
             assert line, (await proc.stderr.read()).decode()[-3000:]
             announced.append(line.decode().split()[0])
         assert sorted(announced) == sorted(SERVICES)
+        # (every deadline here only ends a hang: a loaded machine may take its time)
         for name, port in ports.items():
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
                 answer = await health_pb2_grpc.HealthStub(channel).Check(
-                    health_pb2.HealthCheckRequest(), timeout=5)
+                    health_pb2.HealthCheckRequest(), timeout=60)
                 assert answer.status == health_pb2.HealthCheckResponse.SERVING, name
         proc.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(proc.wait(), 30) == 0
+        assert await asyncio.wait_for(proc.wait(), 120) == 0
         logs = (await proc.stderr.read()).decode()
         for name in SERVICES:
             assert f'"{name} stopped"' in logs
