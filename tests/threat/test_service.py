@@ -35,6 +35,17 @@ async def _ingest(stub, minter, requests):
     return await stub.IngestDetections(requests_of(requests), metadata=bearer(minter, *DEFENSE))
 
 
+async def until(condition, within: float = 60.0) -> bool:
+    """Poll ``condition()`` until it holds; False once ``within`` seconds have gone (a
+    deadline that only ends a hang)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
+
+
 async def _all_tracks(stub, minter, **kwargs):
     tracks, token = [], ""
     while True:
@@ -118,7 +129,11 @@ async def test_scenario_through_ingest_tracks_alerts_and_streams(threat, minter,
                                   metadata=bearer(minter, *DEFENSE))
     followers = [asyncio.ensure_future(follow(track_call, streamed)),
                  asyncio.ensure_future(follow(alert_call, watched))]
-    await asyncio.sleep(0.1)
+    # Both streams are subscribed (their mailboxes registered) before anything is ingested,
+    # and the track stream's snapshot has arrived: a condition, not a pause.
+    engine = threat.engine
+    assert await until(lambda: len(engine.track_watchers) == len(engine.alert_watchers) == 1
+                       and len(streamed) == 1)
 
     d = scen.detections
     # up to 600 s: mid-course, the impact is predicted, the asset is threatened
@@ -174,7 +189,15 @@ async def test_scenario_through_ingest_tracks_alerts_and_streams(threat, minter,
                                     metadata=bearer(minter, *DEFENSE))
     assert [a.name for a in history.alerts] == [alert.name]
 
-    await asyncio.sleep(0.1)
+    # The streams have told the end (the track dropped, the alert withdrawn) before they
+    # are closed: waited for, not given a tenth of a second.
+    def told_the_end() -> bool:
+        return (any(t.name == track.name and t.state == threat_pb2.Track.STATE_DROPPED
+                    for m in streamed for t in m.tracks)
+                and any(w.alert.name == alert.name
+                        and w.alert.state == threat_pb2.Alert.STATE_WITHDRAWN for w in watched))
+
+    assert await until(told_the_end)
     track_call.cancel()
     alert_call.cancel()
     await asyncio.gather(*followers)
