@@ -103,7 +103,8 @@ class FuzzSuite:
             full.path, request_serializer=lambda m: m.SerializeToString(),
             response_deserializer=GetMessageClass(full.output).FromString)
         if full.server_streaming:
-            call = invoke(request, metadata=metadata, timeout=5)
+            # the first message only (every warm-up feed has one); 60 s only ends a hang
+            call = invoke(request, metadata=metadata, timeout=60)
             first = await call.read()
             call.cancel()
             return first
