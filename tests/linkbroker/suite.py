@@ -9,7 +9,6 @@ Windows of requests come from the same clock (`Suite.window`, `Suite.link_reques
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import time
 from dataclasses import dataclass, field, replace
@@ -65,18 +64,6 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
-
-
-async def until(condition, *, within: float = 60.0, every: float = 0.05):
-    """Poll ``condition()`` (async) until it is truthy and return its value; the last value
-    once ``within`` seconds have gone (a deadline that only ends a hang, never a verdict on
-    how fast something happened)."""
-    deadline = time.monotonic() + within
-    while True:
-        value = await condition()
-        if value or time.monotonic() > deadline:
-            return value
-        await asyncio.sleep(every)
 
 
 #: Small blocks keep each test's geometry to a few seconds of CPU.

@@ -27,7 +27,8 @@ from services.linkbroker.plan import LinkPlan, bucket_of
 from services.linkbroker.revocation import CURSOR
 from services.linkbroker.slots import slot_start
 from shared.errors import details_of
-from tests.linkbroker.suite import rid, start_suite, until
+from tests.linkbroker.suite import rid, start_suite
+from tests.waiting import until
 
 LINK = pb.Link
 WATCH = pb.WatchLinkResponse

@@ -15,7 +15,8 @@ from skybridge.provisioning.v1 import provisioning_pb2 as prov
 from services.linkbroker.latency import physical_floor_rtt_ms
 from services.linkbroker.plan import bucket_of
 from shared.errors import details_of
-from tests.linkbroker.suite import rid, start_suite, until
+from tests.linkbroker.suite import rid, start_suite
+from tests.waiting import until
 
 LINK = pb.Link
 

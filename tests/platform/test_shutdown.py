@@ -16,6 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from skybridge.testing.v1 import probe_pb2, probe_pb2_grpc
 
 from tests.conftest import bearer
+from tests.waiting import until
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -81,14 +82,6 @@ async def test_not_serving_while_starting_then_serving(process, tmp_path):
                     health_pb2.HealthCheckResponse.SERVING]
 
 
-async def until(condition, within: float = 120.0):
-    """Poll ``condition()`` until it is true (the deadline only ends a hang)."""
-    deadline = asyncio.get_running_loop().time() + within
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "timed out waiting"
-        await asyncio.sleep(0.02)
-
-
 async def test_sigterm_finishes_in_flight_calls_and_refuses_new_ones(process, minter, tmp_path):
     # The Sleep call writes `started` once in its handler and ends only when the test writes
     # `release`; the grace is far longer than the test: nothing here rides on a clock.
@@ -104,7 +97,7 @@ async def test_sigterm_finishes_in_flight_calls_and_refuses_new_ones(process, mi
         slow = asyncio.ensure_future(stub.Sleep(
             probe_pb2.SleepRequest(duration=duration_pb2.Duration(seconds=1, nanos=500_000_000)),
             metadata=read))
-        await until((tmp_path / "started").exists)
+        assert await until((tmp_path / "started").exists, within=120)
         proc.send_signal(signal.SIGTERM)
         # The drain has begun once health says NOT_SERVING; a new call may still slip in
         # until the refusal is set a moment later, so ask until it is refused.

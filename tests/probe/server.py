@@ -130,7 +130,6 @@ class ProbeServicer(probe_pb2_grpc.ProbeServiceServicer):
 
 async def build(settings: Settings, *, name: str = "probe", port: int = 0,
                 peer_target: str | None = None, span_processors=(),
-                startup_delay: float | None = None,
                 startup_gate: asyncio.Event | None = None,
                 release_sleeps: asyncio.Event | None = None) -> ServiceKit:
     """The probe. Tests that need to know where a start-up or a call stands hold them
@@ -149,13 +148,6 @@ async def build(settings: Settings, *, name: str = "probe", port: int = 0,
                              files or None)
     kit.server.add(servicer, probe_pb2_grpc.add_ProbeServiceServicer_to_server, SERVICE)
     kit.servicer = servicer
-    delay = startup_delay if startup_delay is not None else float(
-        os.environ.get("PROBE_STARTUP_DELAY", "0"))
-    if delay > 0:
-        async def slow_start() -> None:
-            await asyncio.sleep(delay)
-
-        kit.server.on_startup(slow_start)
     if startup_gate is not None:
         kit.server.on_startup(startup_gate.wait)
     gate_file = os.environ.get("PROBE_STARTUP_GATE")

@@ -16,6 +16,7 @@ from shared.errors import details_of
 from shared.geodesy import ecef_to_geodetic
 from tests.conftest import bearer
 from tests.threat.support import failure, requests_of, start_threat
+from tests.waiting import until
 
 DEFENSE = ("defense",)
 
@@ -33,17 +34,6 @@ def _requests(dets, chunk_s=10.0, **kwargs):
 
 async def _ingest(stub, minter, requests):
     return await stub.IngestDetections(requests_of(requests), metadata=bearer(minter, *DEFENSE))
-
-
-async def until(condition, within: float = 60.0) -> bool:
-    """Poll ``condition()`` until it holds; False once ``within`` seconds have gone (a
-    deadline that only ends a hang)."""
-    deadline = asyncio.get_running_loop().time() + within
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            return False
-        await asyncio.sleep(0.01)
-    return True
 
 
 async def _all_tracks(stub, minter, **kwargs):
