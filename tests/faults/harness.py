@@ -1,0 +1,272 @@
+"""Shared pieces of the fault tests: real service processes (`python -m services.<name>`) on
+PostgreSQL, client channels with the suite's retry policy, a write loop that re-sends a call
+whose outcome is unknown with the same request_id, and direct reads of a service's schema.
+
+Nothing here waits on a clock: conditions are awaited with `tests.waiting.until`, and every
+deadline only ends a hang."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import grpc
+import psycopg
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from shared.channels import ChannelFactory
+from shared.errors import details_of
+from tests.conftest import PG_URL
+from tests.waiting import until
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+DSN = PG_URL.replace("postgresql+psycopg://", "postgresql://")
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+#: Only ends a hang; never a verdict on speed.
+HANG = 120.0
+#: Outcomes of a write that say nothing about whether it happened: re-send it, same request_id.
+UNKNOWN = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+POSTGRES_ONLY = pytest.mark.parametrize(
+    "backend", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def environment(settings, **extra) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "SKYBRIDGE_DATABASE_URL": settings.database_url,
+        "SKYBRIDGE_DB_SCHEMA_PREFIX": settings.db_schema_prefix,
+        "SKYBRIDGE_JWT_PUBLIC_KEY": str(settings.jwt_public_key_path),
+        "SKYBRIDGE_JWT_PRIVATE_KEY": str(settings.jwt_private_key_path),
+        "SKYBRIDGE_DEV_KEYS": "false",
+        "SKYBRIDGE_LOG_FORMAT": "json",
+        "PYTHONPATH": str(ROOT),
+    })
+    env.update({key: str(value) for key, value in extra.items()})
+    return env
+
+
+def _log_files(out: Path, err: Path):
+    return open(out, "wb"), open(err, "wb")  # noqa: SIM115 - closed by the caller
+
+
+@dataclass
+class Service:
+    """One `python -m services.<name>` process; its output goes to files (a pipe nobody
+    reads would block the process once full)."""
+
+    name: str
+    port: int
+    settings: object
+    logs: Path
+    extra: dict = field(default_factory=dict)
+    proc: asyncio.subprocess.Process | None = None
+    runs: int = 0
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def _files(self) -> tuple[Path, Path]:
+        stem = self.logs / f"{self.name}-{self.port}-{self.runs}"
+        return stem.with_suffix(".out"), stem.with_suffix(".err")
+
+    async def start(self) -> Service:
+        """Launch (again, on the same port after a stop)."""
+        assert self.proc is None or self.proc.returncode is not None
+        self.runs += 1
+        out, err = self._files()
+        env = environment(self.settings, **{f"SKYBRIDGE_{self.name.upper()}_PORT": self.port},
+                          **self.extra)
+        stdout, stderr = _log_files(out, err)
+        with stdout, stderr:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", f"services.{self.name}", cwd=ROOT, env=env,
+                stdout=stdout, stderr=stderr)
+        return self
+
+    def output(self) -> str:
+        out, err = self._files()
+        text = ""
+        for path in (out, err):
+            if path.exists():
+                text += path.read_text(errors="replace")[-4000:]
+        return text
+
+    async def serving(self) -> None:
+        """Wait until the process answers health SERVING (it may still be starting)."""
+        async with grpc.aio.insecure_channel(self.target) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+
+            async def ready() -> bool:
+                if self.proc.returncode is not None:
+                    raise AssertionError(f"{self.name} exited {self.proc.returncode}:\n"
+                                         f"{self.output()}")
+                with contextlib.suppress(grpc.aio.AioRpcError):
+                    answer = await health.Check(health_pb2.HealthCheckRequest(),
+                                                wait_for_ready=True, timeout=5)
+                    return answer.status == SERVING
+                return False
+
+            assert await until(ready, within=HANG, every=0.05), \
+                f"{self.name} never SERVING:\n{self.output()}"
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+
+    async def wait(self) -> int:
+        return await asyncio.wait_for(self.proc.wait(), HANG)
+
+    def rss_kib(self) -> int:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise AssertionError("no VmRSS")
+
+
+class Services:
+    """Launches service processes for one test and kills whatever is left at the end."""
+
+    def __init__(self, settings, logs: Path) -> None:
+        self.settings = settings
+        self.logs = logs
+        self.started: list[Service] = []
+
+    async def start(self, name: str, port: int | None = None, **extra) -> Service:
+        service = Service(name, port or free_port(), self.settings, self.logs, extra)
+        self.started.append(service)
+        await service.start()
+        await service.serving()
+        return service
+
+    async def close(self) -> None:
+        for service in self.started:
+            if service.proc is not None and service.proc.returncode is None:
+                service.proc.kill()
+                await service.proc.wait()
+
+
+def channel_to(settings, service: str, descriptor, target: str) -> grpc.aio.Channel:
+    """A channel with the suite's options and retry policy (`shared.channels`), with a call
+    deadline cap that only ends a hang."""
+    factory = ChannelFactory(replace(settings, call_timeout_seconds=HANG))
+    return factory.channel(service, [descriptor], target=target)
+
+
+def code_of(error: grpc.aio.AioRpcError) -> tuple[grpc.StatusCode, str | None]:
+    return error.code(), details_of(error).reason
+
+
+@dataclass
+class Outcomes:
+    """What the clients saw: every attempt's status (with the ErrorInfo reason) and the
+    acknowledged writes."""
+
+    attempts: Counter = field(default_factory=Counter)
+    acked: dict = field(default_factory=dict)
+    refused: dict = field(default_factory=dict)
+    failed: list = field(default_factory=list)
+    details: Counter = field(default_factory=Counter)
+
+    def summary(self) -> str:
+        return ", ".join(f"{code.name}/{reason}: {n}"
+                         for (code, reason), n in sorted(self.attempts.items(),
+                                                         key=lambda item: str(item[0])))
+
+
+async def settle(call, outcomes: Outcomes, *, definitive=()) -> tuple[str, object]:
+    """Run `call()` (one attempt) until its outcome is known: re-sent (the same request,
+    so the same request_id) while it fails UNAVAILABLE or DEADLINE_EXCEEDED. Returns
+    ("ok", answer) or ("refused", error) for a code in `definitive`; anything else is
+    recorded as failed."""
+    while True:
+        try:
+            answer = await call()
+        except grpc.aio.AioRpcError as error:
+            code, reason = code_of(error)
+            outcomes.attempts[(code, reason)] += 1
+            if code in UNKNOWN:
+                outcomes.details[(code.name, reason, error.details())] += 1
+                await asyncio.sleep(0.02)  # a breather between re-sends, not a verdict
+                continue
+            if code in definitive:
+                return "refused", error
+            outcomes.failed.append((code.name, reason, error.details()))
+            return "failed", error
+        outcomes.attempts[(grpc.StatusCode.OK, None)] += 1
+        return "ok", answer
+
+
+async def schema_connection(settings, service: str) -> psycopg.AsyncConnection:
+    schema = f"{settings.db_schema_prefix}{service}"
+    return await psycopg.AsyncConnection.connect(
+        DSN, autocommit=True, options=f"-csearch_path={schema}")
+
+
+async def rows(settings, service: str, sql: str, params=None) -> list[tuple]:
+    async with await schema_connection(settings, service) as connection:
+        return await (await connection.execute(sql, params)).fetchall()
+
+
+async def health_statuses(channel: grpc.aio.Channel, into: list, started: asyncio.Event):
+    """Follow the health Watch of the whole server, appending (monotonic time, status); set
+    `started` on the first answer. Ends when the server ends the stream."""
+    call = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(),
+                                                     timeout=HANG)
+    try:
+        async for answer in call:
+            into.append((time.monotonic(), answer.status))
+            started.set()
+    except grpc.aio.AioRpcError as error:
+        into.append((time.monotonic(), error.code()))
+
+
+def pg_cluster_command(action: str) -> list[str]:
+    version = sorted(os.listdir("/etc/postgresql"))[-1]
+    return ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action]
+
+
+async def pg_accepts() -> bool:
+    try:
+        async with await psycopg.AsyncConnection.connect(DSN, connect_timeout=3) as connection:
+            await connection.execute("SELECT 1")
+        return True
+    except psycopg.Error:
+        return False
+
+
+async def run(*command: str) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(proc.communicate(), HANG)
+    return proc.returncode, out.decode(errors="replace")
+
+
+async def ensure_pg_running() -> None:
+    """Start the cluster if it is down and wait until it accepts connections."""
+    if not await pg_accepts():
+        await run(*pg_cluster_command("start"))
+    assert await until(pg_accepts, within=HANG, every=0.2), "PostgreSQL did not come back"
