@@ -270,3 +270,63 @@ async def ensure_pg_running() -> None:
     if not await pg_accepts():
         await run(*pg_cluster_command("start"))
     assert await until(pg_accepts, within=HANG, every=0.2), "PostgreSQL did not come back"
+
+
+@dataclass
+class Load:
+    """`workers` tasks making calls one after the other until `stop`, each call settled
+    (`settle`). `call_for(worker, n)` gives the n-th call of a worker as (one attempt, a
+    key), or None when that worker is done; `on_ok(key, answer)` records an answer.
+    Every attempt's (start, end, code, details) goes to `timeline` (monotonic seconds)."""
+
+    call_for: object
+    on_ok: object = None
+    on_refused: object = None
+    definitive: tuple = ()
+    workers: int = 6
+    outcomes: Outcomes = field(default_factory=Outcomes)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list = field(default_factory=list)
+    timeline: list = field(default_factory=list)
+    ok: int = 0
+
+    def start(self) -> Load:
+        self.tasks = [asyncio.create_task(self._work(i)) for i in range(self.workers)]
+        return self
+
+    async def finish(self) -> Outcomes:
+        self.stop.set()
+        await asyncio.wait_for(asyncio.gather(*self.tasks), HANG)
+        return self.outcomes
+
+    async def _work(self, worker: int) -> None:
+        n = 0
+        while not self.stop.is_set():
+            made = self.call_for(worker, n)
+            n += 1
+            if made is None:
+                return
+            attempt, key = made
+
+            async def timed(attempt=attempt):
+                started = time.monotonic()
+                try:
+                    answer = await attempt()
+                except grpc.aio.AioRpcError as error:
+                    self.timeline.append((started, time.monotonic(), error.code(),
+                                          error.details()))
+                    raise
+                self.timeline.append((started, time.monotonic(), grpc.StatusCode.OK, ""))
+                return answer
+
+            kind, answer = await settle(timed, self.outcomes, definitive=self.definitive)
+            if kind == "ok":
+                self.ok += 1
+                if self.on_ok is not None:
+                    self.on_ok(key, answer)
+            elif kind == "refused" and self.on_refused is not None:
+                self.on_refused(key, answer)
+
+    def in_flight_at(self, moment: float) -> list[tuple]:
+        """The attempts that had started and not yet ended at `moment`."""
+        return [entry for entry in self.timeline if entry[0] < moment < entry[1]]

@@ -4,9 +4,7 @@ unknown outcome), and the checks of what the database holds afterwards."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-from dataclasses import dataclass, field
 
 import grpc
 from skybridge.common.v1 import common_pb2
@@ -16,7 +14,7 @@ from skybridge.provisioning.v1 import resources_pb2 as res
 
 from services.provisioning.api import decode_cursor
 from tests.conftest import bearer
-from tests.faults.harness import HANG, Outcomes, channel_to, rows, settle
+from tests.faults.harness import HANG, Load, Outcomes, channel_to, rows
 
 SERVICE = pb.DESCRIPTOR.services_by_name["ProvisioningService"]
 #: One small subscription fills up during the load (its later creates are refused
@@ -59,57 +57,39 @@ async def seed_customer(stub, meta, quantities=QUANTITIES) -> tuple[str, list[st
     return customer.name, subscriptions
 
 
-@dataclass
-class TerminalWriters:
-    """`workers` tasks, each registering terminals one after the other until `stop`; every
-    call's outcome is settled (re-sent with its request_id while unknown), so when they are
-    stopped every write that reached the database was acknowledged or refused."""
+def terminal_writers(stub, meta, customer: str, subscriptions: list[str],
+                     workers: int = 6) -> Load:
+    """Writers registering terminals one after the other until stopped; every call's
+    outcome is settled (re-sent with its request_id while unknown), so once they are
+    stopped every write that reached the database was acknowledged or refused.
+    `outcomes.acked` maps request_id -> (terminal, subscription, serial number)."""
+    tag = next(_ids)
+    load = Load(None, definitive=(grpc.StatusCode.RESOURCE_EXHAUSTED,), workers=workers)
 
-    stub: object
-    meta: tuple
-    customer: str
-    subscriptions: list[str]
-    workers: int = 6
-    outcomes: Outcomes = field(default_factory=Outcomes)
-    stop: asyncio.Event = field(default_factory=asyncio.Event)
-    tasks: list = field(default_factory=list)
-    tag: int = field(default_factory=lambda: next(_ids))
+    def call_for(worker: int, n: int):
+        request_id = f"t{tag}-w{worker}-{n}"
+        serial = f"UT-{tag}-{worker}-{n}"
+        subscription = subscriptions[(worker + n) % len(subscriptions)]
+        request = pb.CreateTerminalRequest(
+            parent=customer, request_id=request_id, terminal=res.Terminal(
+                serial_number=serial, subscription=subscription,
+                location=common_pb2.GeodeticPoint(latitude_deg=47.6, longitude_deg=-122.3)))
 
-    def start(self) -> None:
-        self.tasks = [asyncio.create_task(self._work(i)) for i in range(self.workers)]
+        def attempt():
+            return stub.CreateTerminal(request, metadata=meta, wait_for_ready=True)
 
-    async def finish(self) -> Outcomes:
-        self.stop.set()
-        await asyncio.wait_for(asyncio.gather(*self.tasks), HANG)
-        return self.outcomes
+        return attempt, (request_id, subscription, serial)
 
-    @property
-    def acked(self) -> int:
-        return len(self.outcomes.acked)
+    def on_ok(key, answer) -> None:
+        request_id, subscription, serial = key
+        load.outcomes.acked[request_id] = (answer.terminal.name, subscription, serial)
 
-    async def _work(self, worker: int) -> None:
-        for n in itertools.count():
-            if self.stop.is_set():
-                return
-            request_id = f"t{self.tag}-w{worker}-{n}"
-            serial = f"UT-{self.tag}-{worker}-{n}"
-            subscription = self.subscriptions[(worker + n) % len(self.subscriptions)]
-            request = pb.CreateTerminalRequest(
-                parent=self.customer, request_id=request_id, terminal=res.Terminal(
-                    serial_number=serial, subscription=subscription,
-                    location=common_pb2.GeodeticPoint(latitude_deg=47.6,
-                                                      longitude_deg=-122.3)))
+    def on_refused(key, error) -> None:
+        request_id, subscription, serial = key
+        load.outcomes.refused[request_id] = (subscription, serial)
 
-            def call(request=request):
-                return self.stub.CreateTerminal(request, metadata=self.meta,
-                                                wait_for_ready=True)
-
-            kind, answer = await settle(call, self.outcomes,
-                                        definitive=(grpc.StatusCode.RESOURCE_EXHAUSTED,))
-            if kind == "ok":
-                self.outcomes.acked[request_id] = (answer.terminal.name, subscription, serial)
-            elif kind == "refused":
-                self.outcomes.refused[request_id] = (subscription, serial)
+    load.call_for, load.on_ok, load.on_refused = call_for, on_ok, on_refused
+    return load
 
 
 async def listed_terminals(stub, meta, customer: str) -> dict[str, res.Terminal]:

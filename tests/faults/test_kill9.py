@@ -11,11 +11,11 @@ import json
 
 from tests.faults.harness import POSTGRES_ONLY
 from tests.faults.provisioning_load import (
-    TerminalWriters,
-    check_store,
+        check_store,
     customer_token,
     seed_customer,
     stub_for,
+    terminal_writers,
 )
 from tests.waiting import until
 
@@ -34,15 +34,14 @@ async def test_provisioning_survives_kill_9_mid_load(services, settings, minter,
     try:
         meta = customer_token(minter)
         customer, subscriptions = await seed_customer(stub, meta)
-        writers = TerminalWriters(stub, meta, customer, subscriptions)
-        writers.start()
-        assert await until(lambda: writers.acked >= BATCH, within=120)
+        writers = terminal_writers(stub, meta, customer, subscriptions).start()
+        assert await until(lambda: writers.ok >= BATCH, within=120)
         service.kill()
         assert await service.wait() == -9
-        at_kill = writers.acked
+        at_kill = writers.ok
         await service.start()
         await service.serving()
-        assert await until(lambda: writers.acked >= at_kill + BATCH, within=120)
+        assert await until(lambda: writers.ok >= at_kill + BATCH, within=120)
         outcomes = await writers.finish()
         assert outcomes.failed == []
         figures = await check_store(settings, stub, minter, customer, outcomes)

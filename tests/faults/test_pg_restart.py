@@ -18,11 +18,11 @@ from tests.faults.harness import (
     run,
 )
 from tests.faults.provisioning_load import (
-    TerminalWriters,
-    check_store,
+        check_store,
     customer_token,
     seed_customer,
     stub_for,
+    terminal_writers,
 )
 from tests.waiting import until
 
@@ -46,16 +46,15 @@ async def test_provisioning_rides_out_a_postgres_restart(services, settings, min
         meta = customer_token(minter)
         customer, subscriptions = await seed_customer(stub, meta, ROOMY)
         assert await until(watching.is_set, within=120)
-        writers = TerminalWriters(stub, meta, customer, subscriptions)
-        writers.start()
-        assert await until(lambda: writers.acked >= BATCH, within=120)
+        writers = terminal_writers(stub, meta, customer, subscriptions).start()
+        assert await until(lambda: writers.ok >= BATCH, within=120)
         try:
             code, output = await run(*pg_cluster_command("restart"))
             assert code == 0, output
         finally:
             await ensure_pg_running()
-        at_restart = writers.acked
-        assert await until(lambda: writers.acked >= at_restart + BATCH, within=120)
+        at_restart = writers.ok
+        assert await until(lambda: writers.ok >= at_restart + BATCH, within=120)
         assert await until(lambda: health and health[-1][1] == SERVING, within=120)
         outcomes = await writers.finish()
         assert service.proc.returncode is None  # the same process throughout
