@@ -1,7 +1,11 @@
 """The link broker's engine: plans with the constellation, holds capacity through the store.
 
 - Geometry comes in blocks of slots from the orbit service (:mod:`.ephemeris`), fetched once
-  per block and shared by every request (one fetch at a time per block).
+  per block and shared by every request (one fetch at a time per block), and kept under
+  the ``GEOMETRY_BUDGET_MB`` memory budget. A plan goes block by block, holding one block
+  at a time; a block to load waits while the blocks held already fill the budget, so no
+  window however long, nor any number of callers, holds more than the budget (and one
+  block) of geometry.
 - ``request``: plan every slot, reserve in one transaction; when a resource is full the
   slot is re-planned without it (up to ``MAX_PLAN_ROUNDS`` rounds); a government-priority
   request first pre-empts best-effort links holding the full resource.
@@ -66,11 +70,16 @@ class LinkBroker:
         self.source = source
         self.run_cpu = run_cpu
         self.clock = clock
-        self.constellation = Constellation(default_gateways(self.capacity), self.capacity)
+        self.constellation = Constellation(default_gateways(self.capacity), self.capacity,
+                                           budget_bytes=int(settings.geometry_budget_mb * 2**20))
         self.capacity_of = capacity_lookup(self.capacity, self.constellation.gateways)
         self.gateway_records: dict[str, dict] = {}
         self._gateway_stamp: tuple = ()
         self._block_locks: dict[int, asyncio.Lock] = {}
+        #: first slot -> plans holding that block; a block to load waits on `_room`.
+        self._held: dict[int, int] = {}
+        self._room = asyncio.Condition()
+        self._block_bytes = 0  # the largest block seen (its own arrays and its k-d tree)
         self._catalog_version: int | None = None
         self._tasks: list[asyncio.Task] = []
         #: Set (and replaced) whenever this replica changes a lease: wakes watchers at once.
@@ -150,43 +159,80 @@ class LinkBroker:
 
     # --- geometry -----------------------------------------------------------------------------
 
-    async def ensure_window(self, first_slot: int, end_slot: int) -> None:
-        size = self.settings.block_slots
-        for start in range(first_slot // size * size, end_slot, size):
-            if start in self.constellation.blocks:
-                continue
-            lock = self._block_locks.setdefault(start, asyncio.Lock())
-            async with lock:
-                if start in self.constellation.blocks:
-                    continue
-                block = await self.source.block(start, size)
-                if self._catalog_version is None:
-                    self._catalog_version = block.catalog_version
-                elif block.catalog_version != self._catalog_version:
-                    self._forget_catalog(block.catalog_version)
-                    self._tasks.append(asyncio.create_task(self._replan_all(
-                        block.catalog_version), name="linkbroker-replan"))
-                self.constellation.add_block(block)
-                self._block_locks.pop(start, None)
+    def _may_hold(self, first_slot: int) -> bool:
+        """A plan may hold this block: it is held already, or the held blocks leave room
+        for one more (one block is always allowed)."""
+        if first_slot in self._held or not self._held:
+            return True
+        room = self.constellation.cache.budget_bytes // max(self._block_bytes, 1)
+        return len(self._held) < room
+
+    @contextlib.asynccontextmanager
+    async def holding(self, first_slot: int):
+        """Hold the block starting at `first_slot` (loading it if needed) for the body:
+        it is not evicted meanwhile. Yields the block."""
+        async with self._room:
+            await self._room.wait_for(lambda: self._may_hold(first_slot))
+            self._held[first_slot] = self._held.get(first_slot, 0) + 1
+        self.constellation.hold(first_slot)
+        try:
+            yield await self._load(first_slot)
+        finally:
+            self.constellation.release(first_slot)
+            async with self._room:
+                self._held[first_slot] -= 1
+                if not self._held[first_slot]:
+                    del self._held[first_slot]
+                self._room.notify_all()
+
+    async def _load(self, start: int):
+        block = self.constellation.blocks.get(start)
+        if block is not None:
+            return block
+        lock = self._block_locks.setdefault(start, asyncio.Lock())
+        async with lock:
+            block = self.constellation.blocks.get(start)
+            if block is not None:
+                return block
+            block = await self.source.block(start, self.settings.block_slots)
+            if self._catalog_version is None:
+                self._catalog_version = block.catalog_version
+            elif block.catalog_version != self._catalog_version:
+                self._forget_catalog(block.catalog_version)
+                self._tasks.append(asyncio.create_task(self._replan_all(
+                    block.catalog_version), name="linkbroker-replan"))
+            self._block_bytes = max(self._block_bytes, block.nbytes)
+            self.constellation.add_block(block)
+            self._block_locks.pop(start, None)
         now = self.now_slot()
         stale = [f for f, b in self.constellation.blocks.items() if b.end_slot <= now]
         if stale:
             self.constellation.drop_blocks(
                 keep=[f for f in self.constellation.blocks if f not in stale])
+        return block
 
     async def plan(self, latitude_deg: float, longitude_deg: float, altitude_m: float,
                    first_slot: int, end_slot: int, region: str, exclusions=None) -> LinkPlan:
-        """A terminal's plan over [first_slot, end_slot). A block dropped while the plan
-        ran (a catalog change re-loads the geometry) is loaded again and the plan re-run;
-        geometry that keeps changing is UNAVAILABLE, which the caller may retry."""
+        """A terminal's plan over [first_slot, end_slot), block by block. A block dropped
+        while the plan ran (a catalog change re-loads the geometry), or parts planned on
+        two catalog versions, and the plan is run again; geometry that keeps changing is
+        UNAVAILABLE, which the caller may retry."""
+        size = self.settings.block_slots
         for _ in range(PLAN_ATTEMPTS):
-            await self.ensure_window(first_slot, end_slot)
+            paths, versions = [], set()
             try:
-                return await self.run_cpu(self.constellation.plan, latitude_deg,
-                                          longitude_deg, altitude_m, first_slot, end_slot,
-                                          region, exclusions)
+                for start in range(first_slot // size * size, end_slot, size):
+                    async with self.holding(start) as block:
+                        versions.add(block.catalog_version)
+                        part = await self.run_cpu(
+                            self.constellation.plan, latitude_deg, longitude_deg, altitude_m,
+                            max(first_slot, start), min(end_slot, start + size), region,
+                            exclusions)
+                    paths += part.paths
             except GeometryUnloaded:
                 continue
+            if len(versions) == 1:
+                return LinkPlan.from_paths(paths)
         raise Unavailable(f"the constellation's geometry changed {PLAN_ATTEMPTS} times while "
                           "this link was planned; retry", reason="GEOMETRY_CHANGED")
 

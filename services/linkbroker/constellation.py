@@ -3,13 +3,23 @@
 A :class:`Block` holds the ITRF positions of every satellite at the midpoint of each of
 ``T`` consecutive 15-second slots (one Propagate call to the orbit service), and the +Grid
 laser-link candidates recovered from the orbital planes at the block's first slot.
-:class:`Constellation` keeps a few blocks and, per slot, a
+:class:`Constellation` keeps blocks and, per slot, a
 :class:`~services.linkbroker.routing.SlotRouter` (built once, shared by every request that
 touches the slot) and, per (block, region), the shortest-path tree from that region's node
 to every satellite, filled slot by slot as requests need them. Planning one terminal over a
 window then costs a k-d tree query and a few gathers, not a routing computation; and a
 terminal's paths over a whole block are kept too (terminals ask again and again: a second
 request from the same place costs a lookup).
+
+All of it lives in one :class:`~services.linkbroker.geometry_cache.ByteBudgetCache` under a
+byte budget: least recently used first, a block's routers, trees and paths go with it, and
+a block a plan holds (:meth:`Constellation.hold`) is never evicted. Measured for the 4,408
+satellites of Gen1 and 240-slot blocks: a block is 66 MB (positions 12.7 MB in float32,
+its k-d tree 51 MB), a router 0.33 MB (80 MB a block; its sky grid, 2.1 MB, is dropped once
+the graph is built), a region's trees 8.6 MB.
+
+Positions are float32: 0.25 m at most off at 7,000 km from the Earth's centre, 0.8 ns of
+one-way latency a hop; the arithmetic on them is float64.
 
 Terminal visibility over a whole block is one k-d tree over the block's stacked positions:
 slot ``k``'s satellites are shifted by ``k * SLOT_OFFSET_M`` along x, so one query of the
@@ -24,17 +34,18 @@ filled under a lock; the numeric work runs outside it (in the service's CPU pool
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.sparse as sp
 from numpy.typing import NDArray
 from scipy.sparse.csgraph import dijkstra
 from scipy.spatial import cKDTree
 
 from services.linkbroker.capacity_model import CapacityModel
 from services.linkbroker.gateways import FibreModel, GatewayTable
+from services.linkbroker.geometry_cache import ByteBudgetCache
 from services.linkbroker.latency import latency_budget
 from services.linkbroker.plan import LinkPlan, SlotPath
 from services.linkbroker.regions import RegionTable, load_regions
@@ -56,6 +67,15 @@ HANDOVER_HYSTERESIS_MS = 1.0
 #: Per slot, resource keys that must not be used (full), e.g. ``{"u:44713", "g:gw-eastus"}``.
 Exclusions = dict[int, frozenset[str]]
 
+#: Bytes a cached slot path costs (the object, its hop tuple, keys and stored form; by
+#: ``sys.getsizeof`` for Gen1 paths of about 10 hops).
+SLOT_PATH_BYTES = 1_600
+#: Bytes of a k-d tree node (scipy's ckdtreenode), beside its data and index arrays.
+_KD_NODE_BYTES = 72
+DEFAULT_BUDGET_BYTES = 1024 * 2**20
+#: How blocks store positions (see the module's docstring for what float32 costs).
+POSITION_DTYPE = np.float32
+
 
 class GeometryUnloaded(KeyError):
     """A slot's block is not loaded (any more): load the window again and plan again."""
@@ -68,7 +88,7 @@ class Block:
     Attributes:
         first_slot: index of the first slot.
         catalog_numbers: ``(N,)`` int64.
-        positions_m: ``(T, N, 3)`` ITRF metres at each slot's midpoint.
+        positions_m: ``(T, N, 3)`` ITRF metres at each slot's midpoint (float32).
         ok: ``(T, N)`` True where propagation succeeded.
         pairs, kind: +Grid laser-link candidates (rows of ``catalog_numbers``).
         catalog_version: the orbit catalog version the positions come from.
@@ -76,13 +96,29 @@ class Block:
 
     first_slot: int
     catalog_numbers: NDArray[np.int64]
-    positions_m: NDArray[np.float64]
+    positions_m: NDArray[np.float32]
     ok: NDArray[np.bool_]
     pairs: NDArray[np.int64]
     kind: NDArray[np.int8]
     catalog_version: int
     _tree: cKDTree | None = field(default=None, repr=False)
     _radius_m: float = field(default=0.0, repr=False)
+
+    def __post_init__(self) -> None:
+        self.positions_m = np.ascontiguousarray(self.positions_m, dtype=POSITION_DTYPE)
+        self.stacked_tree()  # built once, now: the block's size is then fixed
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held: positions, masks, link candidates and the stacked k-d tree."""
+        tree = self.stacked_tree()
+        arrays = (self.catalog_numbers, self.positions_m, self.ok, self.pairs, self.kind,
+                  tree.data, tree.indices)
+        return sum(a.nbytes for a in arrays) + tree.size * _KD_NODE_BYTES
+
+    def positions_at(self, k: int) -> NDArray[np.float64]:
+        """``(N, 3)`` float64 ITRF metres at the block's slot ``k``."""
+        return self.positions_m[k].astype(np.float64)
 
     @property
     def n_slots(self) -> int:
@@ -96,13 +132,13 @@ class Block:
         """k-d tree over all slots' positions, slot ``k`` shifted by ``k * SLOT_OFFSET_M``."""
         if self._tree is None:
             t, n = self.ok.shape
-            pts = np.where(self.ok[..., None], self.positions_m, np.nan).copy()
+            pts = np.where(self.ok[..., None], self.positions_m.astype(np.float64), np.nan)
             pts[..., 0] += (np.arange(t) * SLOT_OFFSET_M)[:, None]
             pts = pts.reshape(-1, 3)
             # Failed satellites go far away (NaN is not allowed in a tree).
             pts[~np.isfinite(pts).all(axis=1)] = -1.0e12
             self._tree = cKDTree(pts, balanced_tree=False, compact_nodes=False)
-            good = self.positions_m[self.ok]
+            good = self.positions_m[self.ok].astype(np.float64)
             self._radius_m = float(np.max(np.linalg.norm(good, axis=1))) if good.size else 0.0
         return self._tree
 
@@ -119,6 +155,10 @@ class _RegionTrees:
     pred: NDArray[np.int32]  # (T, N + G + R) predecessors
     filled: NDArray[np.bool_]  # (T,)
 
+    @property
+    def nbytes(self) -> int:
+        return self.dist_ms.nbytes + self.pred.nbytes + self.filled.nbytes
+
 
 class Constellation:
     """Blocks, per-slot routers and per-(block, region) trees; plans terminals.
@@ -128,55 +168,59 @@ class Constellation:
         capacity: elevation masks, overheads and capacities.
         regions: Azure regions (default: the packaged catalogue).
         fibre: the fibre model.
-        max_region_trees: how many (block, region) tree sets to keep (each is about
-            ``T * N * 8`` bytes; 240 slots x 4,408 satellites: 8.6 MB).
-        max_routers: how many slot routers to keep.
+        budget_bytes: the geometry's memory budget (blocks and all derived from them;
+            see the module's docstring for sizes). Blocks held by plans are kept beyond it.
     """
 
     def __init__(self, gateways: GatewayTable, capacity: CapacityModel, *,
                  regions: RegionTable | None = None, fibre: FibreModel | None = None,
-                 max_region_trees: int = 24, max_routers: int = 720,
-                 max_terminal_plans: int = 4096) -> None:
+                 budget_bytes: int = DEFAULT_BUDGET_BYTES) -> None:
         self.capacity = capacity
         self.regions = regions or load_regions()
         self.fibre = fibre or FibreModel()
         self.gateways = gateways
+        #: first slot -> block, for every block in the cache (kept in step by `_discarded`).
         self.blocks: dict[int, Block] = {}
-        self._routers: OrderedDict[int, SlotRouter] = OrderedDict()
-        self._trees: OrderedDict[tuple[int, int], _RegionTrees] = OrderedDict()
-        #: (lat, lon, alt, region row, block) -> the terminal's paths over the whole block.
-        self._terminal_paths: OrderedDict[tuple, list[SlotPath]] = OrderedDict()
+        self.cache = ByteBudgetCache(budget_bytes, on_discard=self._discarded)
         self._lock = threading.Lock()
-        self.max_region_trees = max_region_trees
-        self.max_terminal_plans = max_terminal_plans
-        self.max_routers = max_routers
 
     # -- cache management -----------------------------------------------------------
 
+    def _discarded(self, key, value) -> None:
+        if key[0] == "block" and self.blocks.get(key[1]) is value:
+            del self.blocks[key[1]]
+
     def add_block(self, block: Block) -> None:
+        """Keep `block` (evicting the least recently used geometry over the budget)."""
         with self._lock:
+            self.cache.discard(("block", block.first_slot))
             self.blocks[block.first_slot] = block
+            self.cache.put(("block", block.first_slot), block, block.nbytes)
+
+    def hold(self, first_slot: int) -> None:
+        """Keep the block starting at `first_slot` (loaded or still to load) from eviction
+        until :meth:`release`; dropping blocks on purpose (:meth:`drop_blocks`) still
+        drops it."""
+        with self._lock:
+            self.cache.pin(("block", first_slot))
+            self.cache.get(("block", first_slot))  # the most recently used now
+
+    def release(self, first_slot: int) -> None:
+        with self._lock:
+            self.cache.unpin(("block", first_slot))
 
     def drop_blocks(self, keep: Iterable[int] = ()) -> None:
         """Forget every block not in ``keep`` (first slots), with its routers and trees."""
         keep = set(keep)
         with self._lock:
             for first in [f for f in self.blocks if f not in keep]:
-                block = self.blocks.pop(first)
-                for s in range(block.first_slot, block.end_slot):
-                    self._routers.pop(s, None)
-                for key in [k for k in self._trees if k[0] == first]:
-                    del self._trees[key]
-                for key in [k for k in self._terminal_paths if k[4] == first]:
-                    del self._terminal_paths[key]
+                self.cache.discard(("block", first))
 
     def set_gateways(self, gateways: GatewayTable) -> None:
         """New gateway table (added, drained, restored): every router and tree is rebuilt."""
         with self._lock:
             self.gateways = gateways
-            self._routers.clear()
-            self._trees.clear()
-            self._terminal_paths.clear()
+            self.cache.discard_where(lambda key: key[0] != "block")
 
     def block_of(self, slot: int) -> Block:
         """The loaded block holding `slot`; :class:`GeometryUnloaded` when none does (a
@@ -188,27 +232,27 @@ class Constellation:
                 return block
         raise GeometryUnloaded(slot)
 
-    def router(self, slot: int) -> SlotRouter:
-        """The slot's routing graph (cached)."""
-        with self._lock:
-            router = self._routers.get(slot)
-            if router is not None:
-                self._routers.move_to_end(slot)
-                return router
-            gateways = self.gateways
+    def graph(self, slot: int) -> sp.csr_matrix:
+        """The slot's routing graph (a :class:`SlotRouter`'s, cached without the rest of
+        the router: nodes are satellites, then gateways, then regions)."""
         block = self.block_of(slot)
-        router = self._build_router(block, slot - block.first_slot, gateways)
+        with self._lock:
+            graph = self.cache.get(("graph", slot))
+            if graph is not None:
+                return graph
+            gateways = self.gateways
+        graph = self._build_router(block, slot - block.first_slot, gateways).graph
         with self._lock:
             if gateways is self.gateways:
-                self._routers[slot] = router
-                while len(self._routers) > self.max_routers:
-                    self._routers.popitem(last=False)
-        return router
+                self.cache.put(("graph", slot), graph,
+                               graph.data.nbytes + graph.indices.nbytes + graph.indptr.nbytes,
+                               owner=("block", block.first_slot))
+        return graph
 
     def _build_router(self, block: Block, k: int, gateways: GatewayTable,
                       exclude: frozenset[str] = frozenset()) -> SlotRouter:
         ok = block.ok[k]
-        pos_km = np.where(ok[:, None], block.positions_m[k], 0.0) / 1e3
+        pos_km = np.where(ok[:, None], block.positions_at(k), 0.0) / 1e3
         isl = isl_topology(pos_km, block.pairs, block.kind,
                            max_range_km=self.capacity.isl_max_range_km)
         masks = _exclusion_masks(exclude, block.catalog_numbers, isl.pairs, gateways) \
@@ -217,26 +261,23 @@ class Constellation:
                           fibre=self.fibre, satellite_available=ok, **masks)
 
     def _region_trees(self, block: Block, region: int, ks: NDArray[np.int64]) -> _RegionTrees:
-        key = (block.first_slot, region)
+        key = ("trees", block.first_slot, region)
         with self._lock:
-            trees = self._trees.get(key)
+            trees = self.cache.get(key)
             if trees is None:
                 n = block.catalog_numbers.size
                 nodes = n + len(self.gateways) + len(self.regions)
-                trees = self._trees[key] = _RegionTrees(
-                    np.full((block.n_slots, n), np.inf, np.float32),
-                    np.full((block.n_slots, nodes), _NO_NODE, np.int32),
-                    np.zeros(block.n_slots, bool))
-                while len(self._trees) > self.max_region_trees:
-                    self._trees.popitem(last=False)
-            else:
-                self._trees.move_to_end(key)
+                trees = _RegionTrees(np.full((block.n_slots, n), np.inf, np.float32),
+                                     np.full((block.n_slots, nodes), _NO_NODE, np.int32),
+                                     np.zeros(block.n_slots, bool))
+                self.cache.put(key, trees, trees.nbytes, owner=("block", block.first_slot))
+        n = block.catalog_numbers.size
         for k in ks[~trees.filled[ks]]:
-            router = self.router(block.first_slot + int(k))
-            dist, pred = dijkstra(router.graph, directed=True,
-                                  indices=router.n_satellites + router.n_gateways + region,
+            graph = self.graph(block.first_slot + int(k))
+            dist, pred = dijkstra(graph, directed=True,
+                                  indices=graph.shape[0] - len(self.regions) + region,
                                   return_predecessors=True)
-            trees.dist_ms[k] = dist[: block.catalog_numbers.size]
+            trees.dist_ms[k] = dist[:n]
             trees.pred[k] = pred
             trees.filled[k] = True
         return trees
@@ -260,21 +301,18 @@ class Constellation:
         while slot < end_slot:
             block = self.block_of(slot)
             stop = min(end_slot, block.end_slot)
-            key = (round(latitude_deg, 7), round(longitude_deg, 7), round(altitude_m, 2),
-                   region_row, block.first_slot)
+            key = ("paths", round(latitude_deg, 7), round(longitude_deg, 7),
+                   round(altitude_m, 2), region_row, block.first_slot)
             with self._lock:
-                block_paths = self._terminal_paths.get(key)
-                if block_paths is not None:
-                    self._terminal_paths.move_to_end(key)
+                block_paths = self.cache.get(key)
             if block_paths is None:
                 gateways = self.gateways
                 block_paths = self._plan_in_block(block, ecef, up, sin_mask, block.first_slot,
                                                   block.end_slot, region_row)
                 with self._lock:
-                    if gateways is self.gateways and block.first_slot in self.blocks:
-                        self._terminal_paths[key] = block_paths
-                        while len(self._terminal_paths) > self.max_terminal_plans:
-                            self._terminal_paths.popitem(last=False)
+                    if gateways is self.gateways:
+                        self.cache.put(key, block_paths, len(block_paths) * SLOT_PATH_BYTES,
+                                       owner=("block", block.first_slot))
             paths += block_paths[slot - block.first_slot: stop - block.first_slot]
             slot = stop
         if exclusions:
@@ -357,7 +395,7 @@ class Constellation:
         counts = np.array([len(h) for h in hop_lists])
         flat = np.fromiter((h for hops in hop_lists for h in hops), np.int64, int(counts.sum()))
         k_flat = np.repeat(np.array(ks), counts)
-        hop_pos = block.positions_m[k_flat, flat]
+        hop_pos = block.positions_m[k_flat, flat].astype(np.float64)
         seg = np.zeros(flat.size)
         seg[1:] = np.linalg.norm(np.diff(hop_pos, axis=0), axis=1)
         starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
