@@ -21,6 +21,12 @@ one JSON object; ``--skip PART`` leaves a part out):
 suite on PostgreSQL (see bench/linkbroker_load.py): p50, p99 (target < 100 ms), errors
 (target 0).
 
+``memory`` - one hour of Gen1 geometry as the broker keeps it against the layout it
+replaced (float64, a whole router per slot), side by side: MiB and ratio.
+
+``estimate`` - the worst-case EstimatePath (24 h window, 7 days ahead) against the running
+suite on PostgreSQL: the broker's RSS before, after and at its peak, with its budget.
+
 New parts: write ``def my_part(args, figures) -> None`` and register it in
 :data:`PARTS` (and any options in :func:`build_parser`).
 """
@@ -44,6 +50,7 @@ import numpy as np  # noqa: E402
 
 from bench.linkbroker_load import add_arguments as add_load_arguments  # noqa: E402
 from bench.linkbroker_load import load_part  # noqa: E402
+from bench.linkbroker_memory import estimate_part, memory_part  # noqa: E402
 from services.linkbroker.gateways import default_gateways  # noqa: E402
 from services.linkbroker.planes import assign_planes, orbit_geometry  # noqa: E402
 from services.linkbroker.routing import SlotRouter  # noqa: E402
@@ -224,6 +231,8 @@ def routing_part(args: argparse.Namespace, figures: dict) -> None:
 PARTS: dict[str, Callable[[argparse.Namespace, dict], None]] = {
     "routing": routing_part,
     "load": load_part,
+    "memory": memory_part,
+    "estimate": estimate_part,
 }
 
 

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 
 from shared.config import Settings
+from shared.malloc import bound_malloc_retention
 from shared.service import ServiceKit
 from shared.telemetry import configure_logging
 
@@ -77,6 +78,11 @@ def main(services: Sequence[str] | None = None) -> int:
     settings = Settings.from_env()
     configure_logging(settings.log_level, settings.log_format)
     names = available_services(services if services is not None else settings.services)
+    # A service whose server module sets BOUND_MALLOC frees large arrays per request: its
+    # process keeps resident memory near the live data (see shared.malloc).
+    if any(getattr(importlib.import_module(f"services.{name}.server"), "BOUND_MALLOC", False)
+           for name in names):
+        bound_malloc_retention()
     try:
         return asyncio.run(main_async(names, settings))
     except Exception as error:  # noqa: BLE001 - already logged with its traceback

@@ -58,6 +58,10 @@ class ByteBudgetCache:
     def keys(self) -> Iterator[Hashable]:
         return iter(list(self._entries))
 
+    def sizes(self) -> dict[Hashable, int]:
+        """Bytes of each entry, least recently used first."""
+        return {key: entry.nbytes for key, entry in self._entries.items()}
+
     def get(self, key: Hashable):
         """The value under ``key`` (now the most recently used), or None."""
         entry = self._entries.get(key)

@@ -29,6 +29,10 @@ from .settings import BrokerSettings
 from .store import Store
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+#: Geometry blocks of tens of MB come and go under the memory budget: the process keeps
+#: glibc from holding freed ones (shared.runner applies it; see shared.malloc).
+BOUND_MALLOC = True
+
 SERVICE = linkbroker_pb2.DESCRIPTOR.services_by_name["LinkBrokerService"]
 ORBIT_SERVICE = orbit_pb2.DESCRIPTOR.services_by_name["OrbitService"]
 PROVISIONING_SERVICE = provisioning_pb2.DESCRIPTOR.services_by_name["ProvisioningService"]

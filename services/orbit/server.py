@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +13,7 @@ from services.orbit import walker
 from services.orbit.api import GENERATED_NUMBER_FLOOR, MAX_IMPORT_BYTES, OrbitServicer
 from services.orbit.store import Catalog
 from shared.config import Settings
+from shared.malloc import bound_malloc_retention
 from shared.service import ServiceKit
 
 log = logging.getLogger("skybridge.orbit")
@@ -56,22 +56,6 @@ def settings_bound_malloc() -> bool:
     import os
 
     return os.environ.get("SKYBRIDGE_ORBIT_MALLOC_TRIM", "") == "1"
-
-
-def bound_malloc_retention() -> None:
-    """Make glibc hand large freed blocks back to the OS (Linux only, best effort).
-
-    The service frees and reallocates chunks of tens of MB per request; glibc's dynamic
-    mmap threshold otherwise climbs to 32 MB after the first such free, after which those
-    chunks come from the heap and freed ones stay resident. A fixed 1 MiB threshold keeps
-    them mmapped (returned on free), so peak resident memory tracks the live data.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 8 << 20)  # M_TRIM_THRESHOLD
-    except (OSError, AttributeError):  # not glibc
-        pass
 
 
 def _serialize(message) -> bytes:
