@@ -12,6 +12,7 @@ import contextlib
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -245,8 +246,15 @@ async def health_statuses(channel: grpc.aio.Channel, into: list, started: asynci
 
 
 def pg_cluster_command(action: str) -> list[str]:
-    version = sorted(os.listdir("/etc/postgresql"))[-1]
-    return ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action]
+    """`pg_ctlcluster` for the cluster the tests use: the one listening on the port of
+    `SKYBRIDGE_TEST_PG_URL` (another cluster on the machine is never touched)."""
+    port = str(psycopg.conninfo.conninfo_to_dict(DSN).get("port") or 5432)
+    listed = subprocess.run(["pg_lsclusters", "--no-header"], capture_output=True, text=True,
+                            check=True).stdout.split("\n")
+    for version, name, cluster_port, *_ in (line.split() for line in listed if line.strip()):
+        if cluster_port == port:
+            return ["pg_ctlcluster", "--skip-systemctl-redirect", version, name, action]
+    raise LookupError(f"no local PostgreSQL cluster listens on port {port}")
 
 
 async def pg_accepts() -> bool:
