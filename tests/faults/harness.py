@@ -79,6 +79,8 @@ class Service:
     extra: dict = field(default_factory=dict)
     proc: asyncio.subprocess.Process | None = None
     runs: int = 0
+    #: The module run with `python -m` (the service's own unless a test says otherwise).
+    module: str = ""
 
     @property
     def target(self) -> str:
@@ -102,7 +104,7 @@ class Service:
         stdout, stderr = _log_files(out, err)
         with stdout, stderr:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", f"services.{self.name}", cwd=ROOT, env=env,
+                sys.executable, "-m", self.module or f"services.{self.name}", cwd=ROOT, env=env,
                 stdout=stdout, stderr=stderr)
         return self
 

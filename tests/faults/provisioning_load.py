@@ -58,13 +58,15 @@ async def seed_customer(stub, meta, quantities=QUANTITIES) -> tuple[str, list[st
 
 
 def terminal_writers(stub, meta, customer: str, subscriptions: list[str],
-                     workers: int = 6) -> Load:
+                     workers: int = 6, also_refused: tuple = ()) -> Load:
     """Writers registering terminals one after the other until stopped; every call's
     outcome is settled (re-sent with its request_id while unknown), so once they are
     stopped every write that reached the database was acknowledged or refused.
-    `outcomes.acked` maps request_id -> (terminal, subscription, serial number)."""
+    `outcomes.acked` maps request_id -> (terminal, subscription, serial number); a create
+    refused RESOURCE_EXHAUSTED (or with a code in `also_refused`) goes to `refused`."""
     tag = next(_ids)
-    load = Load(None, definitive=(grpc.StatusCode.RESOURCE_EXHAUSTED,), workers=workers)
+    load = Load(None, definitive=(grpc.StatusCode.RESOURCE_EXHAUSTED, *also_refused),
+                workers=workers)
 
     def call_for(worker: int, n: int):
         request_id = f"t{tag}-w{worker}-{n}"
