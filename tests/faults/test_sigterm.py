@@ -124,9 +124,10 @@ async def drill(name: str, victim, direct: grpc.aio.Channel, streams: list[Follo
     returns the figures. `restart` (optional) starts the process again once it exited.
 
     `clients_strict`: also assert that no client call failed (every attempt OK or
-    UNAVAILABLE). Off in this module: a call that reaches the server between the drain's
-    refusal and its `server.stop(0)` fails CANCELLED (see test_sigterm_clients.py); such
-    calls are recorded in the figures (`attempts_neither_ok_nor_unavailable`)."""
+    UNAVAILABLE) and that every unary attempt in flight at SIGTERM ended OK (or refused).
+    Off in this module: a call that reaches the server about when the drain starts can fail
+    CANCELLED at its `server.stop(0)` (see test_sigterm_clients.py); such calls are recorded
+    in the figures (`attempts_neither_ok_nor_unavailable`, `in_flight_outcomes`)."""
     health: list = []
     watching = asyncio.Event()
     watcher = asyncio.create_task(health_statuses(direct, health, watching))
@@ -190,10 +191,11 @@ async def drill(name: str, victim, direct: grpc.aio.Channel, streams: list[Follo
         assert {code for code, _ in outcomes.attempts} <= {grpc.StatusCode.OK,
                                                            grpc.StatusCode.UNAVAILABLE}, \
             outcomes.summary()
-    # A unary attempt in flight when the drain began finishes; a later one may be refused
-    # (UNAVAILABLE, re-sent by the client).
-    for _, _, status, details in in_flight:
-        assert status == grpc.StatusCode.OK or details == Lifecycle.DRAINING, (status, details)
+        # A unary attempt in flight when the drain began finishes; a later one may be
+        # refused (UNAVAILABLE, re-sent by the client).
+        for _, _, status, details in in_flight:
+            assert status == grpc.StatusCode.OK or details == Lifecycle.DRAINING, \
+                (status, details)
     return figures
 
 
@@ -363,18 +365,18 @@ async def test_sigterm_linkbroker(services, settings, minter, tmp_path):
     await sigterm_linkbroker(services, settings, minter, tmp_path)
 
 
-async def active_terminal(stub, meta) -> tuple[str, str]:
+async def active_terminal(stub, meta, tag: str = "1") -> tuple[str, str]:
     """A customer with an active subscription and an ACTIVE terminal near Quincy, WA."""
     customer, (subscription,) = await seed_customer(stub, meta, (5,))
     terminal = (await stub.CreateTerminal(prov_pb.CreateTerminalRequest(
         parent=customer, terminal=prov_res.Terminal(
-            serial_number="UT-LINK-1", subscription=subscription,
+            serial_number=f"UT-LINK-{tag}", subscription=subscription,
             location=common_pb2.GeodeticPoint(latitude_deg=47.23, longitude_deg=-119.85)),
-        request_id="fault-terminal-1"), metadata=meta)).terminal
+        request_id=f"fault-terminal-{tag}"), metadata=meta)).terminal
     terminal = (await stub.ProvisionTerminal(prov_pb.ProvisionTerminalRequest(
-        name=terminal.name, request_id="fault-provision-1"), metadata=meta)).terminal
+        name=terminal.name, request_id=f"fault-provision-{tag}"), metadata=meta)).terminal
     terminal = (await stub.ActivateTerminal(prov_pb.ActivateTerminalRequest(
-        name=terminal.name, request_id="fault-activate-1"), metadata=meta)).terminal
+        name=terminal.name, request_id=f"fault-activate-{tag}"), metadata=meta)).terminal
     return customer, terminal.name
 
 
