@@ -40,8 +40,7 @@ import asyncio
 import hashlib
 import json
 import re
-import uuid
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
@@ -51,8 +50,9 @@ from skybridge.orbit.v1 import orbit_pb2, orbit_pb2_grpc
 
 from services.orbit import omm, tle, walker
 from services.orbit.catalog import CatalogSnapshot
+from services.orbit.catalog_app import MAX_CATALOG_NUMBER, CatalogApp, WriteKey
 from services.orbit.elements import ElementSet, RejectedRecord
-from services.orbit.kernel import CatalogPropagator, cached_propagator
+from services.orbit.kernel import CatalogPropagator
 from services.orbit.passes import predict_passes
 from services.orbit.states import (
     FRAMES,
@@ -79,7 +79,6 @@ from services.orbit.wire import (
 )
 from shared.auth import requires
 from shared.errors import (
-    AlreadyExists,
     InvalidArgument,
     NotFound,
     ResourceExhausted,
@@ -100,8 +99,6 @@ MAX_GENERATED_SATELLITES = 20_000
 MAX_PLANES = 1000
 MAX_SATS_PER_PLANE = 1000
 MIN_ALTITUDE_KM, MAX_ALTITUDE_KM = 150.0, 40_000.0
-GENERATED_NUMBER_FLOOR = 900_000
-MAX_CATALOG_NUMBER = 999_999_999
 MAX_STEPS = 100_000
 MAX_STATES_PER_REQUEST = 20_000_000
 CHUNK_STATE_BUDGET = 640_000
@@ -121,7 +118,6 @@ MAX_PASS_WINDOW = timedelta(days=7)
 MAX_PASS_WORK = 200_000_000
 MAX_PASSES = 100_000
 MAX_CONCURRENT_PROPAGATIONS = 2
-SNAPSHOT_CACHE_SIZE = 3
 _MAX_VIOLATIONS = 20
 
 _GROUP_ID = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
@@ -223,6 +219,13 @@ def group_message(group: StoredGroup) -> orbit_pb2.Group:
 def _page_size(check: Violations, value: int) -> int:
     check.check(value >= 0, "page_size", "must not be negative")
     return min(value or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+
+
+def _write_key(request, method: str) -> WriteKey:
+    """The idempotency key of a write: the caller's tenant, its request_id, the method
+    and the request's digest."""
+    return WriteKey(key_tenant(), request.request_id, method,
+                    request_hash(request.SerializeToString(deterministic=True)))
 
 
 def _digest(*parts: object) -> str:
@@ -339,39 +342,16 @@ class OrbitServicer(orbit_pb2_grpc.OrbitServiceServicer):
     def __init__(self, catalog: Catalog, run_cpu: RunCpu):
         self.catalog = catalog
         self.run_cpu = run_cpu
-        self._token = uuid.uuid4().hex  # separates this instance's propagator cache keys
-        self._snapshots: OrderedDict[tuple, CatalogSnapshot] = OrderedDict()
-        self._snapshot_lock = asyncio.Lock()
+        self.app = CatalogApp(catalog, run_cpu)
         self._streams = asyncio.Semaphore(MAX_CONCURRENT_PROPAGATIONS)
 
-    # -- catalog snapshot & propagators -------------------------------------------
+    # -- catalog snapshot & propagators (services.orbit.catalog_app) -----------------
     async def snapshot(self, as_of_us: int | None = None) -> CatalogSnapshot:
-        version = await self.catalog.version()
-        key = (version, as_of_us)
-        async with self._snapshot_lock:
-            snap = self._snapshots.get(key)
-            if snap is not None:
-                self._snapshots.move_to_end(key)
-                return snap
-            sets = await self.catalog.newest_element_sets(as_of_us)
-            snap = await self.run_cpu(CatalogSnapshot, version, as_of_us, tuple(sets))
-            self._snapshots[key] = snap
-            while len(self._snapshots) > SNAPSHOT_CACHE_SIZE:
-                self._snapshots.popitem(last=False)
-            return snap
+        return await self.app.snapshot(as_of_us)
 
     async def propagator(self, snap: CatalogSnapshot, idx: np.ndarray | None
                          ) -> CatalogPropagator:
-        """The cached propagator for ``idx`` (None: the whole snapshot)."""
-        if idx is None or (idx.size == snap.size and np.array_equal(idx, np.arange(snap.size))):
-            selection = "all"
-            sets = snap.element_sets
-        else:
-            selection = hashlib.sha1(idx.astype(np.int64).tobytes()).hexdigest()
-            sets = None
-        key = ("orbit", self._token, snap.version, snap.as_of_us, selection)
-        return await self.run_cpu(
-            cached_propagator, key, sets if sets is not None else (lambda: snap.subset(idx)))
+        return await self.app.propagator(snap, idx)
 
     async def warm(self) -> None:
         """Load the catalog, build the whole-catalog propagator and compile the visibility
@@ -490,18 +470,12 @@ class OrbitServicer(orbit_pb2_grpc.OrbitServiceServicer):
             raise InvalidArgument(
                 f"all {len(bad)} records were rejected; nothing was stored",
                 reason="NO_VALID_RECORDS", violations=_rejection_violations(bad))
-        digest = request_hash(request.SerializeToString(deterministic=True))
-        async with self.catalog.sessions.begin() as session:
-            await Catalog._lock_version(session)
-            replay = await Catalog.replay(session, key_tenant(), request.request_id,
-                                          "ImportElementSets", digest)
-            if replay is not None:
-                return orbit_pb2.ImportElementSetsResponse.FromString(replay)
-            group = None
-            if group_id:
-                group = (group_id, request.group_display_name or group_id, "import")
-            outcome = await self.catalog.store_element_sets(session, good, group=group)
-            response = orbit_pb2.ImportElementSetsResponse(
+        group = None
+        if group_id:
+            group = (group_id, request.group_display_name or group_id, "import")
+
+        def answer(outcome) -> orbit_pb2.ImportElementSetsResponse:
+            return orbit_pb2.ImportElementSetsResponse(
                 added_count=outcome.added,
                 updated_count=outcome.updated,
                 unchanged_count=outcome.unchanged,
@@ -513,10 +487,10 @@ class OrbitServicer(orbit_pb2_grpc.OrbitServiceServicer):
                 group=f"groups/{group_id}" if group_id else "",
                 catalog_version=outcome.version,
             )
-            if request.request_id:
-                await Catalog.remember(session, key_tenant(), request.request_id,
-                                       "ImportElementSets", digest, response.SerializeToString())
-        return response
+
+        return await self.app.import_element_sets(
+            _write_key(request, "ImportElementSets"), good, group, answer,
+            orbit_pb2.ImportElementSetsResponse.FromString)
 
     @requires("orbit.write")
     async def GenerateConstellation(self, request, context):
@@ -574,56 +548,18 @@ class OrbitServicer(orbit_pb2_grpc.OrbitServiceServicer):
         check.raise_if_any("the constellation request is invalid")
         kind = _KINDS.get(request.kind) or (
             "sensors" if request.preset == "tracking_sensors" else "constellation")
-        digest = request_hash(request.SerializeToString(deterministic=True))
-        async with self.catalog.sessions.begin() as session:
-            await Catalog._lock_version(session)
-            replay = await Catalog.replay(session, key_tenant(), request.request_id,
-                                          "GenerateConstellation", digest)
-            if replay is not None:
-                return orbit_pb2.GenerateConstellationResponse.FromString(replay)
-            if await self.catalog.group_exists(session, request.group_id):
-                raise AlreadyExists(f"group {request.group_id} already exists",
-                                    reason="GROUP_EXISTS",
-                                    violations=[("group_id", "a group with this id exists")])
-            if not first:
-                first = await self.catalog.next_free_number(session, GENERATED_NUMBER_FLOOR)
-                if first + total - 1 > MAX_CATALOG_NUMBER:
-                    raise ResourceExhausted("no free catalog numbers left",
-                                            violations=[("first_catalog_number",
-                                                         "no free range; give one")])
-            taken = await self.catalog.existing_numbers(session, first, first + total - 1)
-            if taken:
-                raise AlreadyExists(
-                    f"catalog numbers {first}..{first + total - 1} overlap existing satellites",
-                    reason="CATALOG_NUMBERS_TAKEN",
-                    violations=[("first_catalog_number",
-                                 f"{first}..{first + total - 1} overlaps satellites "
-                                 f"{', '.join(map(str, taken))}")])
-            sets = await self.run_cpu(walker.walker_shells, shells, epoch, first)
-            outcome = await self.catalog.store_element_sets(
-                session, sets, new_only=True,
-                group=(request.group_id, request.display_name or request.group_id, kind))
-            stored = await self._group_in(session, request.group_id)
-            response = orbit_pb2.GenerateConstellationResponse(
-                group=group_message(stored), satellite_count=len(sets),
-                first_catalog_number=first, last_catalog_number=first + len(sets) - 1,
-                catalog_version=outcome.version)
-            if request.request_id:
-                await Catalog.remember(session, key_tenant(), request.request_id,
-                                       "GenerateConstellation", digest, response.SerializeToString())
-        return response
+        def answer(made) -> orbit_pb2.GenerateConstellationResponse:
+            return orbit_pb2.GenerateConstellationResponse(
+                group=group_message(made.group), satellite_count=made.count,
+                first_catalog_number=made.first_catalog_number,
+                last_catalog_number=made.first_catalog_number + made.count - 1,
+                catalog_version=made.outcome.version)
 
-    async def _group_in(self, session, group_id: str) -> StoredGroup:
-        from sqlalchemy import func, select
-
-        from services.orbit.store import GroupMemberRow, GroupRow
-
-        row = (await session.execute(select(GroupRow).where(GroupRow.group_id == group_id))
-               ).scalar_one()
-        count = await session.scalar(select(func.count()).select_from(GroupMemberRow).where(
-            GroupMemberRow.group_id == group_id))
-        return StoredGroup(row.group_id, row.display_name, row.kind, int(count or 0),
-                           row.create_us, row.update_us)
+        return await self.app.generate_constellation(
+            _write_key(request, "GenerateConstellation"), group_id=request.group_id,
+            display_name=request.display_name or request.group_id, kind=kind, shells=shells,
+            epoch=epoch, first=first or None, answer=answer,
+            decode=orbit_pb2.GenerateConstellationResponse.FromString)
 
     # -- queries -------------------------------------------------------------------
     @requires("orbit.read")

@@ -9,8 +9,7 @@ from pathlib import Path
 import grpc
 from skybridge.orbit.v1 import orbit_pb2, orbit_pb2_grpc
 
-from services.orbit import walker
-from services.orbit.api import GENERATED_NUMBER_FLOOR, MAX_IMPORT_BYTES, OrbitServicer
+from services.orbit.api import MAX_IMPORT_BYTES, OrbitServicer
 from services.orbit.store import Catalog
 from shared.config import Settings
 from shared.malloc import bound_malloc_retention
@@ -26,29 +25,6 @@ SEED_GROUPS = (
      "constellation"),
     ("tracking-sensors", "Missile-tracking sensor satellites", "tracking_sensors", "sensors"),
 )
-
-
-async def seed(catalog: Catalog, run_cpu, now: datetime | None = None) -> int:
-    """Generate the seed groups into an empty catalog; returns satellites added (0 when
-    the catalog already holds anything: idempotent)."""
-    epoch = (now or datetime.now(UTC)).replace(minute=0, second=0, microsecond=0)
-    added = 0
-    async with catalog.sessions.begin() as session:
-        await Catalog._lock_version(session)
-        from sqlalchemy import func, select
-
-        from services.orbit.store import SatelliteRow
-
-        if await session.scalar(select(func.count()).select_from(SatelliteRow)):
-            return 0
-        first = GENERATED_NUMBER_FLOOR
-        for group_id, display, preset, kind in SEED_GROUPS:
-            sets = await run_cpu(walker.preset, preset, epoch, first)
-            await catalog.store_element_sets(session, sets, new_only=True,
-                                             group=(group_id, display, kind))
-            first += len(sets)
-            added += len(sets)
-    return added
 
 
 def settings_bound_malloc() -> bool:
@@ -113,7 +89,8 @@ async def build(settings: Settings, *, port: int | None = None, span_processors=
 
     async def seed_and_warm() -> None:
         if settings.seed:
-            added = await seed(catalog, kit.run_cpu)
+            epoch = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+            added = await servicer.app.seed(SEED_GROUPS, epoch)
             if added:
                 log.info("orbit: seeded %d generated satellites", added,
                          extra={"service": "orbit"})

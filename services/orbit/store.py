@@ -290,7 +290,8 @@ class Catalog:
             return int(value or 0)
 
     @staticmethod
-    async def _lock_version(session: AsyncSession) -> int:
+    async def lock_version(session: AsyncSession) -> int:
+        """The catalog version, locked for this transaction (one writer at a time)."""
         value = await session.scalar(
             select(CatalogStateRow.version).where(CatalogStateRow.id == 1).with_for_update())
         if value is None:
@@ -306,7 +307,11 @@ class Catalog:
 
     async def is_empty(self) -> bool:
         async with self.sessions() as session:
-            return await session.scalar(select(func.count()).select_from(_SAT)) == 0
+            return await self.is_empty_in(session)
+
+    @staticmethod
+    async def is_empty_in(session: AsyncSession) -> bool:
+        return await session.scalar(select(func.count()).select_from(_SAT)) == 0
 
     # -- request log (AIP-155) -----------------------------------------------------
     @staticmethod
@@ -314,7 +319,7 @@ class Catalog:
                      digest: str) -> bytes | None:
         """The stored answer for a retried ``request_id`` of ``tenant`` (the caller's), or
         None for a new (or empty) one; INVALID_ARGUMENT REQUEST_ID_REUSED when the id was
-        used for a different request. Read it under the catalog lock (``_lock_version``)."""
+        used for a different request. Read it under the catalog lock (``lock_version``)."""
         if not request_id:
             return None
         row = (await session.execute(
@@ -351,7 +356,7 @@ class Catalog:
         satellite was new), ``updated`` (a new or changed element set of a known
         satellite) or ``unchanged`` (identical to what is stored).
         """
-        version = await self._lock_version(session)
+        version = await self.lock_version(session)
         stamp = now_us()
         numbers = sorted({es.catalog_number for es in sets})
         known_sats: dict[int, tuple[str, str]] = {}
@@ -610,6 +615,16 @@ class Catalog:
             return [StoredElementSet(element_set_from_row(r, sat.object_name,
                                                           sat.intl_designator),
                                      int(r.create_us), r.source_group) for r in rows]
+
+    @staticmethod
+    async def group_in(session: AsyncSession, group_id: str) -> StoredGroup:
+        """A group that exists, read in ``session`` (inside a write's transaction)."""
+        row = (await session.execute(select(GroupRow).where(GroupRow.group_id == group_id))
+               ).scalar_one()
+        count = await session.scalar(select(func.count()).select_from(GroupMemberRow).where(
+            GroupMemberRow.group_id == group_id))
+        return StoredGroup(row.group_id, row.display_name, row.kind, int(count or 0),
+                           row.create_us, row.update_us)
 
     async def get_group(self, group_id: str) -> StoredGroup | None:
         groups = await self.list_groups(after=None, limit=1, only=group_id)

@@ -1,0 +1,199 @@
+"""The orbit catalog's use cases: writes in one transaction each, and the snapshots reads use.
+
+Writes (importing element sets, generating a constellation, seeding an empty catalog) run
+under the catalog's version lock, one writer at a time, so the catalog version moves once
+per write; a write with a ``request_id`` happens once per (tenant, request_id): a retry gets
+the first answer, and another request under the same id is INVALID_ARGUMENT
+REQUEST_ID_REUSED (see :meth:`services.orbit.store.Catalog.replay`).
+
+Reads resolve against a :class:`~services.orbit.catalog.CatalogSnapshot` (the newest element
+sets at one catalog version, a few kept, least recently used first) and propagate with a
+propagator cached per (version, selection).
+
+The servicer (:mod:`services.orbit.api`) validates requests and translates messages; what a
+write does, and when it is refused, is decided here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, TypeVar
+
+import numpy as np
+
+from services.orbit import walker
+from services.orbit.catalog import CatalogSnapshot
+from services.orbit.elements import ElementSet
+from services.orbit.kernel import CatalogPropagator, cached_propagator
+from services.orbit.store import Catalog, ImportOutcome, StoredGroup
+from shared.errors import AlreadyExists, ResourceExhausted
+
+__all__ = ["CatalogApp", "Generated", "WriteKey"]
+
+#: Snapshots kept (each holds the catalog's element sets once).
+SNAPSHOT_CACHE_SIZE = 3
+#: Generated satellites are numbered from here unless the caller gives a first number.
+GENERATED_NUMBER_FLOOR = 900_000
+MAX_CATALOG_NUMBER = 999_999_999
+
+
+class Message(Protocol):
+    def SerializeToString(self, *, deterministic: bool = ...) -> bytes: ...
+
+
+M = TypeVar("M", bound=Message)
+RunCpu = Callable[..., Awaitable]
+
+
+@dataclass(frozen=True)
+class WriteKey:
+    """Who asked for a write and which: the tenant, its ``request_id`` (empty: no
+    replay), the method and the request's digest."""
+
+    tenant: str
+    request_id: str
+    method: str
+    digest: str
+
+
+@dataclass(frozen=True)
+class Generated:
+    """What generating a constellation stored."""
+
+    outcome: ImportOutcome
+    group: StoredGroup
+    first_catalog_number: int
+    count: int
+
+
+class CatalogApp:
+    """The catalog's writes and snapshots, over a :class:`Catalog` store."""
+
+    def __init__(self, catalog: Catalog, run_cpu: RunCpu) -> None:
+        self.catalog = catalog
+        self.run_cpu = run_cpu
+        self._token = uuid.uuid4().hex  # separates this instance's propagator cache keys
+        self._snapshots: OrderedDict[tuple, CatalogSnapshot] = OrderedDict()
+        self._snapshot_lock = asyncio.Lock()
+
+    # -- reads ------------------------------------------------------------------------
+
+    async def snapshot(self, as_of_us: int | None = None) -> CatalogSnapshot:
+        """The newest element sets at the current version (at or before ``as_of_us``)."""
+        version = await self.catalog.version()
+        key = (version, as_of_us)
+        async with self._snapshot_lock:
+            snap = self._snapshots.get(key)
+            if snap is not None:
+                self._snapshots.move_to_end(key)
+                return snap
+            sets = await self.catalog.newest_element_sets(as_of_us)
+            snap = await self.run_cpu(CatalogSnapshot, version, as_of_us, tuple(sets))
+            self._snapshots[key] = snap
+            while len(self._snapshots) > SNAPSHOT_CACHE_SIZE:
+                self._snapshots.popitem(last=False)
+            return snap
+
+    async def propagator(self, snap: CatalogSnapshot, idx: np.ndarray | None
+                         ) -> CatalogPropagator:
+        """The cached propagator for columns ``idx`` of ``snap`` (None: all of it)."""
+        if idx is None or (idx.size == snap.size and np.array_equal(idx, np.arange(snap.size))):
+            selection = "all"
+            sets: Sequence[ElementSet] | None = snap.element_sets
+        else:
+            selection = hashlib.sha1(idx.astype(np.int64).tobytes()).hexdigest()
+            sets = None
+        key = ("orbit", self._token, snap.version, snap.as_of_us, selection)
+        return await self.run_cpu(
+            cached_propagator, key, sets if sets is not None else (lambda: snap.subset(idx)))
+
+    # -- writes -----------------------------------------------------------------------
+
+    async def import_element_sets(self, key: WriteKey, sets: Sequence[ElementSet],
+                                  group: tuple[str, str, str] | None,
+                                  answer: Callable[[ImportOutcome], M],
+                                  decode: Callable[[bytes], M]) -> M:
+        """Store ``sets`` (adding them to ``group`` = (id, display name, kind) if given);
+        ``answer(outcome)`` is the response, kept for retries of the same key."""
+        async def work(session) -> M:
+            return answer(await self.catalog.store_element_sets(session, sets, group=group))
+
+        return await self._once(key, work, decode)
+
+    async def generate_constellation(
+            self, key: WriteKey, *, group_id: str, display_name: str, kind: str,
+            shells: Sequence[walker.WalkerShell], epoch: datetime, first: int | None,
+            answer: Callable[[Generated], M], decode: Callable[[bytes], M]) -> M:
+        """Generate Walker shells at ``epoch`` into a new group, numbered from ``first``
+        (None: the first free range from :data:`GENERATED_NUMBER_FLOOR`). ALREADY_EXISTS
+        when the group exists or the numbers are taken; RESOURCE_EXHAUSTED when no free
+        range is left."""
+        total = sum(s.total for s in shells)
+
+        async def work(session) -> M:
+            if await self.catalog.group_exists(session, group_id):
+                raise AlreadyExists(f"group {group_id} already exists", reason="GROUP_EXISTS",
+                                    violations=[("group_id", "a group with this id exists")])
+            start = first
+            if not start:
+                start = await self.catalog.next_free_number(session, GENERATED_NUMBER_FLOOR)
+                if start + total - 1 > MAX_CATALOG_NUMBER:
+                    raise ResourceExhausted("no free catalog numbers left",
+                                            violations=[("first_catalog_number",
+                                                         "no free range; give one")])
+            last = start + total - 1
+            taken = await self.catalog.existing_numbers(session, start, last)
+            if taken:
+                raise AlreadyExists(
+                    f"catalog numbers {start}..{last} overlap existing satellites",
+                    reason="CATALOG_NUMBERS_TAKEN",
+                    violations=[("first_catalog_number",
+                                 f"{start}..{last} overlaps satellites "
+                                 f"{', '.join(map(str, taken))}")])
+            sets = await self.run_cpu(walker.walker_shells, list(shells), epoch, start)
+            outcome = await self.catalog.store_element_sets(
+                session, sets, new_only=True, group=(group_id, display_name, kind))
+            stored = await self.catalog.group_in(session, group_id)
+            return answer(Generated(outcome, stored, start, len(sets)))
+
+        return await self._once(key, work, decode)
+
+    async def seed(self, groups: Sequence[tuple[str, str, str, str]], epoch: datetime) -> int:
+        """Generate the presets ``groups`` = (group id, display name, preset, kind) into an
+        empty catalog, numbered from :data:`GENERATED_NUMBER_FLOOR`; returns satellites
+        added (0 when the catalog already holds any: idempotent, and safe for replicas
+        starting together)."""
+        added = 0
+        async with self.catalog.sessions.begin() as session:
+            await Catalog.lock_version(session)
+            if not await self.catalog.is_empty_in(session):
+                return 0
+            first = GENERATED_NUMBER_FLOOR
+            for group_id, display, preset, kind in groups:
+                sets = await self.run_cpu(walker.preset, preset, epoch, first)
+                await self.catalog.store_element_sets(session, sets, new_only=True,
+                                                      group=(group_id, display, kind))
+                first += len(sets)
+                added += len(sets)
+        return added
+
+    async def _once(self, key: WriteKey, work: Callable[..., Awaitable[M]],
+                    decode: Callable[[bytes], M]) -> M:
+        """``work(session)`` in one transaction under the catalog lock, once per key."""
+        async with self.catalog.sessions.begin() as session:
+            await Catalog.lock_version(session)
+            replay = await Catalog.replay(session, key.tenant, key.request_id, key.method,
+                                          key.digest)
+            if replay is not None:
+                return decode(replay)
+            response = await work(session)
+            if key.request_id:
+                await Catalog.remember(session, key.tenant, key.request_id, key.method,
+                                       key.digest, response.SerializeToString())
+            return response
