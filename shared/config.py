@@ -13,6 +13,7 @@ OpenTelemetry SDK reads itself (see `shared.telemetry`).
 
 from __future__ import annotations
 
+import builtins
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -48,7 +49,9 @@ class EnvReader:
         value = self.raw(name)
         return default if value is None else value
 
-    def int(self, name: str, default: int, *, minimum: int | None = None,
+    # Inside the class body `str`, `int`, `float`... name the methods above, so the
+    # annotations below spell the built-in types `builtins.str` and so on.
+    def int(self, name: builtins.str, default: int, *, minimum: int | None = None,
             maximum: int | None = None) -> int:
         value = self.raw(name)
         if value is None:
@@ -60,8 +63,9 @@ class EnvReader:
         self._check_range(name, number, minimum, maximum)
         return number
 
-    def float(self, name: str, default: float, *, minimum: float | None = None,
-              maximum: float | None = None) -> float:
+    def float(self, name: builtins.str, default: builtins.float, *,
+              minimum: builtins.float | None = None,
+              maximum: builtins.float | None = None) -> builtins.float:
         value = self.raw(name)
         if value is None:
             return default
@@ -74,7 +78,7 @@ class EnvReader:
         self._check_range(name, number, minimum, maximum)
         return number
 
-    def bool(self, name: str, default: bool) -> bool:
+    def bool(self, name: builtins.str, default: builtins.bool) -> builtins.bool:
         value = self.raw(name)
         if value is None:
             return default
@@ -85,13 +89,15 @@ class EnvReader:
             return False
         raise ConfigError(f"{self.prefix}{name}={value!r} is not a boolean (true/false)")
 
-    def list(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    def list(self, name: builtins.str,
+             default: tuple[builtins.str, ...]) -> tuple[builtins.str, ...]:
         value = self.raw(name)
         if value is None:
             return default
         return tuple(item.strip() for item in value.split(",") if item.strip())
 
-    def _check_range(self, name, number, minimum, maximum) -> None:
+    def _check_range(self, name: builtins.str, number: builtins.float,
+                     minimum: builtins.float | None, maximum: builtins.float | None) -> None:
         if minimum is not None and number < minimum:
             raise ConfigError(f"{self.prefix}{name}={number} is below the minimum {minimum}")
         if maximum is not None and number > maximum:

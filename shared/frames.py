@@ -47,6 +47,7 @@ pair of ``np.interp``/``np.searchsorted`` calls on a cached table: cheap per req
 from __future__ import annotations
 
 import functools
+from typing import cast
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -126,7 +127,7 @@ def datetime64_from_jd(jd: ArrayLike, fr: ArrayLike = 0.0) -> NDArray[np.datetim
     out = ns.view("datetime64[ns]")
     if np.any(bad):
         out = np.where(bad, np.datetime64("NaT", "ns"), out)
-    return out
+    return cast(NDArray[np.datetime64], out)
 
 
 # --- Sidereal time ----------------------------------------------------------------------

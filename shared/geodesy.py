@@ -23,6 +23,7 @@ Constants:
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -275,7 +276,8 @@ def great_circle_distance_m(
         np.asarray(lon2_deg, dtype=np.float64) - np.asarray(lon1_deg, dtype=np.float64)
     )
     hav = np.sin(0.5 * dphi) ** 2 + np.cos(phi1) * np.cos(phi2) * np.sin(0.5 * dlam) ** 2
-    return 2.0 * MEAN_EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(hav, 0.0, 1.0)))
+    return cast(NDArray[np.float64],
+                2.0 * MEAN_EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(hav, 0.0, 1.0))))
 
 
 # --- Validation -------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import cast
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -42,7 +43,7 @@ def check(target: str, service: str = "", timeout: float = 5.0) -> str:
     with grpc.insecure_channel(target) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         answer = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
-    return health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
+    return cast(str, health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,19 +11,20 @@ import base64
 import binascii
 import json
 from collections.abc import Sequence
+from typing import Any
 
 from shared.errors import InvalidArgument
 
 __all__ = ["decode_token", "encode_token"]
 
 
-def encode_token(scope: str, key) -> str:
+def encode_token(scope: str, key: object) -> str:
     raw = json.dumps({"s": scope, "k": key}, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 def decode_token(token: str, scope: str, path: str = "page_token",
-                 kinds: Sequence[type] | None = None):
+                 kinds: Sequence[type] | None = None) -> Any:
     """The key in ``token`` (None for an empty token). With ``kinds``, the key must be a
     list of one value of each kind (``float`` accepts an integer too)."""
     if not token:

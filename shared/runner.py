@@ -14,6 +14,7 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from typing import cast
 
 from shared.config import Settings
 from shared.malloc import bound_malloc_retention
@@ -27,7 +28,7 @@ Builder = Callable[[Settings], Awaitable[ServiceKit]]
 
 def builder_for(service: str) -> Builder:
     """`services.<service>.server.build`."""
-    return importlib.import_module(f"services.{service}.server").build
+    return cast(Builder, importlib.import_module(f"services.{service}.server").build)
 
 
 def available_services(names: Sequence[str]) -> list[str]:

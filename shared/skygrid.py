@@ -24,6 +24,7 @@ router carries its own copy of the same scheme.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -147,11 +148,13 @@ class SkyGrid:
     @property
     def _sin_edge(self) -> NDArray[np.float64]:
         """sin of the row edges' latitudes, ``(rows + 1,)``."""
-        return np.sin(np.radians(np.arange(self.n_rows + 1) * self.row_deg - 90.0))
+        return cast(NDArray[np.float64],
+                    np.sin(np.radians(np.arange(self.n_rows + 1) * self.row_deg - 90.0)))
 
     @property
     def _cos_edge(self) -> NDArray[np.float64]:
-        return np.cos(np.radians(np.arange(self.n_rows + 1) * self.row_deg - 90.0))
+        return cast(NDArray[np.float64],
+                    np.cos(np.radians(np.arange(self.n_rows + 1) * self.row_deg - 90.0)))
 
     @classmethod
     def build(cls, positions: NDArray[np.float64], el_deg: float, *, earth_radius: float,

@@ -44,7 +44,7 @@ class StoreProbe:
         self.timeout_s = timeout_s
         self.reachable = True
         self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     def suspect(self) -> None:
         """A call just met an outage: probe now rather than at the next tick."""

@@ -21,6 +21,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg.rows import TupleRow
 
 log = logging.getLogger("skybridge.wakeup")
 
@@ -35,9 +40,9 @@ class PgWakeup:
         self.on_wake = on_wake
         self.retry_seconds = retry_seconds
         self._pending = False
-        self._sender: asyncio.Task | None = None
-        self._listener: asyncio.Task | None = None
-        self._notify_connection = None
+        self._sender: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._notify_connection: psycopg.AsyncConnection[TupleRow] | None = None
         #: Set once the listener has issued its LISTEN (tests wait on it).
         self.listening = asyncio.Event()
 
