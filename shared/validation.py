@@ -33,14 +33,20 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sized
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from google.api import field_behavior_pb2
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
+from google.protobuf.message import Message
 
 from shared.errors import FieldViolation, InvalidArgument
+
+if TYPE_CHECKING:
+    from skybridge.common.v1.common_pb2 import DoubleArray
 
 #: Characters in any string field: C0 controls but tab, LF and CR; DEL; C1 controls; the
 #: bidirectional embeddings, overrides and isolates (the "Trojan Source" characters).
@@ -67,7 +73,9 @@ _NANOS = 999_999_999
 _OUTPUT_ONLY = field_behavior_pb2.OUTPUT_ONLY
 _FIELD_BEHAVIOR = field_behavior_pb2.field_behavior
 
-Check = Callable[[object, str, list], None]
+#: A check of one value (a message, or one element of a field: a number, a string...), under
+#: its path, adding what it finds to the list.
+Check = Callable[[Any, str, list[FieldViolation]], None]
 
 
 @dataclass(frozen=True)
@@ -93,7 +101,7 @@ class Rules:
     per_item: frozenset[str] = frozenset()
 
     def merged(self, other: Rules) -> Rules:
-        groups: dict[str, list] = {k: list(v) for k, v in self.at_most_one.items()}
+        groups: dict[str, list[tuple[str, ...]]] = {k: list(v) for k, v in self.at_most_one.items()}
         for key, value in other.at_most_one.items():
             groups.setdefault(key, []).extend(value)
         return Rules(max_items={**self.max_items, **other.max_items},
@@ -111,7 +119,7 @@ def _name_like(fd: FieldDescriptor, rules: Rules) -> bool:
             or fd.full_name in rules.names)
 
 
-def _timestamp(value, path: str, out: list) -> None:
+def _timestamp(value: timestamp_pb2.Timestamp, path: str, out: list[FieldViolation]) -> None:
     if not TIMESTAMP_MIN_SECONDS <= value.seconds <= TIMESTAMP_MAX_SECONDS:
         out.append(FieldViolation(path, "must be between 0001-01-01 and 9999-12-31 UTC "
                                         f"(seconds {value.seconds} is outside)"))
@@ -119,7 +127,7 @@ def _timestamp(value, path: str, out: list) -> None:
         out.append(FieldViolation(path, f"nanos must be 0..{_NANOS}, got {value.nanos}"))
 
 
-def _duration(value, path: str, out: list) -> None:
+def _duration(value: duration_pb2.Duration, path: str, out: list[FieldViolation]) -> None:
     if not -DURATION_MAX_SECONDS <= value.seconds <= DURATION_MAX_SECONDS:
         out.append(FieldViolation(path, f"must be within +-{DURATION_MAX_SECONDS} s "
                                         f"(10,000 years), got {value.seconds} s"))
@@ -129,7 +137,7 @@ def _duration(value, path: str, out: list) -> None:
                                         f"of seconds, got {value.nanos}"))
 
 
-def _double_array(value, path: str, out: list) -> None:
+def _double_array(value: DoubleArray, path: str, out: list[FieldViolation]) -> None:
     """`skybridge.common.v1.DoubleArray`: values that fill `shape`, all finite."""
     kind = value.WhichOneof("values")
     if kind == "le_bytes":
@@ -159,7 +167,7 @@ def _double_array(value, path: str, out: list) -> None:
                                         "be a finite number"))
 
 
-_WELL_KNOWN: dict[str, Callable] = {
+_WELL_KNOWN: dict[str, Check] = {
     "google.protobuf.Timestamp": _timestamp,
     "google.protobuf.Duration": _duration,
     "skybridge.common.v1.DoubleArray": _double_array,
@@ -169,17 +177,18 @@ _FLOATS = (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT)
 
 
 def _enum_description(fd: FieldDescriptor, number: int) -> str:
-    names = [v.name for v in fd.enum_type.values if v.number != 0][:8]
-    return (f"{number} is not a value of {fd.enum_type.name}"
+    enum_type = cast(EnumDescriptor, fd.enum_type)  # set on every enum field
+    names = [v.name for v in enum_type.values if v.number != 0][:8]
+    return (f"{number} is not a value of {enum_type.name}"
             + (f" (one of {', '.join(names)})" if names else ""))
 
 
-def _present(message, fd: FieldDescriptor) -> bool:
+def _present(message: Message, fd: FieldDescriptor) -> bool:
     if fd.is_repeated:
         return len(getattr(message, fd.name)) > 0
     if fd.has_presence:
         return message.HasField(fd.name)
-    return getattr(message, fd.name) != fd.default_value
+    return cast(bool, getattr(message, fd.name) != fd.default_value)
 
 
 class Validator:
@@ -194,15 +203,16 @@ class Validator:
         self.rules = self.rules.merged(rules)
         self._checkers.clear()
 
-    def violations(self, message, prefix: str = "") -> list[FieldViolation]:
+    def violations(self, message: Message, prefix: str = "") -> list[FieldViolation]:
         """Every contract-level problem of `message` (at most about `MAX_VIOLATIONS`)."""
         out: list[FieldViolation] = []
-        check = self.checker(message.DESCRIPTOR)
+        # The stubs type DESCRIPTOR as the pure-Python or the upb class; both are used alike.
+        check = self.checker(cast(Descriptor, message.DESCRIPTOR))
         if check is not None:
             check(message, prefix, out)
         return out
 
-    def validate(self, message, what: str = "the request") -> None:
+    def validate(self, message: Message, what: str = "the request") -> None:
         """Raise `InvalidArgument` naming every bad field of `message`."""
         problems = self.violations(message)
         if problems:
@@ -229,7 +239,7 @@ class Validator:
         self._checkers[key] = compiled
         return compiled
 
-    def _late(self, key: str, message, path: str, out: list) -> None:
+    def _late(self, key: str, message: Message, path: str, out: list[FieldViolation]) -> None:
         check = self._checkers.get(key)
         if check is not None and len(out) < MAX_VIOLATIONS:
             check(message, path, out)
@@ -252,7 +262,7 @@ class Validator:
         if len(steps) == 1:
             return steps[0]
 
-        def check(message, path: str, out: list) -> None:
+        def check(message: Message, path: str, out: list[FieldViolation]) -> None:
             for step in steps:
                 step(message, path, out)
                 if len(out) >= MAX_VIOLATIONS:
@@ -263,7 +273,7 @@ class Validator:
     def _group(self, descriptor: Descriptor, group: tuple[str, ...]) -> Check:
         fields = [descriptor.fields_by_name[name] for name in group]
 
-        def check(message, path: str, out: list) -> None:
+        def check(message: Message, path: str, out: list[FieldViolation]) -> None:
             chosen = [fd.name for fd in fields if _present(message, fd)]
             if len(chosen) > 1:
                 out.append(FieldViolation(
@@ -278,17 +288,22 @@ class Validator:
         if not fd.is_repeated:
             if element is None:
                 return None
+            # `element` is reassigned below, so mypy does not carry the narrowing into the
+            # closures: name the (not None) check once for them.
+            single: Check = element
             if fd.type == FieldDescriptor.TYPE_MESSAGE:
-                def singular_message(message, path: str, out: list) -> None:
+                def singular_message(message: Message, path: str,
+                                     out: list[FieldViolation]) -> None:
                     if message.HasField(name):
-                        element(getattr(message, name), _join(path, name), out)
+                        single(getattr(message, name), _join(path, name), out)
                 return singular_message
 
-            def singular(message, path: str, out: list) -> None:
-                element(getattr(message, name), _join(path, name), out)
+            def singular(message: Message, path: str, out: list[FieldViolation]) -> None:
+                single(getattr(message, name), _join(path, name), out)
             return singular
 
-        if fd.type == FieldDescriptor.TYPE_MESSAGE and fd.message_type.GetOptions().map_entry:
+        if (fd.type == FieldDescriptor.TYPE_MESSAGE
+                and cast(Descriptor, fd.message_type).GetOptions().map_entry):
             return self._map(fd)
         numeric = fd.type not in (FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_MESSAGE,
                                   FieldDescriptor.TYPE_ENUM, FieldDescriptor.TYPE_BYTES)
@@ -296,7 +311,7 @@ class Validator:
         if fd.full_name in self.rules.per_item:
             element = None
         if fd.type in _FLOATS:
-            def floats(message, path: str, out: list) -> None:
+            def floats(message: Message, path: str, out: list[FieldViolation]) -> None:
                 values = getattr(message, name)
                 if not values or _over_cap(values, cap, path, name, out):
                     return
@@ -310,7 +325,7 @@ class Validator:
         if element is None and cap is None:
             return None
 
-        def repeated(message, path: str, out: list) -> None:
+        def repeated(message: Message, path: str, out: list[FieldViolation]) -> None:
             values = getattr(message, name)
             if not values or _over_cap(values, cap, path, name, out) or element is None:
                 return
@@ -322,12 +337,13 @@ class Validator:
         return repeated
 
     def _map(self, fd: FieldDescriptor) -> Check | None:
-        key_check = self._element(fd.message_type.fields_by_name["key"])
-        value_check = self._element(fd.message_type.fields_by_name["value"])
+        entry = cast(Descriptor, fd.message_type)  # a map field's entry type
+        key_check = self._element(entry.fields_by_name["key"])
+        value_check = self._element(entry.fields_by_name["value"])
         name = fd.name
         cap = self.rules.max_items.get(fd.full_name, DEFAULT_MAX_ITEMS)
 
-        def check(message, path: str, out: list) -> None:
+        def check(message: Message, path: str, out: list[FieldViolation]) -> None:
             entries = getattr(message, name)
             if not entries:
                 return
@@ -344,18 +360,18 @@ class Validator:
                     return
         return check
 
-    def _element(self, fd: FieldDescriptor) -> Callable | None:
+    def _element(self, fd: FieldDescriptor) -> Check | None:
         """The check of one value of the field (an element, for a repeated field)."""
         kind = fd.type
         if kind == FieldDescriptor.TYPE_ENUM:
-            defined = frozenset(v.number for v in fd.enum_type.values)
+            defined = frozenset(v.number for v in cast(EnumDescriptor, fd.enum_type).values)
 
-            def enum(value, path: str, out: list) -> None:
+            def enum(value: int, path: str, out: list[FieldViolation]) -> None:
                 if value not in defined:
                     out.append(FieldViolation(path, _enum_description(fd, value)))
             return enum
         if kind in _FLOATS:
-            def finite(value, path: str, out: list) -> None:
+            def finite(value: float, path: str, out: list[FieldViolation]) -> None:
                 if not math.isfinite(value):
                     out.append(FieldViolation(path, f"must be a finite number, got {value}"))
             return finite
@@ -368,7 +384,7 @@ class Validator:
                     else "control characters (other than tab and line breaks) and "
                          "bidirectional overrides are not allowed")
 
-            def string(value, path: str, out: list) -> None:
+            def string(value: str, path: str, out: list[FieldViolation]) -> None:
                 if not value:
                     return
                 if len(value) > cap:
@@ -381,7 +397,7 @@ class Validator:
                                                     f"position {found.start()})"))
             return string
         if kind == FieldDescriptor.TYPE_MESSAGE:
-            return self.checker(fd.message_type)
+            return self.checker(cast(Descriptor, fd.message_type))
         return None
 
 
@@ -389,7 +405,8 @@ def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
 
 
-def _over_cap(values, cap: int | None, path: str, name: str, out: list) -> bool:
+def _over_cap(values: Sized, cap: int | None, path: str, name: str,
+              out: list[FieldViolation]) -> bool:
     """True (with a violation) when a repeated field or map holds more than `cap` items."""
     if cap is None or len(values) <= cap:
         return False
@@ -401,7 +418,7 @@ def _over_cap(values, cap: int | None, path: str, name: str, out: list) -> bool:
 _PLAIN = Validator()
 
 
-def item_violations(message, path: str) -> list[FieldViolation]:
+def item_violations(message: Message, path: str) -> list[FieldViolation]:
     """The contract problems of one item of a `Rules.per_item` batch, under `path`
     (`checks[3]`), for the servicer to answer that item with."""
     return _PLAIN.violations(message, path)
