@@ -17,15 +17,21 @@ import asyncio
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, cast, overload
 
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg.rows import TupleRow
+    from sqlalchemy.pool import ConnectionPoolEntry
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 _SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -94,7 +100,9 @@ def locate(database_url: str, service: str, prefix: str = "") -> StoreLocation:
     return StoreLocation(url.render_as_string(hide_password=False), name)
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    # `dbapi_connection` is SQLAlchemy's adapter around the aiosqlite connection, which
+    # SQLAlchemy types only as the minimal DBAPI protocol (no `isolation_level`).
     # Let SQLAlchemy's "begin" event decide how a transaction starts (BEGIN IMMEDIATE).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
@@ -105,14 +113,14 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def _sqlite_begin(connection) -> None:
+def _sqlite_begin(connection: Connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def create_engine(location: StoreLocation, *, pool_size: int = 10) -> AsyncEngine:
     """An async engine for one service's store."""
     if location.is_sqlite:
-        database = make_url(location.url).database
+        database = cast(str, make_url(location.url).database)  # `locate` made it a file
         Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(
             location.url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
@@ -125,7 +133,7 @@ def create_engine(location: StoreLocation, *, pool_size: int = 10) -> AsyncEngin
         max_overflow=pool_size * 2,
         pool_pre_ping=True,
         connect_args={"options": f"-csearch_path={location.schema}",
-                      "application_name": application_name(location.schema)},
+                      "application_name": application_name(cast(str, location.schema))},
     )
 
 
@@ -152,11 +160,11 @@ class FastReads:
         self.options = options
         self.name = application_name(options.removeprefix("-csearch_path="))
         self.size = size
-        self._idle: list = []
+        self._idle: list[psycopg.AsyncConnection[TupleRow]] = []
         self._opened = 0
         self._freed = asyncio.Condition()
 
-    async def _acquire(self):
+    async def _acquire(self) -> psycopg.AsyncConnection[TupleRow]:
         async with self._freed:
             while not self._idle and self._opened >= self.size:
                 await self._freed.wait()
@@ -173,7 +181,7 @@ class FastReads:
             await self._release(None)
             raise
 
-    async def _release(self, connection) -> None:
+    async def _release(self, connection: psycopg.AsyncConnection[TupleRow] | None) -> None:
         async with self._freed:
             if connection is None:
                 self._opened -= 1
@@ -181,15 +189,24 @@ class FastReads:
                 self._idle.append(connection)
             self._freed.notify()
 
-    async def fetchone(self, sql: str, params: dict):
+    async def fetchone(self, sql: str, params: dict[str, Any]) -> TupleRow | None:
         """The first row of a read (None when it returns none)."""
         return await self._read(sql, params, all_rows=False)
 
-    async def fetchall(self, sql: str, params: dict) -> list:
+    async def fetchall(self, sql: str, params: dict[str, Any]) -> list[TupleRow]:
         """Every row of a read."""
         return await self._read(sql, params, all_rows=True)
 
-    async def _read(self, sql: str, params: dict, all_rows: bool):
+    @overload
+    async def _read(self, sql: str, params: dict[str, Any],
+                    all_rows: Literal[False]) -> TupleRow | None: ...
+
+    @overload
+    async def _read(self, sql: str, params: dict[str, Any],
+                    all_rows: Literal[True]) -> list[TupleRow]: ...
+
+    async def _read(self, sql: str, params: dict[str, Any],
+                    all_rows: bool) -> TupleRow | None | list[TupleRow]:
         import psycopg
 
         for attempt in range(2):
@@ -211,7 +228,7 @@ class FastReads:
             return row
         raise AssertionError("unreachable")
 
-    async def execute(self, sql: str, params: dict):
+    async def execute(self, sql: str, params: dict[str, Any]) -> TupleRow | None:
         """Run one writing statement (not retried: it may have committed); returns its first
         row, if it returns rows."""
         connection = await self._acquire()
@@ -231,7 +248,7 @@ class FastReads:
         return row
 
     @classmethod
-    def for_store(cls, engine, location, size: int) -> FastReads:
+    def for_store(cls, engine: AsyncEngine, location: StoreLocation, size: int) -> FastReads:
         """A pool on the same database and schema as ``engine``."""
         return cls(engine.url.set(drivername="postgresql").render_as_string(hide_password=False),
                    f"-csearch_path={location.schema}", size)

@@ -35,6 +35,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from shared.auth import Principal, current_principal
 from shared.errors import InvalidArgument
@@ -80,12 +81,13 @@ def replayed(row: Any, key: Key) -> Any:
     return row
 
 
-def _dialect(conn) -> str:
+def _dialect(conn: AsyncConnection | AsyncSession) -> str:
     bind = conn.get_bind() if hasattr(conn, "get_bind") else conn
     return bind.dialect.name
 
 
-async def claim(conn, table: sa.Table, key: Key, **values: Any) -> Any | None:
+async def claim(conn: AsyncConnection | AsyncSession, table: sa.Table, key: Key,
+                **values: Any) -> Any | None:
     """Claim `key` in `table` inside the caller's transaction (`conn`: an AsyncConnection
     or AsyncSession): None when this transaction now holds it (do the work, store the
     answer in `response`, commit), else the stored row of the request that holds it, after

@@ -16,13 +16,14 @@ from pathlib import Path
 
 from alembic import command, context
 from alembic.config import Config
-from sqlalchemy import text
+from sqlalchemy import MetaData, text
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db import StoreLocation
 
 
-def _config(script_location: Path, connection) -> Config:
+def _config(script_location: Path, connection: Connection) -> Config:
     config = Config()
     config.set_main_option("script_location", str(script_location))
     config.attributes["connection"] = connection
@@ -49,7 +50,7 @@ async def upgrade(engine: AsyncEngine, location: StoreLocation, script_location:
         await connection.commit()
 
 
-def run_env(target_metadata) -> None:
+def run_env(target_metadata: MetaData) -> None:
     """The body of every service's `migrations/env.py` (online mode only)."""
     connection = context.config.attributes.get("connection")
     if connection is None:

@@ -25,7 +25,8 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 from opentelemetry.instrumentation.grpc import aio_client_interceptors
@@ -45,6 +46,11 @@ from opentelemetry.sdk.trace.export import (
     SimpleSpanProcessor,
 )
 from opentelemetry.trace import NoOpTracerProvider
+
+if TYPE_CHECKING:
+    import grpc
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 #: Calls never traced: the health protocol (polled constantly) and reflection.
 EXCLUDED_SERVICES = ("grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection",
@@ -68,14 +74,14 @@ def _exporter_choice(signal: str) -> str:
     return "none"
 
 
-def _untraced(details) -> bool:
+def _untraced(details: grpc.aio.ClientCallDetails) -> bool:
     method = getattr(details, "method", "") or ""
     if isinstance(method, bytes):
         method = method.decode()
     return any(method.startswith(f"/{service}/") for service in EXCLUDED_SERVICES)
 
 
-def _traced_filter():
+def _traced_filter() -> Callable[[grpc.aio.ClientCallDetails], bool]:
     return grpc_filters.negate(_untraced)
 
 
@@ -90,7 +96,8 @@ class Telemetry:
         trace_choice = _exporter_choice("TRACES")
         self.enabled = _env("OTEL_SDK_DISABLED").lower() != "true"
         if self.enabled:
-            self.tracer_provider = TracerProvider(resource=resource)
+            self.tracer_provider: TracerProvider | NoOpTracerProvider = TracerProvider(
+                resource=resource)
             for processor in span_processors:
                 self.tracer_provider.add_span_processor(processor)
             if trace_choice == "otlp":
@@ -110,7 +117,8 @@ class Telemetry:
                 readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
             elif metric_choice == "console":
                 readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter()))
-            self.meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+            self.meter_provider: MeterProvider | NoOpMeterProvider = MeterProvider(
+                resource=resource, metric_readers=readers)
         else:
             self.tracer_provider = NoOpTracerProvider()
             self.meter_provider = NoOpMeterProvider()
@@ -119,14 +127,15 @@ class Telemetry:
         self.rpc_duration = self.meter.create_histogram(
             "rpc.server.duration", unit="ms", description="Duration of inbound RPCs")
 
-    def client_interceptors(self) -> list:
-        return list(aio_client_interceptors(tracer_provider=self.tracer_provider,
-                                            filter_=_traced_filter()))
+    def client_interceptors(self) -> list[grpc.aio.ClientInterceptor]:
+        # opentelemetry-instrumentation-grpc leaves this factory unannotated.
+        return list(aio_client_interceptors(  # type: ignore[no-untyped-call]
+            tracer_provider=self.tracer_provider, filter_=_traced_filter()))
 
-    def instrument_engine(self, engine) -> None:
+    def instrument_engine(self, engine: AsyncEngine | Engine) -> None:
         """Trace every statement an (async) SQLAlchemy engine runs."""
-        from opentelemetry.instrumentation.sqlalchemy import __version__ as version
         from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
+        from opentelemetry.instrumentation.sqlalchemy.version import __version__ as version
 
         sync_engine = getattr(engine, "sync_engine", engine)
         tracer = trace.get_tracer("opentelemetry.instrumentation.sqlalchemy", version,
@@ -134,7 +143,8 @@ class Telemetry:
         connections = self.meter.create_up_down_counter(
             "db.client.connections.usage", unit="connections",
             description="Connections in use or idle")
-        EngineTracer(tracer, sync_engine, connections)
+        # opentelemetry-instrumentation-sqlalchemy leaves EngineTracer unannotated.
+        EngineTracer(tracer, sync_engine, connections)  # type: ignore[no-untyped-call]
 
     def shutdown(self) -> None:
         for provider in (self.tracer_provider, self.meter_provider):
