@@ -27,12 +27,19 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from shared.errors import PermissionDenied, Unauthenticated
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed448 import Ed448PrivateKey, Ed448PublicKey
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from shared.config import Settings
 
 ALGORITHM = "EdDSA"
 #: The scope a service's own token carries besides the ones it names.
@@ -53,6 +60,16 @@ class Principal:
         return not self.scopes.isdisjoint(scopes)
 
 
+#: A servicer method (or any callable) that `requires` or `public` marks.
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _Declared(Protocol):
+    """A method marked with its scopes."""
+
+    __skybridge_scopes__: frozenset[str]
+
+
 _principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
     "skybridge_principal", default=None
 )
@@ -66,29 +83,29 @@ def current_principal() -> Principal:
     return principal
 
 
-def bind_principal(principal: Principal | None) -> contextvars.Token:
+def bind_principal(principal: Principal | None) -> contextvars.Token[Principal | None]:
     return _principal.set(principal)
 
 
-def unbind_principal(token: contextvars.Token) -> None:
+def unbind_principal(token: contextvars.Token[Principal | None]) -> None:
     _principal.reset(token)
 
 
-def requires(*scopes: str) -> Callable:
+def requires(*scopes: str) -> Callable[[F], F]:
     """Declare the scopes a servicer method needs; holding any one of them is enough."""
     if not scopes:
         raise ValueError("requires() needs at least one scope; use public() for none")
 
-    def mark(method: Callable) -> Callable:
-        method.__skybridge_scopes__ = frozenset(scopes)
+    def mark(method: F) -> F:
+        cast(_Declared, method).__skybridge_scopes__ = frozenset(scopes)
         return method
 
     return mark
 
 
-def public(method: Callable) -> Callable:
+def public(method: F) -> F:
     """Declare a method that needs no token at all (use sparingly)."""
-    method.__skybridge_scopes__ = frozenset()
+    cast(_Declared, method).__skybridge_scopes__ = frozenset()
     return method
 
 
@@ -112,7 +129,9 @@ class TokenVerifier:
 
     def __init__(self, public_key_pem: bytes, *, issuer: str, audience: str,
                  leeway_seconds: float = 30.0, cache_size: int = 10_000):
-        self._key = serialization.load_pem_public_key(public_key_pem)
+        # EdDSA verifies with an Ed25519 (or Ed448) key; jwt.decode refuses any other kind.
+        self._key = cast("Ed25519PublicKey | Ed448PublicKey",
+                         serialization.load_pem_public_key(public_key_pem))
         self._issuer = issuer
         self._audience = audience
         self._leeway = leeway_seconds
@@ -172,7 +191,9 @@ class TokenMinter:
     """Signs tokens with the private key (development, tests and service tokens)."""
 
     def __init__(self, private_key_pem: bytes, *, issuer: str, audience: str):
-        self._key = serialization.load_pem_private_key(private_key_pem, password=None)
+        # EdDSA signs with an Ed25519 (or Ed448) key; jwt.encode refuses any other kind.
+        self._key = cast("Ed25519PrivateKey | Ed448PrivateKey",
+                         serialization.load_pem_private_key(private_key_pem, password=None))
         self._issuer = issuer
         self._audience = audience
 
@@ -235,14 +256,14 @@ def ensure_dev_keys(private_path: Path, public_path: Path) -> bool:
     return True
 
 
-def verifier_from_settings(settings) -> TokenVerifier:
+def verifier_from_settings(settings: Settings) -> TokenVerifier:
     if settings.dev_keys:
         ensure_dev_keys(settings.jwt_private_key_path, settings.jwt_public_key_path)
     return TokenVerifier(settings.jwt_public_key_path.read_bytes(),
                          issuer=settings.jwt_issuer, audience=settings.jwt_audience)
 
 
-def minter_from_settings(settings) -> TokenMinter:
+def minter_from_settings(settings: Settings) -> TokenMinter:
     if settings.dev_keys:
         ensure_dev_keys(settings.jwt_private_key_path, settings.jwt_public_key_path)
     return TokenMinter(settings.jwt_private_key_path.read_bytes(),

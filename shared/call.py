@@ -16,9 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 
 import grpc
 from google.protobuf import descriptor_pool, json_format, message_factory
+from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
@@ -32,7 +34,8 @@ def _pool(channel: grpc.Channel) -> tuple[ProtoReflectionDescriptorDatabase,
     return database, descriptor_pool.DescriptorPool(database)
 
 
-def _method(pool: descriptor_pool.DescriptorPool, full_method: str):
+def _method(pool: descriptor_pool.DescriptorPool,
+            full_method: str) -> tuple[ServiceDescriptor, MethodDescriptor]:
     service_name, _, method_name = full_method.replace("/", ".").rpartition(".")
     service = pool.FindServiceByName(service_name)
     method = service.methods_by_name.get(method_name)
@@ -42,8 +45,8 @@ def _method(pool: descriptor_pool.DescriptorPool, full_method: str):
     return service, method
 
 
-def call(channel: grpc.Channel, pool, full_method: str, body: str, metadata,
-         timeout: float | None) -> int:
+def call(channel: grpc.Channel, pool: descriptor_pool.DescriptorPool, full_method: str,
+         body: str, metadata: Sequence[tuple[str, str]] | None, timeout: float | None) -> int:
     service, method = _method(pool, full_method)
     request_class = message_factory.GetMessageClass(method.input_type)
     response_class = message_factory.GetMessageClass(method.output_type)

@@ -17,13 +17,19 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf import descriptor_pb2
+from google.protobuf.descriptor import ServiceDescriptor
 
 from shared.auth import ServiceCredentials
 from shared.interceptors import inbound_deadline
+
+if TYPE_CHECKING:
+    from shared.config import Settings
+    from shared.telemetry import Telemetry
 
 RETRY_POLICY = {
     "maxAttempts": 4,
@@ -39,16 +45,20 @@ _RETRYABLE_LEVELS = (
 #: Smallest timeout handed to gRPC; a call whose budget is gone fails DEADLINE_EXCEEDED.
 MIN_TIMEOUT_SECONDS = 0.001
 
+#: What grpc.aio passes an interceptor to go on with the call: (call details, the request or
+#: request iterator) -> the call. grpcio ships no type stubs, so the call is dynamic.
+Continuation = Callable[[grpc.aio.ClientCallDetails, Any], Awaitable[Any]]
 
-def retry_service_config(descriptors: Iterable) -> str:
+
+def retry_service_config(descriptors: Iterable[ServiceDescriptor]) -> str:
     """The service config JSON that retries the idempotent methods of `descriptors`."""
-    names = []
+    names: list[dict[str, str]] = []
     for service in descriptors:
         for method in service.methods:
             level = method.GetOptions().idempotency_level
             if level in _RETRYABLE_LEVELS:
                 names.append({"service": service.full_name, "method": method.name})
-    config: dict = {"methodConfig": []}
+    config: dict[str, list[dict[str, object]]] = {"methodConfig": []}
     if names:
         config["methodConfig"].append({"name": names, "retryPolicy": RETRY_POLICY})
     return json.dumps(config)
@@ -73,7 +83,8 @@ class _Outgoing:
         self.credentials = credentials
         self.unary_cap = unary_cap
 
-    def details(self, details: grpc.aio.ClientCallDetails, unary_response: bool):
+    def details(self, details: grpc.aio.ClientCallDetails,
+                unary_response: bool) -> grpc.aio.ClientCallDetails:
         metadata = grpc.aio.Metadata(*(details.metadata or ()))
         if self.credentials is not None and "authorization" not in metadata:
             metadata.add("authorization", self.credentials.authorization())
@@ -84,42 +95,50 @@ class _Outgoing:
 
 # grpc.aio files each interceptor object under exactly one kind of call, so each kind
 # gets its own small interceptor around the shared `_Outgoing`.
-class _UnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):
-    def __init__(self, outgoing: _Outgoing):
+class _UnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]  # grpc: no stubs
+    def __init__(self, outgoing: _Outgoing) -> None:
         self.outgoing = outgoing
 
-    async def intercept_unary_unary(self, continuation, client_call_details, request):
+    async def intercept_unary_unary(self, continuation: Continuation,
+                                    client_call_details: grpc.aio.ClientCallDetails,
+                                    request: Any) -> Any:
         return await continuation(self.outgoing.details(client_call_details, True), request)
 
 
-class _UnaryStream(grpc.aio.UnaryStreamClientInterceptor):
-    def __init__(self, outgoing: _Outgoing):
+class _UnaryStream(grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]  # grpc: no stubs
+    def __init__(self, outgoing: _Outgoing) -> None:
         self.outgoing = outgoing
 
-    async def intercept_unary_stream(self, continuation, client_call_details, request):
+    async def intercept_unary_stream(self, continuation: Continuation,
+                                     client_call_details: grpc.aio.ClientCallDetails,
+                                     request: Any) -> Any:
         return await continuation(self.outgoing.details(client_call_details, False), request)
 
 
-class _StreamUnary(grpc.aio.StreamUnaryClientInterceptor):
-    def __init__(self, outgoing: _Outgoing):
+class _StreamUnary(grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[misc]  # grpc: no stubs
+    def __init__(self, outgoing: _Outgoing) -> None:
         self.outgoing = outgoing
 
-    async def intercept_stream_unary(self, continuation, client_call_details, request_iterator):
+    async def intercept_stream_unary(self, continuation: Continuation,
+                                     client_call_details: grpc.aio.ClientCallDetails,
+                                     request_iterator: Any) -> Any:
         return await continuation(self.outgoing.details(client_call_details, True),
                                   request_iterator)
 
 
-class _StreamStream(grpc.aio.StreamStreamClientInterceptor):
-    def __init__(self, outgoing: _Outgoing):
+class _StreamStream(grpc.aio.StreamStreamClientInterceptor):  # type: ignore[misc]  # grpc: no stubs
+    def __init__(self, outgoing: _Outgoing) -> None:
         self.outgoing = outgoing
 
-    async def intercept_stream_stream(self, continuation, client_call_details,
-                                      request_iterator):
+    async def intercept_stream_stream(self, continuation: Continuation,
+                                      client_call_details: grpc.aio.ClientCallDetails,
+                                      request_iterator: Any) -> Any:
         return await continuation(self.outgoing.details(client_call_details, False),
                                   request_iterator)
 
 
-def outgoing_interceptors(credentials: ServiceCredentials | None, unary_cap: float) -> list:
+def outgoing_interceptors(credentials: ServiceCredentials | None,
+                          unary_cap: float) -> list[grpc.aio.ClientInterceptor]:
     """One interceptor per kind of call, all adding the token and capping the deadline."""
     outgoing = _Outgoing(credentials, unary_cap)
     return [kind(outgoing) for kind in (_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream)]
@@ -128,15 +147,16 @@ def outgoing_interceptors(credentials: ServiceCredentials | None, unary_cap: flo
 class ChannelFactory:
     """Opens channels from one service to the others."""
 
-    def __init__(self, settings, telemetry=None, credentials: ServiceCredentials | None = None):
+    def __init__(self, settings: Settings, telemetry: Telemetry | None = None,
+                 credentials: ServiceCredentials | None = None) -> None:
         self.settings = settings
         self.telemetry = telemetry
         self.credentials = credentials
         self._channels: list[grpc.aio.Channel] = []
 
-    def channel(self, service: str, descriptors: Iterable, *,
+    def channel(self, service: str, descriptors: Iterable[ServiceDescriptor], *,
                 target: str | None = None) -> grpc.aio.Channel:
-        interceptors: list = []
+        interceptors: list[grpc.aio.ClientInterceptor] = []
         if self.telemetry is not None:
             interceptors += self.telemetry.client_interceptors()
         interceptors += outgoing_interceptors(self.credentials,

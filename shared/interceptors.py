@@ -38,12 +38,14 @@ import contextvars
 import inspect
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any, TypeVar, cast
 
 import grpc
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.metrics import Histogram
 from opentelemetry.propagate import extract
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -60,6 +62,19 @@ inbound_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
 
 
 _TRACE_HEADERS = frozenset(("traceparent", "tracestate"))
+
+T = TypeVar("T")
+
+# grpcio ships no type stubs, so its handlers, contexts and call details are dynamic here:
+#: A servicer method, or a stage around one: (request or request stream, context) -> the
+#: response (None when a streaming response was written through the context).
+Behaviour = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+#: Turns what grpcio hands over (request bytes, or a stream of them) into the checked request.
+Read = Callable[[Any], object]
+#: The stages around one method: `around(behaviour, read, request, context)`.
+Around = Callable[[Behaviour, Read, Any, grpc.aio.ServicerContext], Awaitable[Any]]
+#: Wraps one method's handler (`ServerInterceptor.wrap`).
+Wrap = Callable[[str, grpc.RpcMethodHandler], grpc.RpcMethodHandler]
 
 
 class Lifecycle:
@@ -100,8 +115,9 @@ class Tracing:
     def __init__(self, tracer: trace.Tracer) -> None:
         self.tracer = tracer
 
-    def start(self, method: str, attributes: dict,
-              carrier: dict[str, str]) -> tuple[trace.Span, object]:
+    def start(
+        self, method: str, attributes: dict[str, str], carrier: dict[str, str]
+    ) -> tuple[trace.Span, contextvars.Token[otel_context.Context]]:
         parent = extract(carrier) if carrier else None
         span = self.tracer.start_span(method, context=parent, kind=SpanKind.SERVER,
                                       attributes=attributes)
@@ -109,7 +125,8 @@ class Tracing:
         return span, token
 
     @staticmethod
-    def end(span: trace.Span, token, code: grpc.StatusCode) -> None:
+    def end(span: trace.Span, token: contextvars.Token[otel_context.Context],
+            code: grpc.StatusCode) -> None:
         span.set_attribute("rpc.grpc.status_code", code.value[0])
         if code is not grpc.StatusCode.OK:
             span.set_status(Status(StatusCode.ERROR, code.name))
@@ -124,7 +141,8 @@ class Authenticator:
         self.verifier = verifier
         self.scopes: dict[str, frozenset[str] | None] = {}
 
-    def register(self, service_full_name: str, servicer: object, method_names) -> None:
+    def register(self, service_full_name: str, servicer: object,
+                 method_names: Iterable[str]) -> None:
         """Record the scopes `servicer` declared for each method of a service."""
         for name in method_names:
             self.scopes[f"/{service_full_name}/{name}"] = auth.declared_scopes(servicer, name)
@@ -179,13 +197,13 @@ class StreamQuota:
 class RequestReader:
     """Request bytes -> a checked request message, for one method's request type."""
 
-    def __init__(self, deserialize: Callable, validator: Validator) -> None:
+    def __init__(self, deserialize: Callable[[bytes], Message], validator: Validator) -> None:
         self.deserialize = deserialize
         self.validator = validator
         owner = getattr(deserialize, "__self__", None)
         self.type_name = getattr(getattr(owner, "DESCRIPTOR", None), "full_name", "the request")
 
-    def parse(self, raw: bytes, where: str = "request", what: str = "the request"):
+    def parse(self, raw: bytes, where: str = "request", what: str = "the request") -> Message:
         try:
             message = self.deserialize(raw)
         except (DecodeError, RecursionError, ValueError) as error:
@@ -196,10 +214,10 @@ class RequestReader:
         self.validator.validate(message, what)
         return message
 
-    def unary(self, raw: bytes):
+    def unary(self, raw: bytes) -> Message:
         return self.parse(raw)
 
-    async def stream(self, raw_messages):
+    async def stream(self, raw_messages: AsyncIterable[bytes]) -> AsyncIterator[Message]:
         """The request stream as messages; a message that is wrong ends the call."""
         index = 0
         async for raw in raw_messages:
@@ -216,7 +234,8 @@ class ErrorMapper:
         #: the store probe (`shared.store_probe`) checks at once, so health follows.
         self.outage_listeners: list[Callable[[], None]] = []
 
-    def status_for(self, error: BaseException, method: str) -> tuple[grpc.StatusCode, object]:
+    def status_for(self, error: BaseException,
+                   method: str) -> tuple[grpc.StatusCode, grpc.Status]:
         if isinstance(error, errors.DomainError):
             return error.code, errors.as_grpc_status(errors.to_status(error, self.domain))
         trace_id = current_trace_id()
@@ -241,7 +260,7 @@ def _is_abort(error: BaseException) -> bool:
     return type(error).__name__ == "AbortError"
 
 
-def _aborted_code(context) -> grpc.StatusCode:
+def _aborted_code(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
     code = context.code()
     return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
 
@@ -257,7 +276,8 @@ class ServerInterceptor:
     """
 
     def __init__(self, domain: str, verifier: auth.TokenVerifier, tracer: trace.Tracer,
-                 rpc_duration=None, max_streams_per_caller: int = 100) -> None:
+                 rpc_duration: Histogram | None = None,
+                 max_streams_per_caller: int = 100) -> None:
         self.lifecycle = Lifecycle()
         self.tracing = Tracing(tracer)
         self.auth = Authenticator(verifier)
@@ -276,7 +296,7 @@ class ServerInterceptor:
     def registrar(self, server: grpc.aio.Server) -> _Registrar:
         return _Registrar(server, self.wrap)
 
-    def _around(self, method: str, streaming: bool = False) -> Callable:
+    def _around(self, method: str, streaming: bool = False) -> Around:
         service_name, _, method_name = method.lstrip("/").partition("/")
         span_attributes = {"rpc.system": "grpc", "rpc.service": service_name,
                            "rpc.method": method_name}
@@ -285,9 +305,10 @@ class ServerInterceptor:
             self.lifecycle, self.tracing, self.auth, self.errors)
         histogram = self.rpc_duration
         quota = self.streams if streaming else None
-        metric_attributes: dict[grpc.StatusCode, dict] = {}
+        metric_attributes: dict[grpc.StatusCode, dict[str, str]] = {}
 
-        async def around(behaviour, read, request, context):
+        async def around(behaviour: Behaviour, read: Read, request: Any,
+                         context: grpc.aio.ServicerContext) -> Any:
             if lifecycle.refusal is not None:
                 await context.abort(grpc.StatusCode.UNAVAILABLE, lifecycle.refusal)
             started = time.perf_counter()
@@ -322,8 +343,8 @@ class ServerInterceptor:
                 code, status = mapper.status_for(error, method)
                 await context.abort_with_status(status)
             finally:
-                if stream_key is not None:
-                    quota.release(stream_key)
+                if stream_key is not None:  # only ever set through `quota`
+                    cast(StreamQuota, quota).release(stream_key)
                 if principal_token is not None:
                     auth.unbind_principal(principal_token)
                 tracing.end(span, span_token, code)
@@ -343,16 +364,17 @@ class _Registrar:
     """Stands in for the server while generated code registers a servicer's handlers, so
     that each method handler is wrapped once before it reaches the real server."""
 
-    def __init__(self, server: grpc.aio.Server, wrap: Callable) -> None:
+    def __init__(self, server: grpc.aio.Server, wrap: Wrap) -> None:
         self._server = server
         self._wrap = wrap
 
-    def add_generic_rpc_handlers(self, handlers) -> None:
+    def add_generic_rpc_handlers(self, handlers: Iterable[grpc.GenericRpcHandler]) -> None:
         # The generated code registers the same handlers both ways; the registered-method
         # path below carries them, wrapped.
         pass
 
-    def add_registered_method_handlers(self, service_name: str, method_handlers: dict) -> None:
+    def add_registered_method_handlers(self, service_name: str,
+                                       method_handlers: dict[str, grpc.RpcMethodHandler]) -> None:
         wrapped = {name: self._wrap(f"/{service_name}/{name}", handler)
                    for name, handler in method_handlers.items()}
         self._server.add_generic_rpc_handlers(
@@ -363,7 +385,7 @@ class _Registrar:
 DRAINED = "the service is shutting down; re-subscribe on another instance"
 
 
-async def _until_drain(work, draining: asyncio.Event):
+async def _until_drain(work: Awaitable[T], draining: asyncio.Event) -> T:
     """Run a streaming call's `work` unless the server starts draining first; then the work
     is cancelled and the call ends UNAVAILABLE `DRAINING`, which tells a client to
     re-subscribe elsewhere (a stream that ended OK would look like the end of what it
@@ -389,7 +411,7 @@ async def _until_drain(work, draining: asyncio.Event):
     raise errors.Unavailable(DRAINED, reason="DRAINING")
 
 
-def _wrap_handler(handler: grpc.RpcMethodHandler, around: Callable,
+def _wrap_handler(handler: grpc.RpcMethodHandler, around: Around,
                   reader: RequestReader, draining: asyncio.Event) -> grpc.RpcMethodHandler:
     """A handler whose behaviour runs inside `around(behaviour, read, request, context)`.
 
@@ -399,11 +421,11 @@ def _wrap_handler(handler: grpc.RpcMethodHandler, around: Callable,
     inside `around`, so an error raised mid-stream is handled like a unary one. Every
     streaming call (either way) ends on the server's drain (`_until_drain`).
     """
-    read = reader.stream if handler.request_streaming else reader.unary
+    read: Read = reader.stream if handler.request_streaming else reader.unary
     if handler.unary_unary:
         inner = handler.unary_unary
 
-        async def unary_unary(request, context):
+        async def unary_unary(request: bytes, context: grpc.aio.ServicerContext) -> Any:
             return await around(inner, read, request, context)
 
         return grpc.unary_unary_rpc_method_handler(
@@ -411,11 +433,13 @@ def _wrap_handler(handler: grpc.RpcMethodHandler, around: Callable,
     if handler.stream_unary:
         inner = handler.stream_unary
 
-        async def whole(request_iterator, context):
+        async def whole_stream_unary(request_iterator: AsyncIterable[Message],
+                                     context: grpc.aio.ServicerContext) -> Any:
             return await _until_drain(inner(request_iterator, context), draining)
 
-        async def stream_unary(request_iterator, context):
-            return await around(whole, read, request_iterator, context)
+        async def stream_unary(request_iterator: AsyncIterable[bytes],
+                               context: grpc.aio.ServicerContext) -> Any:
+            return await around(whole_stream_unary, read, request_iterator, context)
 
         return grpc.stream_unary_rpc_method_handler(
             stream_unary, None, handler.response_serializer)
@@ -426,7 +450,7 @@ def _wrap_handler(handler: grpc.RpcMethodHandler, around: Callable,
         inner = handler.stream_stream
         make = grpc.stream_stream_rpc_method_handler
 
-    async def write_all(request, context):
+    async def write_all(request: Any, context: grpc.aio.ServicerContext) -> None:
         result = inner(request, context)
         if inspect.isasyncgen(result):
             async for item in result:
@@ -434,10 +458,10 @@ def _wrap_handler(handler: grpc.RpcMethodHandler, around: Callable,
         elif inspect.isawaitable(result):
             await result
 
-    async def whole(request, context):
+    async def whole(request: Any, context: grpc.aio.ServicerContext) -> None:
         await _until_drain(write_all(request, context), draining)
 
-    async def streaming(request, context):
+    async def streaming(request: Any, context: grpc.aio.ServicerContext) -> None:
         await around(whole, read, request, context)
 
     return make(streaming, None, handler.response_serializer)

@@ -25,8 +25,10 @@ import gc
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
 
 import grpc
+from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
@@ -34,6 +36,9 @@ from grpc_reflection.v1alpha import reflection
 from shared.auth import TokenVerifier
 from shared.interceptors import ServerInterceptor
 from shared.telemetry import Telemetry
+
+if TYPE_CHECKING:
+    from shared.interceptors import _Registrar
 
 log = logging.getLogger("skybridge.server")
 
@@ -98,7 +103,8 @@ class GrpcService:
         #: Dependencies that cannot be reached now (by name); health is NOT_SERVING meanwhile.
         self.unreachable: set[str] = set()
 
-    def add(self, servicer: object, add_to_server: Callable, descriptor) -> None:
+    def add(self, servicer: object, add_to_server: Callable[[Any, _Registrar], object],
+            descriptor: ServiceDescriptor) -> None:
         """Register a servicer: `add(servicer, pb2_grpc.add_XServicer_to_server,
         pb2.DESCRIPTOR.services_by_name['X'])`."""
         # Scopes first: the interceptor reads them when it wraps each method.
@@ -126,14 +132,15 @@ class GrpcService:
     def ready(self) -> bool:
         return self.lifecycle.refusal is None
 
-    async def _set_health(self, status) -> None:
+    async def _set_health(self, status: int) -> None:
         for name in ("", *self.service_names):
             await self.health.set(name, status)
 
-    def _serving_status(self):
+    def _serving_status(self) -> int:
+        # grpc_health ships no stubs: its ServingStatus values come back as Any.
         if self.ready and not self.unreachable:
-            return health_pb2.HealthCheckResponse.SERVING
-        return health_pb2.HealthCheckResponse.NOT_SERVING
+            return cast(int, health_pb2.HealthCheckResponse.SERVING)
+        return cast(int, health_pb2.HealthCheckResponse.NOT_SERVING)
 
     async def set_dependency(self, name: str, reachable: bool) -> None:
         """Record whether dependency `name` can be reached; health follows (not once the

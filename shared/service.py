@@ -15,11 +15,14 @@ registers their start-up and shutdown hooks on the server.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar, TypeVarTuple, cast
 
+from opentelemetry.sdk.metrics.export import MetricReader
+from opentelemetry.sdk.trace import SpanProcessor
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared import auth, db, migrations
@@ -28,6 +31,9 @@ from shared.config import Settings
 from shared.server import DEFAULT_MAX_REQUEST_BYTES, GrpcService
 from shared.store_probe import StoreProbe
 from shared.telemetry import Telemetry
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 
 @dataclass
@@ -47,7 +53,8 @@ class ServiceKit:
 
     @classmethod
     def create(cls, name: str, settings: Settings, *, client_scopes: Sequence[str] = (),
-               span_processors: Sequence = (), metric_readers: Sequence = (),
+               span_processors: Sequence[SpanProcessor] = (),
+               metric_readers: Sequence[MetricReader] = (),
                port: int | None = None,
                max_request_bytes: int | None = None) -> ServiceKit:
         telemetry = Telemetry(name, span_processors=span_processors,
@@ -90,7 +97,9 @@ class ServiceKit:
         self.sessions = db.session_factory(self.engine)
         if migrations_dir is not None and self.settings.migrate_on_start:
             async def migrate() -> None:
-                await migrations.upgrade(self.engine, self.location, migrations_dir)
+                # use_store set both before it registered this hook.
+                await migrations.upgrade(cast(AsyncEngine, self.engine),
+                                         cast(db.StoreLocation, self.location), migrations_dir)
 
             self.server.on_startup(migrate)
 
@@ -102,11 +111,11 @@ class ServiceKit:
         self.server.interceptor.errors.outage_listeners.append(self.probe.suspect)
 
         async def start_probe() -> None:
-            self.probe.start()
+            cast(StoreProbe, self.probe).start()  # set above, before this hook
 
         self.server.on_startup(start_probe)
 
-    async def run_cpu(self, function, *args):
+    async def run_cpu(self, function: Callable[[*Ts], T], *args: *Ts) -> T:
         """Run CPU-bound work (numpy releases the GIL) off the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
 
