@@ -24,7 +24,7 @@ from skybridge.common.v1 import common_pb2
 from skybridge.threat.v1 import threat_pb2, threat_pb2_grpc
 
 from services.threat.batch import RawBatch
-from services.threat.engine import Mailbox, ThreatEngine
+from services.threat.engine import ThreatEngine
 from services.threat.settings import ThreatSettings
 from services.threat.store import (
     AlertRecord,
@@ -300,11 +300,7 @@ class ThreatServicer(threat_pb2_grpc.ThreatServiceServicer):
     @requires(DEFENSE)
     async def StreamTracks(self, request, context):
         include_tentative = request.include_tentative
-        box = Mailbox()
-        self.engine.track_watchers.add(box)
-        try:
-            snapshot = self.engine.live_records(include_tentative)
-            processed = self.engine.processed_until_s
+        with self.engine.track_subscription(include_tentative) as (box, snapshot, processed):
             yield threat_pb2.StreamTracksResponse(
                 tracks=[self._track(r) for r in snapshot], snapshot=True,
                 processed_time=(_timestamp(self.epoch_unix, processed)
@@ -318,8 +314,6 @@ class ThreatServicer(threat_pb2_grpc.ThreatServiceServicer):
                         tracks=[self._track(r) for r in sorted(records,
                                                                key=lambda r: r.track_id)],
                         processed_time=_timestamp(self.epoch_unix, processed))
-        finally:
-            self.engine.track_watchers.discard(box)
 
     @requires(DEFENSE)
     async def CreateDefendedAsset(self, request, context):
@@ -343,11 +337,9 @@ class ThreatServicer(threat_pb2_grpc.ThreatServiceServicer):
         asset = (a.display_name.strip(), a.location.latitude_deg, a.location.longitude_deg,
                  a.radius_m)
         key = _key(request_id, "CreateDefendedAsset", repr(asset).encode())
-        answer, created = await self.store.create_asset(
+        answer = await self.engine.create_asset(
             *asset, key, lambda record: threat_pb2.CreateDefendedAssetResponse(
                 defended_asset=asset_message(record)).SerializeToString(deterministic=True))
-        if created:
-            self.engine.assets_changed()
         return threat_pb2.CreateDefendedAssetResponse.FromString(answer)
 
     @requires(DEFENSE)
@@ -363,9 +355,8 @@ class ThreatServicer(threat_pb2_grpc.ThreatServiceServicer):
     @requires(DEFENSE)
     async def DeleteDefendedAsset(self, request, context):
         asset_id = _resource_id(request.name, "assets")
-        if not await self.store.delete_asset(asset_id):
+        if not await self.engine.delete_asset(asset_id):
             raise NotFound(f"{request.name} does not exist", reason="ASSET_NOT_FOUND")
-        await self.engine.withdraw_asset(asset_id)
         return threat_pb2.DeleteDefendedAssetResponse()
 
     @requires(DEFENSE)
@@ -390,10 +381,8 @@ class ThreatServicer(threat_pb2_grpc.ThreatServiceServicer):
 
     @requires(DEFENSE)
     async def WatchAlerts(self, request, context):
-        box = Mailbox()
-        self.engine.alert_watchers.add(box)
-        try:
-            for alert in sorted(self.engine.open_alerts.values(), key=lambda a: a.alert_id):
+        with self.engine.alert_subscription() as (box, open_alerts):
+            for alert in open_alerts:
                 yield threat_pb2.WatchAlertsResponse(alert=alert_message(alert, self.epoch_unix),
                                                      snapshot=True)
             while True:
@@ -401,5 +390,3 @@ class ThreatServicer(threat_pb2_grpc.ThreatServiceServicer):
                 for alert_id in sorted(items):
                     yield threat_pb2.WatchAlertsResponse(
                         alert=alert_message(items[alert_id], self.epoch_unix))
-        finally:
-            self.engine.alert_watchers.discard(box)

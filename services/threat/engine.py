@@ -34,9 +34,10 @@ Nothing here logs detections or track states: only counts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -334,6 +335,31 @@ class ThreatEngine:
             s.P[i].copy(), s.mu[i].copy(), cls, confidence, self.impacts.get(track_id),
             self.launches.get(track_id))
 
+    # ------------------------------------------------------------------ subscriptions
+    @contextlib.contextmanager
+    def track_subscription(self, include_tentative: bool
+                           ) -> Iterator[tuple[Mailbox, list[TrackRecord], float]]:
+        """Subscribe to track changes for the body: ``(mailbox, live tracks, processed
+        time s)``, the tracks and time as of the subscription (nothing is missed between
+        them and the first change the mailbox gets)."""
+        box = Mailbox()
+        self.track_watchers.add(box)
+        try:
+            yield box, self.live_records(include_tentative), self.processed_until_s
+        finally:
+            self.track_watchers.discard(box)
+
+    @contextlib.contextmanager
+    def alert_subscription(self) -> Iterator[tuple[Mailbox, list[AlertRecord]]]:
+        """Subscribe to alert changes for the body: ``(mailbox, open alerts by id)`` as of
+        the subscription."""
+        box = Mailbox()
+        self.alert_watchers.add(box)
+        try:
+            yield box, sorted(self.open_alerts.values(), key=lambda a: a.alert_id)
+        finally:
+            self.alert_watchers.discard(box)
+
     def live_records(self, include_tentative: bool) -> list[TrackRecord]:
         step = self._step
         if step is None:
@@ -383,6 +409,25 @@ class ThreatEngine:
 
     def assets_changed(self) -> None:
         self._assets = None
+
+    async def create_asset(self, display_name: str, latitude_deg: float, longitude_deg: float,
+                           radius_m: float, key, encode: Callable[[AssetRecord], bytes]
+                           ) -> bytes:
+        """Store a defended asset once per idempotency ``key``; evaluations see it from the
+        next one on. Returns the first call's answer, ``encode(record)``."""
+        answer, created = await self.store.create_asset(
+            display_name, latitude_deg, longitude_deg, radius_m, key, encode)
+        if created:
+            self.assets_changed()
+        return answer
+
+    async def delete_asset(self, asset_id: int) -> bool:
+        """Remove a defended asset and withdraw its open alerts; False when it does not
+        exist."""
+        if not await self.store.delete_asset(asset_id):
+            return False
+        await self.withdraw_asset(asset_id)
+        return True
 
     def _classify_cpu(self, ids: np.ndarray) -> dict[int, tuple[int, float]]:
         out = {}
