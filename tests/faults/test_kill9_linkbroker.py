@@ -34,14 +34,16 @@ AHEAD_BUCKETS = 2
 _ids = itertools.count()
 
 
-def link_writers(stub, meta, customer: str, terminals: list[str]) -> Load:
-    """One writer per terminal, requesting 10-minute links of 5 Mbit/s one after the other."""
+def link_writers(stub, meta, terminals: list[tuple[str, str]]) -> Load:
+    """One writer per (customer, terminal), requesting 10-minute links of 5 Mbit/s one
+    after the other."""
     tag = next(_ids)
     load = Load(None, definitive=DEFINITIVE, workers=len(terminals))
 
     def call_for(worker: int, n: int):
+        customer, terminal = terminals[worker]
         request = pb.RequestLinkRequest(
-            customer=customer, terminal=terminals[worker], region="westus2",
+            customer=customer, terminal=terminal, region="westus2",
             bandwidth_mbps=5.0, window=window(10, start_in_s=60 + 15 * (n % 8)),
             request_id=f"l{tag}-w{worker}-{n}")
 
@@ -115,17 +117,10 @@ async def test_linkbroker_survives_kill_9_mid_load(services, settings, minter, t
     channel = channel_to(settings, "linkbroker", SERVICE, broker.target)
     stub = linkbroker_pb2_grpc.LinkBrokerServiceStub(channel)
     try:
-        terminals, customer = [], None
-        for i in range(4):
-            customer, terminal = await active_terminal(prov_stub, meta, tag=f"K{i}")
-            terminals.append((customer, terminal))
-        # One customer per terminal: each writer requests for its own customer's terminal.
-        load = Load(None)
-        writers = [link_writers(stub, meta, c, [t]) for c, t in terminals]
-        for writer in writers:
-            writer.outcomes = load.outcomes
-            writer.start()
-        acked = load.outcomes.acked
+        # One customer per terminal, one writer per terminal.
+        terminals = [await active_terminal(prov_stub, meta, tag=f"K{i}") for i in range(4)]
+        writers = link_writers(stub, meta, terminals).start()
+        acked = writers.outcomes.acked
         assert await until(lambda: len(acked) >= BATCH, within=HANG)
         broker.kill()
         assert await broker.wait() == -9
@@ -133,9 +128,7 @@ async def test_linkbroker_survives_kill_9_mid_load(services, settings, minter, t
         await broker.start()
         await broker.serving()
         assert await until(lambda: len(acked) >= at_kill + BATCH, within=HANG)
-        for writer in writers:
-            await writer.finish()
-        outcomes = load.outcomes
+        outcomes = await writers.finish()
         assert outcomes.failed == [], outcomes.failed
         figures = await check_ledger(settings, stub, meta, outcomes)
     finally:

@@ -200,10 +200,10 @@ async def drill(name: str, victim, direct: grpc.aio.Channel, streams: list[Follo
 
 
 async def sigterm_provisioning(services, settings, minter, tmp_path, *, clients_strict=False,
-                               feed_open=False):
+                               feed_open: int = 0):
     """Two replicas on one schema; writers register terminals through both addresses
-    (with a WatchEvents stream open on the victim when `feed_open`); afterwards no
-    acknowledged write is lost and no create that failed CANCELLED was applied."""
+    (with `feed_open` WatchEvents streams open on the victim); afterwards no acknowledged
+    write is lost and no create that failed CANCELLED was applied."""
     extra = {"SKYBRIDGE_GRACE_SECONDS": GRACE}
     victim = await services.start("provisioning", **extra)
     other = await services.start("provisioning", **extra)
@@ -212,9 +212,9 @@ async def sigterm_provisioning(services, settings, minter, tmp_path, *, clients_
     try:
         meta = customer_token(minter)
         customer, subscriptions = await seed_customer(direct_stub, meta, (1000,) * 4)
-        streams = [Followed("WatchEvents", direct_stub.WatchEvents(
+        streams = [Followed(f"WatchEvents-{i}", direct_stub.WatchEvents(
             prov_pb.WatchEventsRequest(), metadata=feed_token(minter), timeout=HANG),
-            True)] if feed_open else []
+            True) for i in range(feed_open)]
         load = terminal_writers(stub, meta, customer, subscriptions,
                                 also_refused=() if clients_strict else (
                                     grpc.StatusCode.CANCELLED,))
