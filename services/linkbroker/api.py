@@ -33,11 +33,9 @@ import contextlib
 import math
 import re
 import secrets
-from dataclasses import astuple
 from datetime import UTC, datetime
 
 import grpc
-import sqlalchemy as sa
 from google.protobuf import timestamp_pb2
 from skybridge.common.v1 import common_pb2
 from skybridge.linkbroker.v1 import linkbroker_pb2 as pb
@@ -285,15 +283,11 @@ class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
         check.raise_if_any()
         key = Key(key_tenant(), request.request_id, "CreateGateway", fingerprint(
             "CreateGateway", request.SerializeToString(deterministic=True)))
-        if await self.store.replay(*astuple(key)):
-            return pb.CreateGatewayResponse(gateway=gateway_pb(
-                await self.store.gateway(request.gateway_id), self.broker))
-        row = await self.store.create_gateway({
+        row = await self.broker.create_gateway({
             "id": request.gateway_id, "display_name": g.display_name or request.gateway_id,
             "latitude_deg": g.location.latitude_deg, "longitude_deg": g.location.longitude_deg,
             "altitude_m": g.location.altitude_m, "antennas": g.antennas, "region": region,
             "state": "ACTIVE"}, key)
-        await self.broker.reload_gateways()
         return pb.CreateGatewayResponse(gateway=gateway_pb(row, self.broker))
 
     async def _gateway_state(self, request, state: str, method: str, response_type):
@@ -311,12 +305,8 @@ class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
                 answer.replanned_links, answer.degraded_links = replanned, degraded
             return answer.SerializeToString(deterministic=True)
 
-        first = await self.store.replay(*astuple(key))
-        if first is None:
-            first = await self.broker.set_gateway_state(row["id"], state, key, encode)
-        if first == row["id"].encode():  # a key stored before answers were: as it is now
-            first = encode(await self.store.gateway(row["id"]), 0, 0)
-        return response_type.FromString(first)
+        return response_type.FromString(
+            await self.broker.gateway_state_once(row["id"], state, key, encode))
 
     @requires(OPERATOR)
     async def DrainGateway(self, request, context):
@@ -379,9 +369,9 @@ class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
                              request.window.start_time.seconds, request.window.end_time.seconds)
         # The key is the caller's (an operator's, not the customer's it acts for).
         key = Key(key_tenant(principal), request.request_id, "RequestLink", digest)
-        replay = await self.store.replay(*astuple(key))
-        if replay is not None:
-            return await self._replayed(replay, request.include_slots)
+        replayed = await self.broker.replayed_link(key)
+        if replayed is not None:
+            return pb.RequestLinkResponse(link=link_pb(replayed, slots=request.include_slots))
         answer = await self._entitlement(request, region)
         if not principal.has(OPERATOR) and answer.customer_tenant != principal.tenant:
             raise NotFound(f"{request.customer} does not exist", reason="CUSTOMER_NOT_FOUND",
@@ -397,13 +387,7 @@ class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
                  "latitude_deg": loc.latitude_deg, "longitude_deg": loc.longitude_deg,
                  "altitude_m": loc.altitude_m}
         try:
-            row, plan, _preempted = await self.broker.request(lease, key)
-        except sa.exc.IntegrityError:
-            # A concurrent twin with the same request_id won: answer what it stored.
-            replay = await self.store.replay(*astuple(key))
-            if replay is None:
-                raise
-            return await self._replayed(replay, request.include_slots)
+            row, plan = await self.broker.request_link(lease, key)
         except NoCoverage as gap:
             raise FailedPrecondition(
                 str(gap), reason="NO_COVERAGE",
@@ -420,10 +404,6 @@ class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
             raise Unavailable(f"the orbit service did not answer: {error.code().name}",
                               reason="ORBIT_UNAVAILABLE") from None
         return pb.RequestLinkResponse(link=link_pb(row, slots=request.include_slots, plan=plan))
-
-    async def _replayed(self, replay: bytes, slots: bool) -> pb.RequestLinkResponse:
-        row = await self.store.lease(replay.decode())
-        return pb.RequestLinkResponse(link=link_pb(row, slots=slots))
 
     async def _entitlement(self, request, region: str) -> prov.CheckEntitlementResponse:
         try:
@@ -491,10 +471,7 @@ class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
         row = await self._link_row(request.name)
         key = Key(key_tenant(), request.request_id, "ReleaseLink",
                   fingerprint("ReleaseLink", request.name))
-        if await self.store.replay(*astuple(key)):  # the link as it is now
-            return pb.ReleaseLinkResponse(link=link_pb(await self.store.lease(row["id"])))
-        # The key is claimed with the release: a concurrent twin gets the same link.
-        row = await self.broker.end(row["id"], "RELEASED", "released by the customer", key)
+        row = await self.broker.release_once(row["id"], "released by the customer", key)
         return pb.ReleaseLinkResponse(link=link_pb(row))
 
     # --- watching -----------------------------------------------------------------------

@@ -20,7 +20,10 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from dataclasses import astuple
 from datetime import UTC, datetime
+
+import sqlalchemy as sa
 
 from services.linkbroker.capacity_model import CapacityModel
 from services.linkbroker.constellation import Constellation, GeometryUnloaded
@@ -127,6 +130,25 @@ class LinkBroker:
         self.capacity_of = capacity_lookup(self.capacity, table)
         self._gateway_stamp = stamp
         return True
+
+    async def create_gateway(self, record: dict, key: Key) -> dict:
+        """Add a gateway once per idempotency `key` (a retry gets it as it is now) and
+        route over it from now on."""
+        if await self.store.replay(*astuple(key)):
+            return await self.store.gateway(record["id"])
+        row = await self.store.create_gateway(record, key)
+        await self.reload_gateways()
+        return row
+
+    async def gateway_state_once(self, gateway_id: str, state: str, key: Key,
+                                 encode: Callable[[dict, int, int], bytes]) -> bytes:
+        """:meth:`set_gateway_state`, or the answer an earlier call with `key` stored."""
+        first = await self.store.replay(*astuple(key))
+        if first is None:
+            first = await self.set_gateway_state(gateway_id, state, key, encode)
+        if first == gateway_id.encode():  # a key stored before answers were: as it is now
+            first = encode(await self.store.gateway(gateway_id), 0, 0)
+        return first
 
     async def set_gateway_state(self, gateway_id: str, state: str, key: Key,
                                 encode: Callable[[dict, int, int], bytes]) -> bytes:
@@ -271,6 +293,30 @@ class LinkBroker:
             return row, plan, preempted
         assert last is not None
         raise last
+
+    async def replayed_link(self, key: Key) -> dict | None:
+        """The lease an earlier RequestLink with `key` created, as it is now; or None."""
+        replay = await self.store.replay(*astuple(key))
+        return None if replay is None else await self.store.lease(replay.decode())
+
+    async def request_link(self, lease: dict, key: Key) -> tuple[dict, LinkPlan | None]:
+        """:meth:`request` once per `key`: a concurrent twin that lost the race to store
+        the key gets the lease the winner stored (and no plan: it is the stored one)."""
+        try:
+            row, plan, _preempted = await self.request(lease, key)
+        except sa.exc.IntegrityError:
+            replayed = await self.replayed_link(key)
+            if replayed is None:
+                raise
+            return replayed, None
+        return row, plan
+
+    async def release_once(self, lease_id: str, reason: str, key: Key) -> dict:
+        """Release a lease once per `key` (a retry gets the link as it is now; the key is
+        claimed with the release, so a concurrent twin gets the same link)."""
+        if await self.store.replay(*astuple(key)):
+            return await self.store.lease(lease_id)
+        return await self.end(lease_id, "RELEASED", reason, key)
 
     async def end(self, lease_id: str, state: str, reason: str, request: Key | None = None
                   ) -> dict | None:
