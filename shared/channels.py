@@ -6,6 +6,10 @@
   (UNAVAILABLE only, up to 4 attempts with exponential backoff) exactly when its contract
   marks it `idempotency_level = NO_SIDE_EFFECTS` or `IDEMPOTENT`, so the rule lives in the
   .proto file, not in client code;
+- balances round robin over the target's addresses and watches each server's health
+  (the gRPC health protocol): a server that says NOT_SERVING (draining, starting, its
+  database unreachable) gets no new calls, so a drain never has calls queued that its
+  stop would cancel;
 - caps every call's deadline: a unary call gets at most `SKYBRIDGE_CALL_TIMEOUT_SECONDS`,
   and any call made while handling an inbound call gets no more than that call has left
   (`context.time_remaining()`, which is None for a call without a deadline);
@@ -38,6 +42,10 @@ RETRY_POLICY = {
     "backoffMultiplier": 2,
     "retryableStatusCodes": ["UNAVAILABLE"],
 }
+#: Round robin over the target's addresses, each watched with the health protocol (the
+#: whole server's status, service name "").
+BALANCING = {"loadBalancingConfig": [{"round_robin": {}}],
+             "healthCheckConfig": {"serviceName": ""}}
 _RETRYABLE_LEVELS = (
     descriptor_pb2.MethodOptions.NO_SIDE_EFFECTS,
     descriptor_pb2.MethodOptions.IDEMPOTENT,
@@ -58,9 +66,10 @@ def retry_service_config(descriptors: Iterable[ServiceDescriptor]) -> str:
             level = method.GetOptions().idempotency_level
             if level in _RETRYABLE_LEVELS:
                 names.append({"service": service.full_name, "method": method.name})
-    config: dict[str, list[dict[str, object]]] = {"methodConfig": []}
+    methods: list[dict[str, object]] = []
     if names:
-        config["methodConfig"].append({"name": names, "retryPolicy": RETRY_POLICY})
+        methods.append({"name": names, "retryPolicy": RETRY_POLICY})
+    config = {"methodConfig": methods, **BALANCING}
     return json.dumps(config)
 
 

@@ -135,9 +135,10 @@ class Settings:
     jwt_audience: str = "skybridge"
     #: Seconds in-flight calls get to finish after SIGTERM (`SKYBRIDGE_GRACE_SECONDS`).
     grace_seconds: float = 10.0
-    #: Seconds between health turning NOT_SERVING and refusing new calls, so that load
-    #: balancers stop routing first (`SKYBRIDGE_DRAIN_DELAY_SECONDS`).
-    drain_delay_seconds: float = 0.0
+    #: Seconds between health turning NOT_SERVING and refusing new calls, so that clients
+    #: that watch health (the suite's channels do) and load balancers stop routing here
+    #: first (`SKYBRIDGE_DRAIN_DELAY_SECONDS`).
+    drain_delay_seconds: float = 0.25
     #: Streaming calls one caller (subject and tenant) may hold open on one server
     #: (`SKYBRIDGE_MAX_STREAMS_PER_CALLER`); one more is RESOURCE_EXHAUSTED.
     max_streams_per_caller: int = 100

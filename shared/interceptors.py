@@ -411,6 +411,26 @@ async def _until_drain(work: Awaitable[T], draining: asyncio.Event) -> T:
     raise errors.Unavailable(DRAINED, reason="DRAINING")
 
 
+#: A message on its way out when a drain ends the stream gets this long to leave before the
+#: stream's status is sent (grpc refuses a status while a write is pending).
+FLUSH_ON_DRAIN_SECONDS = 0.5
+
+
+async def _write_through_cancel(context: grpc.aio.ServicerContext, item: Any) -> None:
+    """`context.write(item)`; a cancellation (the drain ending the stream) waits for the
+    write to finish, up to FLUSH_ON_DRAIN_SECONDS, then goes on. Cancelled mid-write, the
+    stream's UNAVAILABLE status would otherwise meet grpc's one-pending-send rule
+    (GRPC_CALL_ERROR_TOO_MANY_OPERATIONS) and the client would not get it."""
+    write = asyncio.ensure_future(context.write(item))
+    try:
+        await asyncio.shield(write)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(FLUSH_ON_DRAIN_SECONDS):
+                await write
+        raise
+
+
 def _wrap_handler(handler: grpc.RpcMethodHandler, around: Around,
                   reader: RequestReader, draining: asyncio.Event) -> grpc.RpcMethodHandler:
     """A handler whose behaviour runs inside `around(behaviour, read, request, context)`.
@@ -454,7 +474,7 @@ def _wrap_handler(handler: grpc.RpcMethodHandler, around: Around,
         result = inner(request, context)
         if inspect.isasyncgen(result):
             async for item in result:
-                await context.write(item)
+                await _write_through_cancel(context, item)
         elif inspect.isawaitable(result):
             await result
 

@@ -21,6 +21,7 @@ dependency that comes back turns it SERVING again with no restart. Reflection li
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 from collections.abc import Awaitable, Callable
@@ -50,6 +51,9 @@ Hook = Callable[[], Awaitable[None]]
 #: so a service whose contract needs big requests sets its own cap: orbit's 64 MiB imports,
 #: threat's detection batches).
 DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
+#: At the end of a drain, how long grpc may finish the calls it accepted that were never
+#: counted in flight (refusals on their way out); stop returns as soon as they are done.
+STOP_GRACE_SECONDS = 1.0
 
 SERVER_OPTIONS = [
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
@@ -72,6 +76,33 @@ def _freeze_startup_heap() -> None:
     gc.freeze()
 
 
+class DrainingHealth(health_aio.HealthServicer):  # type: ignore[misc]  # grpc_health: no stubs
+    """The gRPC health service, whose Watch streams end UNAVAILABLE when the server drains.
+
+    A Watch stream tells NOT_SERVING as the drain begins; clients that balance on health
+    (the suite's channels) then stop sending here. It ends once the server refuses calls,
+    so the server's stop does not wait on streams no one will close.
+    """
+
+    def __init__(self, draining: asyncio.Event) -> None:
+        super().__init__()
+        self._draining = draining
+
+    async def Watch(self, request: health_pb2.HealthCheckRequest,
+                    context: grpc.aio.ServicerContext) -> None:
+        if not self._draining.is_set():
+            watch = asyncio.ensure_future(super().Watch(request, context))
+            drained = asyncio.ensure_future(self._draining.wait())
+            try:
+                await asyncio.wait((watch, drained), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (watch, drained):
+                    task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await watch
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "the server is draining")
+
+
 @dataclass
 class GrpcService:
     """One service's server: its interceptors, health, reflection and hooks."""
@@ -92,7 +123,7 @@ class GrpcService:
             f"{self.name}.skybridge", self.verifier, self.telemetry.tracer,
             self.telemetry.rpc_duration, self.max_streams_per_caller)
         self.lifecycle = self.interceptor.lifecycle
-        self.health = health_aio.HealthServicer()
+        self.health = DrainingHealth(self.lifecycle.draining)
         self.server = grpc.aio.server(options=[
             *SERVER_OPTIONS, ("grpc.max_receive_message_length", self.max_request_bytes)])
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -193,12 +224,17 @@ class GrpcService:
         self.lifecycle.draining.set()
         try:
             if self.lifecycle.in_flight:
-                await asyncio.wait_for(self.lifecycle.wait_idle(), timeout=grace)
+                async with asyncio.timeout(grace):
+                    await self.lifecycle.wait_idle()
         except TimeoutError:
             log.warning("%s: %d calls still running after the %.1fs grace; cancelling",
                         self.name, self.lifecycle.in_flight, grace,
                         extra={"service": self.name})
-        await self.server.stop(0)
+        # Calls grpc accepted but the interceptor has not counted yet (they are being
+        # refused UNAVAILABLE, which clients retry elsewhere, or are about to be) finish
+        # within STOP_GRACE_SECONDS; stop(0) would cancel them, and a client cannot tell
+        # whether a CANCELLED write happened. stop() returns as soon as none is left.
+        await self.server.stop(min(STOP_GRACE_SECONDS, grace) if grace > 0 else 0)
         for hook in reversed(self.shutdown_hooks):
             try:
                 await hook()

@@ -30,6 +30,23 @@ if TYPE_CHECKING:
 log = logging.getLogger("skybridge.wakeup")
 
 
+async def woken(event: asyncio.Event, seconds: float) -> bool:
+    """Wait until `event` is set or `seconds` pass; True when it was set.
+
+    Every feed loop waits with this, never with ``asyncio.wait_for(event.wait(), ...)``:
+    on Python 3.11, `wait_for` swallows a cancellation that lands as the event fires, so
+    a feed woken by every commit could miss the drain's cancel and run on (seen: a
+    provisioning drain sat out its whole grace behind one WatchEvents stream).
+    ``asyncio.timeout`` passes the cancellation on.
+    """
+    try:
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
+
+
 class PgWakeup:
     """NOTIFY on commits, LISTEN for other replicas' (PostgreSQL, psycopg 3)."""
 

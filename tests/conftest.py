@@ -91,6 +91,7 @@ def settings(tmp_path, backend) -> Settings:
         jwt_public_key_path=public,
         dev_keys=False,
         grace_seconds=5.0,
+        drain_delay_seconds=0.0,  # in-process servers: no client to wait for
         log_format="text",
     )
     if backend == "sqlite":

@@ -28,8 +28,6 @@ the error metadata. Nothing is held by a refused request.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import math
 import re
 import secrets
@@ -61,6 +59,7 @@ from shared.errors import (
 )
 from shared.idempotency import Key, key_tenant
 from shared.paging import decode_token, encode_token
+from shared.wakeup import woken
 
 READ, WRITE, OPERATOR = "links.read", "links.write", "linkbroker.operator"
 DEFAULT_PAGE, MAX_PAGE = 50, 500
@@ -521,8 +520,7 @@ class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
             due = (slot_start(upcoming[0]).timestamp() - self.broker.clock()) if upcoming \
                 else 1.0
             changed = self.broker.changed
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), timeout=min(max(due, 0.01), 1.0))
+            await woken(changed, min(max(due, 0.01), 1.0))
 
     @staticmethod
     def _change(kind, path: SlotPath, state: str, reason: str = "",

@@ -23,10 +23,8 @@ request is INVALID_ARGUMENT (reason REQUEST_ID_REUSED).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-import contextlib
 import math
 import re
 from collections.abc import Callable
@@ -44,6 +42,7 @@ from shared.auth import current_principal, requires
 from shared.errors import InvalidArgument, NotFound, Violations, to_status
 from shared.paging import decode_token, encode_token
 from shared.validation import Rules, item_violations
+from shared.wakeup import woken
 
 from . import domain, validation
 from .domain import EVENTS, OPERATOR, PARTNER, READ, WRITE, PlanTerms
@@ -883,8 +882,7 @@ class ProvisioningServicer(provisioning_pb2_grpc.ProvisioningServiceServicer):
             if len(batch) < EVENT_BATCH:
                 # Woken at once by this replica's commits and by other replicas' (LISTEN/
                 # NOTIFY on PostgreSQL); the poll is a safety net.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(signal.wait(), self.store.event_poll_seconds)
+                await woken(signal, self.store.event_poll_seconds)
 
     # --- audit ----------------------------------------------------------------------------
 

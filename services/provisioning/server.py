@@ -25,7 +25,7 @@ from shared.config import EnvReader, Settings
 from shared.db import FastReads
 from shared.errors import AlreadyExists
 from shared.service import ServiceKit
-from shared.wakeup import PgWakeup
+from shared.wakeup import PgWakeup, woken
 
 from .api import ProvisioningServicer
 from .domain import PlanTerms
@@ -76,8 +76,7 @@ async def _forever(name: str, step: Callable, wake: asyncio.Event | None,
         if wake is None:
             await asyncio.sleep(period)
             continue
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), period)
+        await woken(wake, period)
         wake.clear()
 
 

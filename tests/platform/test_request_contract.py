@@ -144,19 +144,20 @@ async def test_the_server_serves_after_malformed_bodies(probe, minter):
 
 
 async def test_a_client_that_cancels_a_stream_is_cancelled_not_an_error(probe, minter, caplog):
-    """A caller going away is not the server's failure: the call is recorded CANCELLED (span
-    status and the duration metric's code), nothing is logged as an error, and the stream's
-    slot is free again. Both while the server writes (a 1 ms tick stream) and while it waits
-    (a bidi stream waiting on its reader)."""
+    """A caller going away is not the server's failure: nothing is logged as an error, the
+    stream's slot is free again, and the call is recorded CANCELLED (span status and the
+    duration metric's code) while the server writes (a 1 ms tick stream). A bidi stream
+    waiting on its reader may instead see its input end first (grpc ends the request
+    stream and cancels the handler independently), and then it ends OK, not as an error."""
     kit, channel = probe
     stub = probe_pb2_grpc.ProbeServiceStub(channel)
     read = bearer(minter, "probe.read")
-    codes: list[str] = []
+    codes: dict[str, str] = {}
     tracing = kit.server.interceptor.tracing
     end = tracing.end
 
     def recording(span, token, code):
-        codes.append(code.name)
+        codes[span.name.rpartition("/")[2]] = code.name
         end(span, token, code)
 
     tracing.end = recording
@@ -178,7 +179,7 @@ async def test_a_client_that_cancels_a_stream_is_cancelled_not_an_error(probe, m
     while kit.server.lifecycle.in_flight:  # noqa: ASYNC110 - a condition, not a clock
         await asyncio.sleep(0.01)
     never.set()
-    assert codes == ["CANCELLED", "CANCELLED"]
+    assert codes["Ticks"] == "CANCELLED" and codes["Chat"] in ("CANCELLED", "OK"), codes
     assert [r.getMessage() for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")] \
         == []
     assert kit.server.interceptor.streams.open == {}  # no stream slot left behind

@@ -14,6 +14,7 @@ from shared.service import ServiceKit
 from shared.telemetry import JsonFormatter, Telemetry, _exporter_choice
 from tests.conftest import bearer
 from tests.probe.server import SERVICE, ProbeServicer
+from tests.waiting import until
 
 
 def test_nothing_is_exported_by_default(monkeypatch):
@@ -57,13 +58,19 @@ async def test_rpc_latency_is_recorded_per_method_and_code(settings, minter):
         await stub.Echo(probe_pb2.EchoRequest(), metadata=bearer(minter, "probe.read"))
         with pytest.raises(grpc.aio.AioRpcError):
             await stub.Echo(probe_pb2.EchoRequest())  # no token: UNAUTHENTICATED
-    points = []
-    for resource_metrics in reader.get_metrics_data().resource_metrics:
-        for scope in resource_metrics.scope_metrics:
-            for metric in scope.metrics:
-                if metric.name == "rpc.server.duration":
-                    points += metric.data.data_points
+
+    def echo_counts() -> dict[str, int]:
+        points = []
+        for resource_metrics in reader.get_metrics_data().resource_metrics:
+            for scope in resource_metrics.scope_metrics:
+                for metric in scope.metrics:
+                    if metric.name == "rpc.server.duration":
+                        points += metric.data.data_points
+        return {p.attributes["rpc.grpc.status_code"]: p.count for p in points
+                if p.attributes["rpc.method"] == "Echo"}
+
+    # The server records a call when its handler has finished, which can be after the
+    # client has its answer (the status is sent first): wait for the refused call's point.
+    await until(lambda: len(echo_counts()) == 2)
     await kit.server.drain(0)
-    by_code = {p.attributes["rpc.grpc.status_code"]: p.count for p in points
-               if p.attributes["rpc.method"] == "Echo"}
-    assert by_code == {"OK": 1, "UNAUTHENTICATED": 1}
+    assert echo_counts() == {"OK": 1, "UNAUTHENTICATED": 1}
