@@ -10,6 +10,7 @@ import grpc
 from grpc_health.v1 import health_pb2
 
 from tests.faults.harness import (
+    NOT_SERVING,
     POSTGRES_ONLY,
     SERVING,
     ensure_pg_running,
@@ -18,7 +19,7 @@ from tests.faults.harness import (
     run,
 )
 from tests.faults.provisioning_load import (
-        check_store,
+    check_store,
     customer_token,
     seed_customer,
     stub_for,
@@ -56,6 +57,9 @@ async def test_provisioning_rides_out_a_postgres_restart(services, settings, min
         at_restart = writers.ok
         assert await until(lambda: writers.ok >= at_restart + BATCH, within=120)
         assert await until(lambda: health and health[-1][1] == SERVING, within=120)
+        # The restart was seen (not a test that passes without its fault): health said
+        # NOT_SERVING in between.
+        assert NOT_SERVING in [status for _, status in health], health
         outcomes = await writers.finish()
         assert service.proc.returncode is None  # the same process throughout
         seen = set(outcomes.attempts)
