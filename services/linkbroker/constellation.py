@@ -12,14 +12,15 @@ terminal's paths over a whole block are kept too (terminals ask again and again:
 request from the same place costs a lookup).
 
 All of it lives in one :class:`~services.linkbroker.geometry_cache.ByteBudgetCache` under a
-byte budget: least recently used first, a block's routers, trees and paths go with it, and
+byte budget: least recently used first, a block's graphs, trees and paths go with it, and
 a block a plan holds (:meth:`Constellation.hold`) is never evicted. Measured for the 4,408
-satellites of Gen1 and 240-slot blocks: a block is 66 MB (positions 12.7 MB in float32,
-its k-d tree 51 MB), a router 0.33 MB (80 MB a block; its sky grid, 2.1 MB, is dropped once
-the graph is built), a region's trees 8.6 MB.
+satellites of Gen1 and 240-slot blocks: a block is 65 MB (positions 12.7 MB in float32,
+its k-d tree 51 MB), a slot's routing graph 0.27 MB (66 MB a block; the rest of its
+router, the 2.1 MB sky grid above all, is not kept), a region's trees 8.6 MB.
 
-Positions are float32: 0.25 m at most off at 7,000 km from the Earth's centre, 0.8 ns of
-one-way latency a hop; the arithmetic on them is float64.
+Positions are float32: at most 0.25 m off per coordinate at 7,000 km from the Earth's
+centre (float32 spacing there is 0.5 m), under 3 ns of one-way latency a hop; the
+arithmetic on them is float64.
 
 Terminal visibility over a whole block is one k-d tree over the block's stacked positions:
 slot ``k``'s satellites are shifted by ``k * SLOT_OFFSET_M`` along x, so one query of the
