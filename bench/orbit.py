@@ -8,7 +8,7 @@
    /proc/<pid>/status) is its own.
 2. Imports ../shared/data/starlink-2026-05-12.tle through ImportElementSets.
 3. Times Propagate for the whole catalog over `--steps` one-minute steps in ITRF, through
-   gRPC into numpy arrays in this process (services.orbit.client.propagate), against
+   gRPC into numpy arrays in this process (shared.clients.orbit.propagate), against
    python-sgp4's SatrecArray (TEME only, one process, the same element sets and instants,
    in 60-step chunks like the service), both in this run, after one untimed run of the
    service request. Best of `--repeat`.
@@ -97,10 +97,10 @@ async def start_service(tmp: Path, port: int):
 
 
 async def run(args) -> dict:
-    from services.orbit import client as orbit_client
     from services.orbit.kernel import CatalogPropagator
     from services.orbit.tle import parse_tle
     from shared.auth import TokenMinter
+    from shared.clients import orbit as orbit_client
 
     text = args.text
     sets, _ = parse_tle(text)
@@ -151,7 +151,7 @@ async def run(args) -> dict:
                     sat_array = SatrecArray([s.to_satrec() for s in sets])
                     jd = np.array([], float)
                     jd0 = orbit_client._timestamp(start_dt)
-                    from services.orbit.wire import timestamp_to_jd
+                    from shared.wire import timestamp_to_jd
 
                     j0, f0 = timestamp_to_jd(jd0)
                     jd, fr = CatalogPropagator.grid_jd(j0, f0, 60.0, 0, steps)

@@ -21,7 +21,7 @@ that gives events their feed positions runs too); after it, the bench checks tha
 received every event in the database exactly once.
 Phase 2 (entitlement checks): `--check-concurrency` closed-loop callers check active
 terminals, first one CheckEntitlement call per check (unary), then as the link broker sends
-them: through `services.provisioning.entitlements.EntitlementChecker` (one per channel),
+them: through `shared.clients.entitlements.EntitlementChecker` (one per channel),
 which sends concurrent checks together in BatchCheckEntitlements calls. The target is read
 on the second.
 
@@ -60,8 +60,8 @@ from skybridge.provisioning.v1 import provisioning_pb2 as pb  # noqa: E402
 from skybridge.provisioning.v1 import provisioning_pb2_grpc  # noqa: E402
 from skybridge.provisioning.v1 import resources_pb2 as res  # noqa: E402
 
-from services.provisioning.entitlements import EntitlementChecker  # noqa: E402
 from shared.auth import TokenMinter  # noqa: E402
+from shared.clients.entitlements import EntitlementChecker  # noqa: E402
 
 PREFIX = ""
 PG_URL = os.environ.get("SKYBRIDGE_TEST_PG_URL",

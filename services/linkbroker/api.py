@@ -47,8 +47,8 @@ from services.linkbroker.plan import LinkPlan, SlotPath
 from services.linkbroker.regions import UnknownRegionError, normalize_region_name
 from services.linkbroker.slots import SLOT_SECONDS, slot_start
 from services.linkbroker.store import LIVE_STATES, fingerprint
-from services.provisioning.entitlements import EntitlementChecker
 from shared.auth import current_principal, requires
+from shared.clients.entitlements import EntitlementChecker
 from shared.errors import (
     FailedPrecondition,
     InvalidArgument,

@@ -16,7 +16,7 @@ from services.linkbroker.constellation import Block
 from services.linkbroker.planes import assign_planes, orbit_geometry
 from services.linkbroker.slots import SLOT_SECONDS, slot_midpoint
 from services.linkbroker.topology import plus_grid_pairs
-from services.orbit.client import propagate
+from shared.clients.orbit import propagate
 
 __all__ = ["OrbitConstellationSource", "block_from_states"]
 

@@ -15,7 +15,7 @@ from skybridge.linkbroker.v1 import linkbroker_pb2, linkbroker_pb2_grpc
 from skybridge.orbit.v1 import orbit_pb2, orbit_pb2_grpc
 from skybridge.provisioning.v1 import provisioning_pb2, provisioning_pb2_grpc
 
-from services.provisioning.entitlements import EntitlementChecker
+from shared.clients.entitlements import EntitlementChecker
 from shared.config import Settings
 from shared.db import FastReads
 from shared.service import ServiceKit

@@ -70,13 +70,6 @@ from services.orbit.store import (
 )
 from services.orbit.visibility import TooManyPairs, visible_satellites
 from services.orbit.visibility import prepare as prepare_visibility
-from services.orbit.wire import (
-    bytes_field,
-    double_array,
-    double_array_field,
-    from_double_array,
-    timestamp_to_jd,
-)
 from shared.auth import requires
 from shared.errors import (
     InvalidArgument,
@@ -89,6 +82,13 @@ from shared.geodesy import validate_geodetic
 from shared.idempotency import key_tenant
 from shared.paging import decode_token, encode_token
 from shared.validation import Rules
+from shared.wire import (
+    bytes_field,
+    double_array,
+    double_array_field,
+    from_double_array,
+    timestamp_to_jd,
+)
 
 # --- limits ---------------------------------------------------------------------------
 DEFAULT_PAGE_SIZE = 100

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
+from shared.clients.orbit import propagate
 from shared.errors import FailedPrecondition, Unavailable
 
 
@@ -174,36 +175,13 @@ class OrbitEphemeris(SensorEphemeris):
 
     async def fetch_grid(self, start_s: float, step_s: float, count: int) -> EphemerisGrid:
         import grpc
-        from google.protobuf import duration_pb2, timestamp_pb2
-        from skybridge.orbit.v1 import orbit_pb2
 
         numbers = await self.catalog_numbers()
-        start = timestamp_pb2.Timestamp()
-        start.FromDatetime(self.epoch + timedelta(seconds=start_s))
-        request = orbit_pb2.PropagateRequest(
-            selection=orbit_pb2.SatelliteSelection(catalog_numbers=list(numbers)),
-            grid=orbit_pb2.TimeGrid(start_time=start,
-                                    step=duration_pb2.Duration(seconds=int(step_s),
-                                                               nanos=int(round((step_s % 1) * 1e9))),
-                                    count=count),
-            frame=orbit_pb2.FRAME_ITRF,
-            include_velocity=True,
-        )
-        pos = np.full((count, len(numbers), 3), np.nan)
-        vel = np.full_like(pos, np.nan)
-        columns = None
         try:
-            async for chunk in self.stub.Propagate(request):
-                if chunk.catalog_numbers:
-                    columns = [list(chunk.catalog_numbers).index(n) for n in numbers]
-                if columns is None:
-                    raise Unavailable("the orbit service sent no header chunk",
-                                      reason="ORBIT_BAD_ANSWER")
-                p = _array(chunk.positions)
-                v = _array(chunk.velocities)
-                a = chunk.first_step
-                pos[a:a + p.shape[0]] = p[:, columns] * 1e3
-                vel[a:a + v.shape[0]] = v[:, columns] * 1e3
+            answer = await propagate(self.stub, catalog_numbers=list(numbers),
+                                     start=self.epoch + timedelta(seconds=start_s),
+                                     step_s=step_s, count=count, frame="itrf",
+                                     include_velocity=True)
         except grpc.aio.AioRpcError as error:
             if error.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
                 raise FailedPrecondition(
@@ -212,15 +190,15 @@ class OrbitEphemeris(SensorEphemeris):
                     reason="SENSOR_EPHEMERIS_UNAVAILABLE") from None
             raise Unavailable(f"the orbit service is unavailable ({error.code().name})",
                               reason="ORBIT_UNAVAILABLE") from None
+        answered = answer.catalog_numbers.tolist()
+        if sorted(answered) != sorted(numbers) or answer.velocities is None:
+            raise Unavailable("the orbit service answered for other satellites than asked",
+                              reason="ORBIT_BAD_ANSWER")
+        columns = [answered.index(n) for n in numbers]
+        pos = answer.positions[:, columns] * 1e3
+        vel = answer.velocities[:, columns] * 1e3
         if not np.all(np.isfinite(pos)) or not np.all(np.isfinite(vel)):
             raise FailedPrecondition("the orbit service returned no state for some sensor "
                                      "satellites at the detection times",
                                      reason="SENSOR_EPHEMERIS_UNAVAILABLE")
         return EphemerisGrid(start_s, step_s, pos, vel)
-
-
-def _array(message) -> np.ndarray:
-    shape = tuple(message.shape)
-    if message.WhichOneof("values") == "packed":
-        return np.asarray(message.packed.values, float).reshape(shape)
-    return np.frombuffer(message.le_bytes, "<f8").reshape(shape)

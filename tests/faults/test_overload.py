@@ -14,7 +14,7 @@ from skybridge.orbit.v1 import orbit_pb2, orbit_pb2_grpc
 from skybridge.provisioning.v1 import provisioning_pb2 as pb
 from skybridge.provisioning.v1 import resources_pb2 as res
 
-from services.orbit import client as orbit_client
+from shared.clients import orbit as orbit_client
 from shared.config import Settings
 from tests.conftest import bearer
 from tests.faults.harness import HANG, POSTGRES_ONLY, SERVING, channel_to, code_of

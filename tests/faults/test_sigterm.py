@@ -31,7 +31,7 @@ from skybridge.provisioning.v1 import provisioning_pb2 as prov_pb
 from skybridge.provisioning.v1 import resources_pb2 as prov_res
 from skybridge.threat.v1 import threat_pb2, threat_pb2_grpc
 
-from services.orbit import client as orbit_client
+from shared.clients import orbit as orbit_client
 from shared.interceptors import Lifecycle
 from tests.conftest import bearer
 from tests.faults.harness import (

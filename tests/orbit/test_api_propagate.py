@@ -13,14 +13,15 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from skybridge.common.v1 import common_pb2
 from skybridge.orbit.v1 import orbit_pb2
 
-from services.orbit import api, client, walker
+from services.orbit import api, walker
 from services.orbit.kernel import CatalogPropagator
 from services.orbit.passes import predict_passes
 from services.orbit.tle import parse_tle
 from services.orbit.visibility import visible_satellites
-from services.orbit.wire import timestamp_to_jd
+from shared.clients import orbit as client
 from shared.errors import details_of
 from shared.frames import itrf_to_geodetic, teme_to_itrf
+from shared.wire import timestamp_to_jd
 from tests.conftest import bearer
 from tests.orbit.conftest import failure, tle_text, violations
 

@@ -7,7 +7,7 @@ import asyncio
 import grpc
 from skybridge.provisioning.v1 import provisioning_pb2 as pb
 
-from services.provisioning.entitlements import EntitlementChecker
+from shared.clients.entitlements import EntitlementChecker
 from shared.errors import details_of
 from tests.provisioning.conftest import failure, new_customer, new_subscription, new_terminal, rid
 
@@ -80,7 +80,7 @@ async def test_an_invalid_check_fails_alone_and_names_its_field(prov, who):
     error = batch.results[1].error
     assert error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
     # The client turns it into the error CheckEntitlement would have raised.
-    from services.provisioning.entitlements import _error_of
+    from shared.clients.entitlements import _error_of
 
     fields = {v.field for v in details_of(_error_of(error)).violations}
     assert fields == {"checks[1].terminal", "checks[1].bandwidth_mbps",

@@ -41,8 +41,8 @@ async def _orbit(settings, spans):
 async def test_sensor_positions_come_from_the_orbit_service(settings, minter):
     from skybridge.orbit.v1 import orbit_pb2_grpc
 
-    from services.orbit.client import propagate
     from services.threat.server import build
+    from shared.clients.orbit import propagate
 
     orbit_spans = InMemorySpanExporter()
     orbit = await _orbit(settings, orbit_spans)

@@ -1,6 +1,6 @@
 """A small async client for other services: Propagate and VisibleSatellites as numpy.
 
-    from services.orbit.client import propagate, visible_satellites
+    from shared.clients.orbit import propagate, visible_satellites
     stub = orbit_pb2_grpc.OrbitServiceStub(kit.channels.channel("orbit", [SERVICE]))
     states = await propagate(stub, group="groups/tracking-sensors", start=t0, step_s=15,
                              count=240, frame="itrf")
@@ -22,12 +22,18 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 from google.protobuf import duration_pb2, timestamp_pb2
+from numpy.typing import ArrayLike
+from skybridge.common.v1 import common_pb2
 from skybridge.orbit.v1 import orbit_pb2
 
-from services.orbit.wire import double_array, from_double_array, from_le_bytes
+from shared.wire import double_array, from_double_array, from_le_bytes
+
+#: Call metadata: (key, value) pairs.
+Metadata = Sequence[tuple[str, str]]
 
 __all__ = [
     "Propagation",
@@ -67,7 +73,7 @@ class Propagation:
 
     @property
     def ok(self) -> np.ndarray:
-        return self.error_codes == 0
+        return np.asarray(self.error_codes == 0)
 
 
 @dataclass(frozen=True)
@@ -108,7 +114,7 @@ def selection(*, catalog_numbers: Sequence[int] | np.ndarray | None = None,
 
 def propagate_request(
     *,
-    catalog_numbers=None,
+    catalog_numbers: Sequence[int] | np.ndarray | None = None,
     group: str | None = None,
     all: bool = False,
     start: datetime | None = None,
@@ -119,7 +125,7 @@ def propagate_request(
     include_velocity: bool = False,
     as_of: datetime | None = None,
     chunk_steps: int = 0,
-    layout: int = orbit_pb2.STATE_LAYOUT_TIME_COMPONENT_SATELLITE,
+    layout: orbit_pb2.StateLayout = orbit_pb2.STATE_LAYOUT_TIME_COMPONENT_SATELLITE,
 ) -> orbit_pb2.PropagateRequest:
     request = orbit_pb2.PropagateRequest(
         selection=selection(catalog_numbers=catalog_numbers, group=group, all=all),
@@ -143,13 +149,14 @@ def _component_major(msg: orbit_pb2.PropagateResponse) -> bool:
     return msg.layout == orbit_pb2.STATE_LAYOUT_TIME_COMPONENT_SATELLITE
 
 
-def _states(array, component_major: bool) -> np.ndarray:
+def _states(array: common_pb2.DoubleArray, component_major: bool) -> np.ndarray:
     """A chunk's (T, N, 3) states (a view of the wire's (T, 3, N) when component-major)."""
     values = from_double_array(array)
     return values.transpose(0, 2, 1) if component_major else values
 
 
-async def iter_propagate(stub, request: orbit_pb2.PropagateRequest, *, metadata=None,
+async def iter_propagate(stub: Any, request: orbit_pb2.PropagateRequest, *,
+                         metadata: Metadata | None = None,
                          rpc_timeout: float | None = None
                          ) -> AsyncIterator[tuple[orbit_pb2.PropagateResponse,
                                                   PropagationChunk]]:
@@ -163,48 +170,73 @@ async def iter_propagate(stub, request: orbit_pb2.PropagateRequest, *, metadata=
                                     err)
 
 
-async def propagate(stub, request: orbit_pb2.PropagateRequest | None = None, *,
-                    metadata=None, rpc_timeout: float | None = None, **kwargs) -> Propagation:
+async def propagate(stub: Any, request: orbit_pb2.PropagateRequest | None = None, *,
+                    metadata: Metadata | None = None, rpc_timeout: float | None = None,
+                    **kwargs: Any) -> Propagation:
     """The whole answer of Propagate as numpy arrays (see :func:`propagate_request` for
     the keyword form)."""
     request = request or propagate_request(**kwargs)
-    numbers = epochs = times = pos = vel = err = None
-    cm = False
-    version = 0
+    assembly: _Assembly | None = None
     async for msg in stub.Propagate(request, metadata=metadata, timeout=rpc_timeout):
-        chunk_pos = from_double_array(msg.positions)
-        if pos is None:
-            numbers = np.array(msg.catalog_numbers, dtype=np.int64)
-            epochs = from_double_array(msg.element_set_epochs)
-            total, n = msg.total_steps, numbers.size
-            cm = _component_major(msg)
-            shape = (total, 3, n) if cm else (total, n, 3)
-            times = np.empty(total)
-            pos = np.empty(shape)
-            vel = np.empty(shape) if msg.HasField("velocities") else None
-            err = np.empty((total, n), np.int8)
-            version = msg.catalog_version
-        i = msg.first_step
-        j = i + chunk_pos.shape[0]
-        # one copy per chunk, contiguous in either layout
-        pos[i:j] = chunk_pos
-        times[i:j] = from_double_array(msg.times)
-        err[i:j] = from_le_bytes(msg.error_codes, "i1").reshape(j - i, -1)
-        if vel is not None:
-            vel[i:j] = from_double_array(msg.velocities)
-        del msg, chunk_pos
-    if pos is None:
+        if assembly is None:
+            assembly = _Assembly.from_header(msg)
+        assembly.add(msg)
+        del msg
+    if assembly is None:
         raise RuntimeError("Propagate answered with an empty stream")
-    if cm:
-        pos = pos.transpose(0, 2, 1)
-        vel = vel.transpose(0, 2, 1) if vel is not None else None
-    return Propagation(numbers, epochs, times, pos, vel, err, version)  # type: ignore[arg-type]
+    return assembly.result()
 
 
-async def visible_satellites(stub, lat_deg, lon_deg, alt_m, when: datetime,
-                             min_elevation_deg: float = 0.0, *, catalog_numbers=None,
+@dataclass
+class _Assembly:
+    """Arrays for a whole Propagate answer, filled chunk by chunk (one copy per chunk,
+    contiguous in either layout)."""
+
+    numbers: np.ndarray
+    epochs: np.ndarray
+    times: np.ndarray
+    positions: np.ndarray
+    velocities: np.ndarray | None
+    errors: np.ndarray
+    component_major: bool
+    version: int
+
+    @classmethod
+    def from_header(cls, msg: orbit_pb2.PropagateResponse) -> _Assembly:
+        numbers = np.array(msg.catalog_numbers, dtype=np.int64)
+        total, n = msg.total_steps, numbers.size
+        cm = _component_major(msg)
+        shape = (total, 3, n) if cm else (total, n, 3)
+        return cls(numbers, from_double_array(msg.element_set_epochs), np.empty(total),
+                   np.empty(shape), np.empty(shape) if msg.HasField("velocities") else None,
+                   np.empty((total, n), np.int8), cm, int(msg.catalog_version))
+
+    def add(self, msg: orbit_pb2.PropagateResponse) -> None:
+        chunk = from_double_array(msg.positions)
+        i = msg.first_step
+        j = i + chunk.shape[0]
+        self.positions[i:j] = chunk
+        self.times[i:j] = from_double_array(msg.times)
+        self.errors[i:j] = from_le_bytes(msg.error_codes, "i1").reshape(j - i, -1)
+        if self.velocities is not None:
+            self.velocities[i:j] = from_double_array(msg.velocities)
+
+    def result(self) -> Propagation:
+        pos, vel = self.positions, self.velocities
+        if self.component_major:
+            pos = pos.transpose(0, 2, 1)
+            vel = vel.transpose(0, 2, 1) if vel is not None else None
+        return Propagation(self.numbers, self.epochs, self.times, pos, vel, self.errors,
+                           self.version)
+
+
+async def visible_satellites(stub: Any, lat_deg: ArrayLike, lon_deg: ArrayLike,
+                             alt_m: ArrayLike, when: datetime,
+                             min_elevation_deg: float = 0.0, *,
+                             catalog_numbers: Sequence[int] | np.ndarray | None = None,
                              group: str | None = None, as_of: datetime | None = None,
-                             metadata=None, rpc_timeout: float | None = None) -> VisibleSet:
+                             metadata: Metadata | None = None,
+                             rpc_timeout: float | None = None) -> VisibleSet:
     """VisibleSatellites for ground points given as arrays (degrees, metres)."""
     lat, lon, alt = np.broadcast_arrays(np.atleast_1d(np.asarray(lat_deg, float)),
                                         np.atleast_1d(np.asarray(lon_deg, float)),

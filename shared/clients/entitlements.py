@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from google.rpc import status_pb2
@@ -35,7 +37,7 @@ __all__ = ["EntitlementChecker"]
 @dataclass
 class _Waiting:
     request: pb.CheckEntitlementRequest
-    answer: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop()
+    answer: asyncio.Future[pb.CheckEntitlementResponse] = field(default_factory=lambda: asyncio.get_running_loop()
                                    .create_future())
 
 
@@ -50,8 +52,9 @@ def _error_of(status: status_pb2.Status) -> grpc.aio.AioRpcError:
 class EntitlementChecker:
     """Sends the entitlement checks of concurrent callers together (see the module)."""
 
-    def __init__(self, stub, *, max_batch: int = 500, max_in_flight: int = 2,
-                 timeout: float | None = 5.0, metadata=None) -> None:
+    def __init__(self, stub: Any, *, max_batch: int = 500, max_in_flight: int = 2,
+                 timeout: float | None = 5.0,
+                 metadata: Sequence[tuple[str, str]] | None = None) -> None:
         if not 1 <= max_batch <= 500:
             raise ValueError("max_batch must be between 1 and 500 (the service's limit)")
         self.stub = stub
@@ -61,7 +64,7 @@ class EntitlementChecker:
         self.metadata = metadata
         self._queue: deque[_Waiting] = deque()
         self._in_flight = 0
-        self._senders: set[asyncio.Task] = set()
+        self._senders: set[asyncio.Task[None]] = set()
         #: Calls sent and checks answered so far (for tests and benchmarks).
         self.calls = 0
         self.checks = 0

@@ -7,6 +7,8 @@ packed ``repeated double``. Integer columns travel as plain little-endian ``byte
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from google.protobuf import timestamp_pb2
 from skybridge.common.v1 import common_pb2
@@ -42,14 +44,16 @@ def _varint(value: int) -> bytes:
         out.append(low | 0x80)
 
 
-def bytes_field(number: int, data) -> list:
+def bytes_field(number: int, data: Any) -> list[Any]:
     """Protobuf wire encoding of a length-delimited field ``number`` holding ``data`` (any
-    C-contiguous buffer), as a list of pieces for ``b"".join`` (``data`` is not copied)."""
+    C-contiguous buffer: bytes, memoryview, numpy array; typed Any as numpy arrays are not
+    a `Buffer` to the type checker), as a list of pieces for ``b"".join`` (``data`` is not
+    copied)."""
     size = memoryview(data).nbytes
     return [_varint(number << 3 | 2) + _varint(size), data]
 
 
-def double_array_field(number: int, values: np.ndarray) -> list:
+def double_array_field(number: int, values: np.ndarray) -> list[Any]:
     """Protobuf wire encoding of a ``DoubleArray`` (``le_bytes``) in field ``number`` of
     the enclosing message, as pieces for ``b"".join``: the same bytes as setting the field
     to :func:`double_array` and serializing, without copying ``values`` into protobuf
