@@ -25,7 +25,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-from shared.errors import details_of
+from shared.status import details_of
 
 
 def _pool(channel: grpc.Channel) -> tuple[ProtoReflectionDescriptorDatabase,

@@ -1,16 +1,8 @@
-"""Domain errors and their wire form: `google.rpc.Status` with canonical codes (AIP-193).
+"""Domain errors, with canonical codes (AIP-193), and nothing of gRPC.
 
-Domain code raises the exceptions below; it knows nothing of gRPC. The server's error
-handling (`shared.interceptors`) turns them into a `google.rpc.Status` carrying:
-
-- always an `ErrorInfo` (reason in UPPER_SNAKE_CASE, domain = the service);
-- for bad input, a `BadRequest` whose field violations name each field and what is wrong;
-- for quota or capacity, a `QuotaFailure` naming the resource.
-
-Anything else that escapes a handler is logged with its trace id and becomes INTERNAL with
-a generic message: no exception text or stack trace leaves the process.
-
-Clients read the details back with `details_of(rpc_error)`.
+Domain code raises the exceptions below: each names its canonical code (`google.rpc.Code`),
+a reason in UPPER_SNAKE_CASE, the fields that are wrong and metadata. Their wire form, a
+`google.rpc.Status`, and the reading of it back from a failed call are in `shared.status`.
 """
 
 from __future__ import annotations
@@ -19,11 +11,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-import grpc
-from google.protobuf import any_pb2
-from google.protobuf.message import Message
-from google.rpc import code_pb2, error_details_pb2, status_pb2
-from grpc_status import rpc_status
+from google.rpc import code_pb2
 
 _REASON = re.compile(r"^[A-Z][A-Z0-9_]*[A-Z0-9]$")
 
@@ -37,9 +25,10 @@ class FieldViolation:
 
 
 class DomainError(Exception):
-    """An error a client caused or can act on. Subclasses fix the gRPC code."""
+    """An error a client caused or can act on. Subclasses fix the canonical code."""
 
-    code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
+    #: A `google.rpc.Code` value.
+    code: int = code_pb2.UNKNOWN
     default_reason: str = "ERROR"
 
     def __init__(
@@ -62,52 +51,52 @@ class DomainError(Exception):
 
 
 class InvalidArgument(DomainError):
-    code = grpc.StatusCode.INVALID_ARGUMENT
+    code = code_pb2.INVALID_ARGUMENT
     default_reason = "INVALID_ARGUMENT"
 
 
 class OutOfRange(DomainError):
-    code = grpc.StatusCode.OUT_OF_RANGE
+    code = code_pb2.OUT_OF_RANGE
     default_reason = "OUT_OF_RANGE"
 
 
 class NotFound(DomainError):
-    code = grpc.StatusCode.NOT_FOUND
+    code = code_pb2.NOT_FOUND
     default_reason = "NOT_FOUND"
 
 
 class AlreadyExists(DomainError):
-    code = grpc.StatusCode.ALREADY_EXISTS
+    code = code_pb2.ALREADY_EXISTS
     default_reason = "ALREADY_EXISTS"
 
 
 class FailedPrecondition(DomainError):
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    code = code_pb2.FAILED_PRECONDITION
     default_reason = "FAILED_PRECONDITION"
 
 
 class Aborted(DomainError):
-    code = grpc.StatusCode.ABORTED
+    code = code_pb2.ABORTED
     default_reason = "ABORTED"
 
 
 class ResourceExhausted(DomainError):
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    code = code_pb2.RESOURCE_EXHAUSTED
     default_reason = "RESOURCE_EXHAUSTED"
 
 
 class PermissionDenied(DomainError):
-    code = grpc.StatusCode.PERMISSION_DENIED
+    code = code_pb2.PERMISSION_DENIED
     default_reason = "PERMISSION_DENIED"
 
 
 class Unauthenticated(DomainError):
-    code = grpc.StatusCode.UNAUTHENTICATED
+    code = code_pb2.UNAUTHENTICATED
     default_reason = "UNAUTHENTICATED"
 
 
 class Unavailable(DomainError):
-    code = grpc.StatusCode.UNAVAILABLE
+    code = code_pb2.UNAVAILABLE
     default_reason = "UNAVAILABLE"
 
 
@@ -147,115 +136,3 @@ class Violations:
         if self.items:
             summary = "; ".join(f"{v.field}: {v.description}" for v in self.items[:5])
             raise InvalidArgument(f"{message}: {summary}", reason=reason, violations=self.items)
-
-
-def _pack(message: Message) -> any_pb2.Any:
-    packed = any_pb2.Any()
-    packed.Pack(message)
-    return packed
-
-
-#: Bounds of what an error carries, so that its status fits the trailing metadata (grpc's
-#: default hard limit is 16 KiB for all of it; the details travel base64-encoded) whatever
-#: the request held: a message or description that quotes a 50 KB value is cut short.
-MAX_MESSAGE_CHARS = 1024
-MAX_FIELD_CHARS = 200
-MAX_DESCRIPTION_CHARS = 300
-MAX_VIOLATIONS = 20
-MAX_METADATA_CHARS = 300
-#: The serialized status (sent base64-encoded in `grpc-status-details-bin`) stays below this.
-MAX_STATUS_BYTES = 6 * 1024
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit - 1] + "\u2026"
-
-
-def to_status(error: DomainError, domain: str) -> status_pb2.Status:
-    """The `google.rpc.Status` for a domain error raised by the service `domain`."""
-    metadata = {_cut(k, 64): _cut(v, MAX_METADATA_CHARS)
-                for k, v in list(error.metadata.items())[:16]}
-    details = [
-        _pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=domain,
-                                          metadata=metadata))
-    ]
-    if error.violations:
-        details.append(_pack(error_details_pb2.BadRequest(field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(
-                field=_cut(v.field, MAX_FIELD_CHARS),
-                description=_cut(v.description, MAX_DESCRIPTION_CHARS))
-            for v in error.violations[:MAX_VIOLATIONS]
-        ])))
-    message = _cut(error.message, MAX_MESSAGE_CHARS)
-    if isinstance(error, ResourceExhausted) and "resource" in error.metadata:
-        details.append(_pack(error_details_pb2.QuotaFailure(violations=[
-            error_details_pb2.QuotaFailure.Violation(
-                subject=metadata["resource"], description=message)
-        ])))
-    status = status_pb2.Status(code=error.code.value[0], message=message, details=details)
-    # Non-ASCII text can still be too big for the headers (a character is up to 4 bytes,
-    # then base64 or percent-encoded): keep fewer violations, then a shorter message.
-    while status.ByteSize() > MAX_STATUS_BYTES or len(status.message.encode()) > 1024:
-        bad = error_details_pb2.BadRequest()
-        if len(status.details) > 1 and status.details[1].Unpack(bad) and \
-                len(bad.field_violations) > 1:
-            del bad.field_violations[len(bad.field_violations) // 2:]
-            status.details[1].Pack(bad)
-        elif len(status.message) > 80:
-            status.message = _cut(status.message, len(status.message) // 2)
-        else:
-            break
-    return status
-
-
-def internal_status(domain: str, trace_id: str | None) -> status_pb2.Status:
-    """The INTERNAL answer for an unexpected failure: no internals, only a trace id."""
-    message = "internal error"
-    metadata = {}
-    if trace_id:
-        message += f" (trace {trace_id})"
-        metadata["trace_id"] = trace_id
-    info = error_details_pb2.ErrorInfo(reason="INTERNAL", domain=domain, metadata=metadata)
-    return status_pb2.Status(code=code_pb2.INTERNAL, message=message, details=[_pack(info)])
-
-
-def as_grpc_status(status: status_pb2.Status) -> grpc.Status:
-    return rpc_status.to_status(status)
-
-
-@dataclass(frozen=True)
-class ErrorDetails:
-    """What a client reads back from a failed call."""
-
-    code: grpc.StatusCode
-    message: str
-    reason: str | None
-    domain: str | None
-    metadata: dict[str, str]
-    violations: tuple[FieldViolation, ...]
-
-
-def details_of(error: grpc.RpcError) -> ErrorDetails:
-    """Unpack the `google.rpc.Status` details of a failed call (sync or aio)."""
-    status = rpc_status.from_call(error) if hasattr(error, "trailing_metadata") else None
-    reason = domain = None
-    metadata: dict[str, str] = {}
-    violations: list[FieldViolation] = []
-    if status is not None:
-        for detail in status.details:
-            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                info = error_details_pb2.ErrorInfo()
-                detail.Unpack(info)
-                reason, domain, metadata = info.reason, info.domain, dict(info.metadata)
-            elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-                bad = error_details_pb2.BadRequest()
-                detail.Unpack(bad)
-                violations += [FieldViolation(v.field, v.description) for v in bad.field_violations]
-    return ErrorDetails(
-        code=error.code(),
-        message=error.details() or "",
-        reason=reason,
-        domain=domain,
-        metadata=metadata,
-        violations=tuple(violations),
-    )

@@ -50,6 +50,7 @@ from opentelemetry.propagate import extract
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from shared import auth, db, errors
+from shared.status import as_grpc_status, grpc_code, internal_status, to_status
 from shared.telemetry import current_trace_id
 from shared.validation import Validator
 
@@ -237,7 +238,8 @@ class ErrorMapper:
     def status_for(self, error: BaseException,
                    method: str) -> tuple[grpc.StatusCode, grpc.Status]:
         if isinstance(error, errors.DomainError):
-            return error.code, errors.as_grpc_status(errors.to_status(error, self.domain))
+            return (grpc_code(error.code),
+                    as_grpc_status(to_status(error, self.domain)))
         trace_id = current_trace_id()
         if db.is_outage(error):
             log.warning("%s: the database is unavailable (%s)", method, type(error).__name__,
@@ -248,11 +250,12 @@ class ErrorMapper:
                 reason="DATABASE_UNAVAILABLE")
             for listener in self.outage_listeners:
                 listener()
-            return outage.code, errors.as_grpc_status(errors.to_status(outage, self.domain))
+            return (grpc_code(outage.code),
+                    as_grpc_status(to_status(outage, self.domain)))
         log.error("unexpected error in %s", method, exc_info=error,
                   extra={"service": self.domain, "method": method, "code": "INTERNAL"})
-        return grpc.StatusCode.INTERNAL, errors.as_grpc_status(
-            errors.internal_status(self.domain, trace_id))
+        return grpc.StatusCode.INTERNAL, as_grpc_status(
+            internal_status(self.domain, trace_id))
 
 
 def _is_abort(error: BaseException) -> bool:

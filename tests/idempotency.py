@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 import grpc
 
-from shared.errors import details_of
+from shared.status import details_of
 
 #: How many identical calls race in the concurrency tests.
 RACERS = 64

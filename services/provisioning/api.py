@@ -39,8 +39,9 @@ from skybridge.provisioning.v1 import provisioning_pb2_grpc
 from skybridge.provisioning.v1 import resources_pb2 as res
 
 from shared.auth import current_principal, requires
-from shared.errors import InvalidArgument, NotFound, Violations, to_status
+from shared.errors import InvalidArgument, NotFound, Violations
 from shared.paging import decode_token, encode_token
+from shared.status import to_status
 from shared.validation import Rules, item_violations
 from shared.wakeup import woken
 

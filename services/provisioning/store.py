@@ -1215,7 +1215,7 @@ class Store:
                 op.state = "SUCCEEDED"
             except DomainError as error:
                 op.state = "FAILED"
-                op.error_code = error.code.value[0]
+                op.error_code = error.code
                 op.error_reason = error.reason
                 op.error_message = error.message
             op.end_time = tx.now

@@ -14,7 +14,7 @@ kernel's native order, which the server sends without repacking); ``positions`` 
 ``numpy.ascontiguousarray`` them if a caller needs row-major memory). Requests built
 elsewhere get the default ``(T, N, 3)`` layout, and the same shapes.
 Errors are the server's ``grpc.aio.AioRpcError`` (read details with
-``shared.errors.details_of``).
+``shared.status.details_of``).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from shared.channels import ChannelFactory
-from shared.errors import details_of
+from shared.status import details_of
 from tests.conftest import PG_URL
 from tests.waiting import until
 

@@ -18,7 +18,7 @@ from skybridge.linkbroker.v1 import contacts_pb2_grpc
 from skybridge.orbit.v1 import orbit_pb2, orbit_pb2_grpc
 
 from services.linkbroker.contact_store import contact_profiles, contacts
-from shared.errors import details_of
+from shared.status import details_of
 from tests.conftest import bearer
 
 SAT = "satellites/900000"  # the first satellite of the seeded Starlink Gen1 shells

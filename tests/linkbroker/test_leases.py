@@ -26,7 +26,7 @@ from services.linkbroker.capacity_model import CapacityModel
 from services.linkbroker.plan import LinkPlan, bucket_of
 from services.linkbroker.revocation import CURSOR
 from services.linkbroker.slots import slot_start
-from shared.errors import details_of
+from shared.status import details_of
 from tests.linkbroker.suite import rid, start_suite
 from tests.waiting import until
 

@@ -14,7 +14,7 @@ from skybridge.provisioning.v1 import provisioning_pb2 as prov
 
 from services.linkbroker.latency import physical_floor_rtt_ms
 from services.linkbroker.plan import bucket_of
-from shared.errors import details_of
+from shared.status import details_of
 from tests.linkbroker.suite import rid, start_suite
 from tests.waiting import until
 
@@ -269,6 +269,6 @@ async def test_geometry_dropped_while_a_plan_runs_is_loaded_again(suite, monkeyp
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.EstimatePath(request, metadata=suite.customer())
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
-    from shared.errors import details_of
+    from shared.status import details_of
 
     assert details_of(caught.value).reason == "GEOMETRY_CHANGED"

@@ -57,7 +57,7 @@ async def failure(call) -> grpc.aio.AioRpcError:
 
 
 def violations(error) -> dict[str, str]:
-    from shared.errors import details_of
+    from shared.status import details_of
 
     return {v.field: v.description for v in details_of(error).violations}
 

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from services.orbit import walker
 from services.orbit.store import Catalog, ElementSetRow, SatelliteRow
 from services.orbit.tle import parse_tle
-from shared.errors import details_of
+from shared.status import details_of
 from tests.conftest import bearer
 from tests.orbit.conftest import ISS_L1, ISS_L2, failure, start_orbit, tle_text, violations
 from tests.orbit.test_omm import RECORD

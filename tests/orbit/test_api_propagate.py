@@ -19,8 +19,8 @@ from services.orbit.passes import predict_passes
 from services.orbit.tle import parse_tle
 from services.orbit.visibility import visible_satellites
 from shared.clients import orbit as client
-from shared.errors import details_of
 from shared.frames import itrf_to_geodetic, teme_to_itrf
+from shared.status import details_of
 from shared.wire import timestamp_to_jd
 from tests.conftest import bearer
 from tests.orbit.conftest import failure, tle_text, violations

@@ -15,7 +15,7 @@ from skybridge.testing.v1 import probe_pb2, probe_pb2_grpc
 from sqlalchemy import func, select, text
 
 from shared.auth import TokenMinter
-from shared.errors import details_of
+from shared.status import details_of
 from tests.conftest import bearer
 from tests.probe.server import build
 from tests.probe.store import NoteRow

@@ -13,7 +13,7 @@ from google.protobuf import duration_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from skybridge.testing.v1 import probe_pb2, probe_pb2_grpc
 
-from shared.errors import details_of
+from shared.status import details_of
 from tests.conftest import bearer
 from tests.probe.server import build
 
@@ -288,7 +288,8 @@ def test_an_error_that_quotes_huge_values_stays_within_the_header_limits():
     """A message or violation that quotes what a client sent (50,000 non-ASCII characters,
     a hundred bad fields) is cut so that the status fits grpc's 16 KiB of trailing
     metadata; the reason and at least the first violation survive."""
-    from shared.errors import InvalidArgument, to_status
+    from shared.errors import InvalidArgument
+    from shared.status import to_status
 
     huge = "é" * 50_000
     error = InvalidArgument(f"the record {huge} is bad", reason="BAD_RECORD",

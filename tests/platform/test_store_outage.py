@@ -18,7 +18,7 @@ from skybridge.testing.v1 import probe_pb2, probe_pb2_grpc
 from sqlalchemy import exc
 
 from shared import db
-from shared.errors import details_of
+from shared.status import details_of
 from tests.conftest import PG_URL, bearer
 from tests.probe.server import build
 

@@ -8,7 +8,7 @@ import grpc
 from skybridge.provisioning.v1 import provisioning_pb2 as pb
 
 from shared.clients.entitlements import EntitlementChecker
-from shared.errors import details_of
+from shared.status import details_of
 from tests.provisioning.conftest import failure, new_customer, new_subscription, new_terminal, rid
 
 REASON = pb.EntitlementReason

@@ -18,7 +18,7 @@ from services.provisioning.tables import (
     SubscriptionRow,
     TerminalRow,
 )
-from shared.errors import details_of
+from shared.status import details_of
 from tests.provisioning.conftest import failure, new_customer, new_subscription, new_terminal, rid
 
 SUB = res.Subscription.State

@@ -12,8 +12,8 @@ from skybridge.threat.v1 import threat_pb2
 
 from services.threat.batch import angles_from_los
 from services.threat.client import batch_request, chunked
-from shared.errors import details_of
 from shared.geodesy import ecef_to_geodetic
+from shared.status import details_of
 from tests.conftest import bearer
 from tests.threat.support import failure, requests_of, start_threat
 from tests.waiting import until
