@@ -1,8 +1,11 @@
-"""Opaque page tokens (AIP-158): a page's last key, bound to the request it came from.
+"""Pagination for every list of the suite (AIP-158): one page size rule and opaque tokens.
 
-A token is base64url JSON ``{"s": scope, "k": key}``; ``scope`` names the list and its
-filters, so a token from one request is refused by another (INVALID_ARGUMENT naming
-``page_token``), never silently misapplied.
+Page size: 0 asks for `DEFAULT_PAGE_SIZE` (100), a size above `MAX_PAGE_SIZE` (1,000) is
+served at the maximum, a negative one is INVALID_ARGUMENT naming ``page_size``.
+
+A token is base64url JSON ``{"s": scope, "k": key}``: a page's last key, bound to the
+request it came from; ``scope`` names the list and its filters, so a token from one request
+is refused by another (INVALID_ARGUMENT naming ``page_token``), never silently misapplied.
 """
 
 from __future__ import annotations
@@ -13,9 +16,25 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from shared.errors import InvalidArgument
+from shared.errors import InvalidArgument, Violations
 
-__all__ = ["decode_token", "encode_token"]
+__all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "decode_token", "encode_token", "page_size"]
+
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+
+
+def page_size(value: int, check: Violations | None = None, field: str = "page_size") -> int:
+    """The page size to serve for a requested ``value``. A negative one is a violation
+    added to ``check`` (the default size is returned so other checks can go on), or
+    INVALID_ARGUMENT when no ``check`` is given."""
+    if value < 0:
+        description = "must not be negative"
+        if check is None:
+            raise InvalidArgument(f"{field} {description}", violations=[(field, description)])
+        check.add(field, description)
+        return DEFAULT_PAGE_SIZE
+    return min(value or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
 
 
 def encode_token(scope: str, key: object) -> str:

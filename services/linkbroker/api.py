@@ -58,11 +58,10 @@ from shared.errors import (
     Violations,
 )
 from shared.idempotency import Key, key_tenant
-from shared.paging import decode_token, encode_token
+from shared.paging import decode_token, encode_token, page_size
 from shared.wakeup import woken
 
 READ, WRITE, OPERATOR = "links.read", "links.write", "linkbroker.operator"
-DEFAULT_PAGE, MAX_PAGE = 50, 500
 _ID = re.compile(r"^[a-z][a-z0-9-]{2,39}$")
 _CUSTOMER = re.compile(r"^customers/([a-z0-9][a-z0-9-]{0,62})$")
 _TERMINAL = re.compile(r"^customers/([a-z0-9][a-z0-9-]{0,62})/terminals/([a-z0-9][a-z0-9-]{0,62})$")
@@ -240,10 +239,9 @@ class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
     @requires(READ, WRITE, OPERATOR)
     async def ListGateways(self, request, context):
         check = Violations()
-        check.check(request.page_size >= 0, "page_size", "must not be negative")
+        size = page_size(request.page_size, check)
         after = decode_token(request.page_token, "gateways") or ""
         check.raise_if_any()
-        size = min(request.page_size or 100, 1000)
         rows = [r for r in await self.store.gateways() if r["id"] > after]
         page = rows[:size]
         return pb.ListGatewaysResponse(
@@ -446,7 +444,7 @@ class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
                 customer = match.group(1)
             else:
                 check.add("customer", f"{request.customer[:80]!r} is not customers/{{customer}}")
-        check.check(request.page_size >= 0, "page_size", "must not be negative")
+        size = page_size(request.page_size, check)
         scope = f"links:{request.customer}"
         try:
             after = decode_token(request.page_token, scope)
@@ -454,7 +452,6 @@ class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
             check.extend((v.field, v.description) for v in error.violations)
             after = None
         check.raise_if_any()
-        size = min(request.page_size or DEFAULT_PAGE, MAX_PAGE)
         rows = await self.store.list_leases(self._visible_tenant(), customer,
                                             tuple(after) if after else None, size + 1)
         page = rows[:size]

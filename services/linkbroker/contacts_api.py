@@ -48,7 +48,7 @@ from shared.errors import (
     Unavailable,
     Violations,
 )
-from shared.paging import decode_token, encode_token
+from shared.paging import decode_token, encode_token, page_size
 
 from . import contacts as rules
 from .contact_store import (
@@ -61,7 +61,6 @@ from .contacts import State
 OPERATOR = "linkbroker.operator"
 READ = ("contacts.read", "contacts.write", OPERATOR)
 WRITE = ("contacts.write", OPERATOR)
-DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 100, 1000
 MAX_REQUEST_ID, MAX_REASON, MAX_DISPLAY_NAME = 64, 500, 200
 _MIN_TS, _MAX_TS = -62_135_596_800, 253_402_300_799  # 0001-01-01 .. 9999-12-31 (UTC)
 _Contact = contacts_pb2.Contact
@@ -149,10 +148,7 @@ def _request_id(check: Violations, value: str) -> None:
 
 
 def _page(check: Violations, size: int) -> int:
-    if size < 0:
-        check.add("page_size", "must not be negative")
-        return DEFAULT_PAGE_SIZE
-    return min(size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    return page_size(size, check)
 
 
 def station_message(row) -> contacts_pb2.GroundStation:

@@ -80,7 +80,7 @@ from shared.errors import (
 from shared.frames import teme_to_itrf
 from shared.geodesy import validate_geodetic
 from shared.idempotency import key_tenant
-from shared.paging import decode_token, encode_token
+from shared.paging import decode_token, encode_token, page_size
 from shared.validation import Rules
 from shared.wire import (
     bytes_field,
@@ -91,8 +91,6 @@ from shared.wire import (
 )
 
 # --- limits ---------------------------------------------------------------------------
-DEFAULT_PAGE_SIZE = 100
-MAX_PAGE_SIZE = 1000
 MAX_IMPORT_BYTES = 64 * 1024 * 1024
 MAX_REJECTIONS_LISTED = 1000
 MAX_GENERATED_SATELLITES = 20_000
@@ -217,8 +215,7 @@ def group_message(group: StoredGroup) -> orbit_pb2.Group:
 
 
 def _page_size(check: Violations, value: int) -> int:
-    check.check(value >= 0, "page_size", "must not be negative")
-    return min(value or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    return page_size(value, check)
 
 
 def _write_key(request, method: str) -> WriteKey:

@@ -40,7 +40,7 @@ from skybridge.provisioning.v1 import resources_pb2 as res
 
 from shared.auth import current_principal, requires
 from shared.errors import InvalidArgument, NotFound, Violations
-from shared.paging import decode_token, encode_token
+from shared.paging import decode_token, encode_token, page_size
 from shared.status import to_status
 from shared.validation import Rules, item_violations
 from shared.wakeup import woken
@@ -51,8 +51,6 @@ from .store import Store, etag_of
 
 READERS = (READ, WRITE, PARTNER, OPERATOR)
 WRITERS = (WRITE, PARTNER, OPERATOR)
-DEFAULT_PAGE = 50
-MAX_PAGE = 500
 EVENT_BATCH = 200
 
 _ID = r"([a-z0-9][a-z0-9-]{0,62})"
@@ -109,7 +107,7 @@ def enum_name(enum_type, value: int, prefix: str) -> str:
 
 def page_args(request, scope: str, check: Violations | None = None) -> tuple:
     own = check if check is not None else Violations()  # (an empty one is falsy)
-    own.check(request.page_size >= 0, "page_size", "must not be negative")
+    size = page_size(request.page_size, own)
     after = None
     try:
         after = decode_token(request.page_token, scope)
@@ -117,8 +115,7 @@ def page_args(request, scope: str, check: Violations | None = None) -> tuple:
         own.extend((v.field, v.description) for v in error.violations)
     if check is None:
         own.raise_if_any()
-    size = request.page_size or DEFAULT_PAGE
-    return after, min(size, MAX_PAGE)
+    return after, size
 
 
 # --- dict (from the store) -> proto -----------------------------------------------------

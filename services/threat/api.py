@@ -4,7 +4,7 @@ Access: every method needs the `defense` scope (`@requires("defense")`); any oth
 such as a co-sell customer's, gets PERMISSION_DENIED from the auth interceptor before the
 method runs.
 
-Limits: page_size 1 to 1,000 (default 100); at most `SKYBRIDGE_THREAT_MAX_BATCH` (50,000)
+Limits: page_size as every list of the suite (`shared.paging`: 0 is 100, at most 1,000); at most `SKYBRIDGE_THREAT_MAX_BATCH` (50,000)
 detections a batch message; request ids at most 128 characters; asset radius 0 to 500 km.
 
 Idempotency (`shared.idempotency`): a `request_id` is optional and belongs to the caller's
@@ -38,9 +38,8 @@ from services.threat.store import (
 from shared.auth import requires
 from shared.errors import DomainError, InvalidArgument, NotFound, Violations
 from shared.idempotency import Key, fingerprint, key_tenant
+from shared.paging import page_size
 
-DEFAULT_PAGE_SIZE = 100
-MAX_PAGE_SIZE = 1_000
 MAX_REQUEST_ID = 128
 MAX_ASSET_RADIUS_M = 500e3
 DEFENSE = "defense"
@@ -115,10 +114,7 @@ def _resource_id(name: str, collection: str, field: str = "name") -> int:
 
 
 def _page_size(value: int) -> int:
-    if value < 0 or value > MAX_PAGE_SIZE:
-        raise InvalidArgument("page_size is out of range", violations=[
-            ("page_size", f"must be between 0 and {MAX_PAGE_SIZE}")])
-    return value or DEFAULT_PAGE_SIZE
+    return page_size(value)
 
 
 def _request_id(value: str, field: str = "request_id") -> str | None:
