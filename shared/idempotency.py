@@ -22,6 +22,8 @@ Every service follows one contract for a mutating call that carries a `request_i
   `request_id` (:func:`reused`).
 - A refused call (an error) stores no key, so fixing the request and retrying with the same
   request_id runs it.
+- **One shape of key**: 1 to `MAX_REQUEST_ID` (128) printable characters
+  (:func:`request_id_problem`), in every service.
 
 :func:`claim` is the database half for tables with the columns `tenant`, `request_id`,
 `method`, `fingerprint` and `response`.
@@ -40,7 +42,21 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from shared.auth import Principal, current_principal
 from shared.errors import InvalidArgument
 
-__all__ = ["Key", "claim", "fingerprint", "key_tenant", "replayed", "reused"]
+__all__ = ["MAX_REQUEST_ID", "Key", "claim", "fingerprint", "key_tenant", "replayed",
+           "request_id_problem", "reused"]
+
+#: The longest request_id of any service (a UUID is 36).
+MAX_REQUEST_ID = 128
+
+
+def request_id_problem(value: str, *, required: bool) -> str | None:
+    """What is wrong with a `request_id` (a BadRequest description), or None. An empty
+    one is a problem only where the call needs a key (`required`)."""
+    if not value:
+        return "is required for a mutating call (an idempotency key)" if required else None
+    if len(value) > MAX_REQUEST_ID or not value.isprintable():
+        return f"must be 1 to {MAX_REQUEST_ID} printable characters"
+    return None
 
 
 def key_tenant(principal: Principal | None = None) -> str:

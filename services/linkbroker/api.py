@@ -9,7 +9,7 @@ Scopes
 | `linkbroker.operator` | network operations | everything, for every tenant; add, drain and restore gateways |
 
 A link or customer of another tenant answers NOT_FOUND, exactly like one that does not
-exist. Mutating calls need a `request_id` (at most 64 characters, kept 48 hours). A key
+exist. Mutating calls need a `request_id` (at most 128 characters, kept 48 hours). A key
 belongs to the caller's tenant (`shared.idempotency`): an operator's RequestLink for a
 customer is keyed under the operator's tenant, not the customer's, and the customer's own
 calls never see the operator's keys. A retry, sequential or concurrent, makes no second
@@ -57,7 +57,7 @@ from shared.errors import (
     Unavailable,
     Violations,
 )
-from shared.idempotency import Key, key_tenant
+from shared.idempotency import Key, key_tenant, request_id_problem
 from shared.paging import decode_token, encode_token, page_size
 from shared.wakeup import woken
 
@@ -203,10 +203,9 @@ class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
 
     @staticmethod
     def _request_id(value: str, check: Violations) -> None:
-        if not value:
-            check.add("request_id", "is required")
-        else:
-            check.check(len(value) <= 64, "request_id", "must be at most 64 characters")
+        problem = request_id_problem(value, required=True)
+        if problem:
+            check.add("request_id", problem)
 
     def _visible_tenant(self) -> str | None:
         principal = current_principal()

@@ -90,7 +90,7 @@ contacts = sa.Table(
 contact_requests = sa.Table(
     "contact_requests", metadata,
     sa.Column("tenant", sa.String(200), primary_key=True),
-    sa.Column("request_id", sa.String(64), primary_key=True),
+    sa.Column("request_id", sa.String(128), primary_key=True),
     sa.Column("method", sa.String(40), nullable=False),
     sa.Column("fingerprint", sa.String(64), nullable=False),
     sa.Column("response", sa.LargeBinary, nullable=True),

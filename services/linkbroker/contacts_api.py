@@ -48,6 +48,7 @@ from shared.errors import (
     Unavailable,
     Violations,
 )
+from shared.idempotency import request_id_problem
 from shared.paging import decode_token, encode_token, page_size
 
 from . import contacts as rules
@@ -61,7 +62,7 @@ from .contacts import State
 OPERATOR = "linkbroker.operator"
 READ = ("contacts.read", "contacts.write", OPERATOR)
 WRITE = ("contacts.write", OPERATOR)
-MAX_REQUEST_ID, MAX_REASON, MAX_DISPLAY_NAME = 64, 500, 200
+MAX_REASON, MAX_DISPLAY_NAME = 500, 200
 _MIN_TS, _MAX_TS = -62_135_596_800, 253_402_300_799  # 0001-01-01 .. 9999-12-31 (UTC)
 _Contact = contacts_pb2.Contact
 
@@ -141,10 +142,9 @@ def _spacecraft(check: Violations, value: str, field: str = "spacecraft") -> int
 
 
 def _request_id(check: Violations, value: str) -> None:
-    if not value:
-        check.add("request_id", "is required for a mutating call (an idempotency key)")
-    elif len(value) > MAX_REQUEST_ID or not value.isprintable():
-        check.add("request_id", f"must be 1 to {MAX_REQUEST_ID} printable characters")
+    problem = request_id_problem(value, required=True)
+    if problem:
+        check.add("request_id", problem)
 
 
 def _page(check: Violations, size: int) -> int:

@@ -89,7 +89,7 @@ lease_events = sa.Table(
 requests = sa.Table(
     "requests", metadata,
     sa.Column("tenant", sa.String(200), primary_key=True),
-    sa.Column("request_id", sa.String(64), primary_key=True),
+    sa.Column("request_id", sa.String(128), primary_key=True),
     sa.Column("method", sa.String(40), nullable=False),
     sa.Column("fingerprint", sa.String(64), nullable=False),
     sa.Column("response", sa.LargeBinary, nullable=True),

@@ -79,7 +79,7 @@ from shared.errors import (
 )
 from shared.frames import teme_to_itrf
 from shared.geodesy import validate_geodetic
-from shared.idempotency import key_tenant
+from shared.idempotency import key_tenant, request_id_problem
 from shared.paging import decode_token, encode_token, page_size
 from shared.validation import Rules
 from shared.wire import (
@@ -456,7 +456,9 @@ class OrbitServicer(orbit_pb2_grpc.OrbitServiceServicer):
                         f"must match {_GROUP_ID.pattern}")
         check.check(len(request.group_display_name) <= 200, "group_display_name",
                     "at most 200 characters")
-        check.check(len(request.request_id) <= 128, "request_id", "at most 128 characters")
+        problem = request_id_problem(request.request_id, required=False)
+        if problem:
+            check.add("request_id", problem)
         check.raise_if_any("the import request is invalid")
         fmt = _FORMATS.get(request.format) or omm.detect_format(text)
         good, bad = await self.run_cpu(_parse_text, text, fmt)
@@ -541,7 +543,9 @@ class OrbitServicer(orbit_pb2_grpc.OrbitServiceServicer):
         if first:
             check.check(first + total - 1 <= MAX_CATALOG_NUMBER, "first_catalog_number",
                         f"the last number must not exceed {MAX_CATALOG_NUMBER}")
-        check.check(len(request.request_id) <= 128, "request_id", "at most 128 characters")
+        problem = request_id_problem(request.request_id, required=False)
+        if problem:
+            check.add("request_id", problem)
         check.raise_if_any("the constellation request is invalid")
         kind = _KINDS.get(request.kind) or (
             "sensors" if request.preset == "tracking_sensors" else "constellation")

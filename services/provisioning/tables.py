@@ -258,7 +258,7 @@ class AuditRow(Base):
     action: Mapped[str] = mapped_column(String(64))
     actor: Mapped[str] = mapped_column(String(200))
     actor_tenant: Mapped[str] = mapped_column(String(200))
-    request_id: Mapped[str] = mapped_column(String(64))
+    request_id: Mapped[str] = mapped_column(String(128))
     before: Mapped[str] = mapped_column(Text)  # JSON, "" on create
     after: Mapped[str] = mapped_column(Text)  # JSON
     create_time: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -269,7 +269,7 @@ class IdempotencyRow(Base):
     __table_args__ = (Index("ix_idempotency_created", "create_time"),)
 
     tenant: Mapped[str] = mapped_column(String(200), primary_key=True)
-    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     method: Mapped[str] = mapped_column(String(64))
     fingerprint: Mapped[str] = mapped_column(String(64))
     response: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)

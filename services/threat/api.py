@@ -37,10 +37,9 @@ from services.threat.store import (
 )
 from shared.auth import requires
 from shared.errors import DomainError, InvalidArgument, NotFound, Violations
-from shared.idempotency import Key, fingerprint, key_tenant
+from shared.idempotency import Key, fingerprint, key_tenant, request_id_problem
 from shared.paging import page_size
 
-MAX_REQUEST_ID = 128
 MAX_ASSET_RADIUS_M = 500e3
 DEFENSE = "defense"
 
@@ -118,9 +117,9 @@ def _page_size(value: int) -> int:
 
 
 def _request_id(value: str, field: str = "request_id") -> str | None:
-    if len(value) > MAX_REQUEST_ID:
-        raise InvalidArgument("request_id is too long", violations=[
-            (field, f"must be at most {MAX_REQUEST_ID} characters")])
+    problem = request_id_problem(value, required=False)
+    if problem:
+        raise InvalidArgument(f"{field} {problem}", violations=[(field, problem)])
     return value or None
 
 

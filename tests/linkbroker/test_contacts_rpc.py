@@ -468,7 +468,7 @@ async def test_bad_input_names_each_field(env):
     code, _, fields, _ = await failure(env.stub.ReserveContact(pb.ReserveContactRequest(
         spacecraft="sat/1", ground_station="stations/x", contact_profile="contactProfiles/X!",
         start_time=ts(env.clock() + 7200),
-        end_time=ts(env.clock() + 3600), request_id="x" * 65), metadata=env.customer()))
+        end_time=ts(env.clock() + 3600), request_id="x" * 129), metadata=env.customer()))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert {"spacecraft", "ground_station", "contact_profile", "request_id"} <= set(fields)
     # A Timestamp the type does not allow is refused by the contract checks, by path.
