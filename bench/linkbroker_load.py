@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import os
 import random
 import socket
@@ -204,18 +205,20 @@ async def _run(args, ports: dict[str, int], keys: Path, pids: list[int]) -> dict
             await channel.close()
 
 
-def load_part(args, figures: dict) -> None:
-    """Part ``load``: RequestLink at a steady rate against the suite on PostgreSQL."""
-    prefix = f"lbbench{uuid.uuid4().hex[:8]}_"
+@contextlib.contextmanager
+def running_suite(tag: str):
+    """SERVICES as processes on a fresh schema prefix, with their own keys; yields (ports,
+    keys dir, processes); stops them and drops the schemas at the end."""
+    prefix = f"{tag}{uuid.uuid4().hex[:8]}_"
     ports = {name: _free_port() for name in SERVICES}
     with tempfile.TemporaryDirectory() as tmp:
         keys = Path(tmp)
         ensure_dev_keys(keys / "k.pem", keys / "k.pub.pem")
-        processes = []
+        processes: list[subprocess.Popen] = []
         try:
             for name in SERVICES:  # orbit first: the broker's geometry comes from it
                 processes.append(_start_service(name, prefix, ports, keys))
-            result = asyncio.run(_run(args, ports, keys, [p.pid for p in processes]))
+            yield ports, keys, processes
         finally:
             for process in processes:
                 process.terminate()
@@ -225,6 +228,12 @@ def load_part(args, figures: dict) -> None:
                 except subprocess.TimeoutExpired:
                     process.kill()
             _drop_schemas(prefix)
+
+
+def load_part(args, figures: dict) -> None:
+    """Part ``load``: RequestLink at a steady rate against the suite on PostgreSQL."""
+    with running_suite("lbbench") as (ports, keys, processes):
+        result = asyncio.run(_run(args, ports, keys, [p.pid for p in processes]))
     print(f"RequestLink, 1-hour windows at {result['load_rate_target']}/s for "
           f"{result['load_seconds']} s: {result['load_achieved_per_s']}/s, "
           f"p50 {result['load_p50_ms']} ms, p99 {result['load_p99_ms']} ms "

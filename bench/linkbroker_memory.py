@@ -16,9 +16,7 @@ before, after, and its peak (VmHWM), with the budget it runs under.
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -28,7 +26,7 @@ from skybridge.common.v1 import common_pb2
 from skybridge.linkbroker.v1 import linkbroker_pb2 as pb
 from skybridge.linkbroker.v1 import linkbroker_pb2_grpc
 
-from bench.linkbroker_load import _drop_schemas, _free_port, _start_service, _ts
+from bench.linkbroker_load import _ts, running_suite
 from services.linkbroker.capacity_model import DEFAULT_CAPACITY_MODEL
 from services.linkbroker.constellation import Constellation
 from services.linkbroker.ephemeris import block_from_states
@@ -39,7 +37,7 @@ from services.linkbroker.slots import slot_index, slot_midpoint
 from services.linkbroker.topology import isl_topology
 from services.orbit import walker
 from services.orbit.kernel import CatalogPropagator
-from shared.auth import TokenMinter, ensure_dev_keys
+from shared.auth import TokenMinter
 from shared.frames import julian_date, teme_to_itrf
 
 SLOTS = 240
@@ -141,28 +139,13 @@ async def _estimate(port: int, keys: Path, start: datetime, hours: float) -> tup
 def estimate_part(args, figures: dict) -> None:
     """Part ``estimate``: the broker's RSS after the worst-case EstimatePath."""
     limits = BrokerSettings.from_env()
-    prefix = f"lbmem{uuid.uuid4().hex[:8]}_"
-    names = ("orbit", "provisioning", "linkbroker")
-    ports = {name: _free_port() for name in names}
-    with tempfile.TemporaryDirectory() as tmp:
-        keys = Path(tmp)
-        ensure_dev_keys(keys / "k.pem", keys / "k.pub.pem")
-        processes = []
-        try:
-            for name in names:
-                processes.append(_start_service(name, prefix, ports, keys))
-            broker = processes[-1].pid
-            before = _rss_mb(broker)
-            start = datetime.now(UTC) + timedelta(days=limits.max_lead_days, minutes=-5)
-            seconds, slots = asyncio.run(_estimate(ports["linkbroker"], keys, start,
-                                                   limits.max_window_hours))
-            after, peak = _rss_mb(broker), _rss_mb(broker, "VmHWM")
-        finally:
-            for process in processes:
-                process.terminate()
-            for process in processes:
-                process.wait(timeout=60)
-            _drop_schemas(prefix)
+    with running_suite("lbmem") as (ports, keys, processes):
+        broker = processes[-1].pid
+        before = _rss_mb(broker)
+        start = datetime.now(UTC) + timedelta(days=limits.max_lead_days, minutes=-5)
+        seconds, slots = asyncio.run(_estimate(ports["linkbroker"], keys, start,
+                                               limits.max_window_hours))
+        after, peak = _rss_mb(broker), _rss_mb(broker, "VmHWM")
     figures.update(
         memory_estimate_window_h=limits.max_window_hours,
         memory_estimate_lead_days=limits.max_lead_days, memory_estimate_slots=slots,

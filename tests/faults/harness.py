@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,9 +25,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from shared.channels import ChannelFactory
 from shared.status import details_of
 from tests.conftest import PG_URL
+from tests.processes import ROOT, environment, free_port
 from tests.waiting import until
 
-ROOT = Path(__file__).resolve().parent.parent.parent
 DSN = PG_URL.replace("postgresql+psycopg://", "postgresql://")
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -40,27 +38,6 @@ UNKNOWN = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 POSTGRES_ONLY = pytest.mark.parametrize(
     "backend", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def environment(settings, **extra) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({
-        "SKYBRIDGE_DATABASE_URL": settings.database_url,
-        "SKYBRIDGE_DB_SCHEMA_PREFIX": settings.db_schema_prefix,
-        "SKYBRIDGE_JWT_PUBLIC_KEY": str(settings.jwt_public_key_path),
-        "SKYBRIDGE_JWT_PRIVATE_KEY": str(settings.jwt_private_key_path),
-        "SKYBRIDGE_DEV_KEYS": "false",
-        "SKYBRIDGE_LOG_FORMAT": "json",
-        "PYTHONPATH": str(ROOT),
-    })
-    env.update({key: str(value) for key, value in extra.items()})
-    return env
 
 
 def _log_files(out: Path, err: Path):

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import socket
 import sys
-from pathlib import Path
 
 import grpc
 import pytest
@@ -16,30 +13,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from skybridge.testing.v1 import probe_pb2, probe_pb2_grpc
 
 from tests.conftest import bearer
+from tests.processes import ROOT, environment, free_port
 from tests.waiting import until
-
-ROOT = Path(__file__).resolve().parent.parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def environment(settings, **extra) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({
-        "SKYBRIDGE_DATABASE_URL": settings.database_url,
-        "SKYBRIDGE_DB_SCHEMA_PREFIX": settings.db_schema_prefix,
-        "SKYBRIDGE_JWT_PUBLIC_KEY": str(settings.jwt_public_key_path),
-        "SKYBRIDGE_JWT_PRIVATE_KEY": str(settings.jwt_private_key_path),
-        "SKYBRIDGE_DEV_KEYS": "false",
-        "SKYBRIDGE_LOG_FORMAT": "json",
-        "PYTHONPATH": str(ROOT),
-    })
-    env.update(extra)
-    return env
 
 
 @pytest.fixture

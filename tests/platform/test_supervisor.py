@@ -10,7 +10,7 @@ import sys
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.platform.test_shutdown import ROOT, environment, free_port
+from tests.processes import ROOT, environment, free_port
 
 SERVICES = ("orbit", "provisioning")
 
