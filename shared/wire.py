@@ -1,4 +1,6 @@
-"""numpy <-> protobuf for the columnar messages (both sides of the wire, no Python loops).
+"""The suite's wire conversions: numpy <-> protobuf for the columnar messages (both sides
+of the wire, no Python loops), and every time and duration conversion (one place, so no
+service keeps its own).
 
 Arrays travel as ``skybridge.common.v1.DoubleArray`` with ``le_bytes`` (row-major
 little-endian float64 plus the shape); see the measurement in orbit.proto for why not
@@ -7,18 +9,25 @@ packed ``repeated double``. Integer columns travel as plain little-endian ``byte
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from google.protobuf import timestamp_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
 from skybridge.common.v1 import common_pb2
 
 __all__ = [
     "bytes_field",
+    "datetime_to_timestamp",
     "double_array",
     "double_array_field",
     "from_double_array",
+    "duration_to_seconds",
     "from_le_bytes",
+    "micros_to_timestamp",
+    "optional_timestamp",
+    "seconds_to_duration",
+    "timestamp_to_datetime",
     "timestamp_to_jd",
     "timestamp_to_unix",
     "unix_to_timestamp",
@@ -109,3 +118,42 @@ def unix_to_timestamp(seconds: float) -> timestamp_pb2.Timestamp:
     ts.seconds = whole
     ts.nanos = min(int(round((seconds - whole) * 1e9)), 999_999_999)
     return ts
+
+
+def datetime_to_timestamp(value: datetime) -> timestamp_pb2.Timestamp:
+    """A timezone-aware datetime as a Timestamp (a naive one is refused: the suite's times
+    are all UTC-aware, so a naive value is a bug, not an input)."""
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value.isoformat()}: the suite's times are UTC-aware")
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(value.astimezone(UTC))
+    return ts
+
+
+def optional_timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    """`datetime_to_timestamp`, with None for an unset time (a message field left unset)."""
+    return None if value is None else datetime_to_timestamp(value)
+
+
+def timestamp_to_datetime(ts: timestamp_pb2.Timestamp) -> datetime:
+    """A Timestamp as an aware UTC datetime (whole microseconds; nanoseconds truncated)."""
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=int(ts.seconds),
+                                                        microseconds=int(ts.nanos) // 1000)
+
+
+def micros_to_timestamp(micros: int) -> timestamp_pb2.Timestamp:
+    """Integer microseconds since the Unix epoch as a Timestamp."""
+    ts = timestamp_pb2.Timestamp()
+    ts.FromMicroseconds(int(micros))
+    return ts
+
+
+def duration_to_seconds(value: duration_pb2.Duration) -> float:
+    return value.seconds + value.nanos * 1e-9
+
+
+def seconds_to_duration(seconds: float) -> duration_pb2.Duration:
+    """Seconds as a Duration (seconds and nanos of one sign, as the type requires)."""
+    out = duration_pb2.Duration()
+    out.FromNanoseconds(int(round(seconds * 1e9)))
+    return out
