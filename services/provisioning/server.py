@@ -28,8 +28,10 @@ from shared.service import ServiceKit
 from shared.wakeup import PgWakeup, woken
 
 from .api import ProvisioningServicer
+from .app import cosell, housekeeping, operations
+from .app.unit_of_work import SYSTEM, Request, UnitOfWork
 from .domain import PlanTerms
-from .store import SYSTEM, Store
+from .store import Store
 
 log = logging.getLogger("skybridge.provisioning")
 
@@ -50,18 +52,18 @@ SEED_PLANS = (
 )
 
 
-async def seed(store: Store) -> None:
+async def seed(uow: UnitOfWork) -> None:
     """Create the default partners and plans that are missing (idempotent)."""
     for partner_id, display_name, email in SEED_PARTNERS:
         with contextlib.suppress(AlreadyExists):
-            await store.mutate(SYSTEM, "seed", "", partner_id.encode(),
-                               lambda tx, p=partner_id, d=display_name, e=email:
-                               store.create_partner(tx, p, d, e), lambda _: b"")
+            await uow.run(Request(SYSTEM, "seed", "", partner_id.encode(), lambda _: b""),
+                          lambda tx, p=partner_id, d=display_name, e=email:
+                          cosell.create_partner(tx, p, d, e))
     for plan_id, display_name, terms in SEED_PLANS:
         with contextlib.suppress(AlreadyExists):
-            await store.mutate(SYSTEM, "seed", "", plan_id.encode(),
-                               lambda tx, p=plan_id, d=display_name, t=terms:
-                               store.create_plan(tx, p, d, t), lambda _: b"")
+            await uow.run(Request(SYSTEM, "seed", "", plan_id.encode(), lambda _: b""),
+                          lambda tx, p=plan_id, d=display_name, t=terms:
+                          cosell.create_plan(tx, p, d, t))
 
 
 async def _forever(name: str, step: Callable, wake: asyncio.Event | None,
@@ -138,23 +140,25 @@ async def build(settings: Settings, *, port: int | None = None,
         kit.server.on_startup(store.wakeup.start)
         kit.server.on_shutdown(store.wakeup.close)
     kit.store = store  # for tests and the benchmark
+    uow = UnitOfWork(store)
+    kit.uow = uow
     kit.server.add(ProvisioningServicer(store),
                    provisioning_pb2_grpc.add_ProvisioningServiceServicer_to_server, SERVICE)
     tasks: list[asyncio.Task] = []
 
     if settings.seed:
         async def seed_defaults() -> None:
-            await seed(store)
+            await seed(uow)
 
         kit.server.on_startup(seed_defaults)
 
     if background:
         async def start_background() -> None:
             tasks.append(asyncio.create_task(_forever(
-                "operation worker", store.run_pending_operations, store.operations_queued,
+                "operation worker", lambda: operations.run_pending(uow), store.operations_queued,
                 worker_period)))
             tasks.append(asyncio.create_task(_forever(
-                "sweeper", store.sweep, None, sweep_period)))
+                "sweeper", lambda: housekeeping.sweep(uow), None, sweep_period)))
 
         async def stop_background() -> None:
             for task in tasks:

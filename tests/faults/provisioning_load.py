@@ -12,7 +12,7 @@ from skybridge.provisioning.v1 import provisioning_pb2 as pb
 from skybridge.provisioning.v1 import provisioning_pb2_grpc
 from skybridge.provisioning.v1 import resources_pb2 as res
 
-from services.provisioning.api import decode_cursor
+from services.provisioning.api.names import decode_cursor
 from tests.conftest import bearer
 from tests.faults.harness import HANG, Load, Outcomes, channel_to, rows
 

@@ -46,10 +46,12 @@ class FuzzSuite:
     def quiet_steps(self):
         # the operation worker's step, then the outbox relay (which readers of the feed also
         # run: after it, a concurrent WatchEvents has nothing left to publish)
-        store = getattr(self.kits.get("provisioning"), "store", None)
-        if store is None:
+        kit = self.kits.get("provisioning")
+        if kit is None:
             return []
-        return [store.run_pending_operations, store.publish_events]
+        from services.provisioning.app import operations
+
+        return [lambda: operations.run_pending(kit.uow), kit.store.publish_events]
 
     async def start(self) -> None:
         from services.linkbroker.settings import BrokerSettings

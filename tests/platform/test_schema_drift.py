@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 #: env.py imports as well.)
 METADATA = {
     "orbit": ("services.orbit.store", "Base"),
-    "provisioning": ("services.provisioning.tables", "Base"),
+    "provisioning": ("services.provisioning.store.tables", "Base"),
     "linkbroker": ("services.linkbroker.tables", "metadata"),
     "threat": ("services.threat.store", "metadata"),
 }

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.provisioning import domain, validation
-from services.provisioning.domain import PlanTerms
+from services.provisioning import domain
+from services.provisioning.domain import PlanTerms, validation
 from shared.errors import FailedPrecondition, InvalidArgument
 
 TERMS = PlanTerms(100.0, "ENTERPRISE", 1, 10, "USD", 500, 0, ("westeurope",))

@@ -15,7 +15,7 @@ from skybridge.provisioning.v1 import provisioning_pb2 as pb
 from skybridge.provisioning.v1 import resources_pb2 as res
 from sqlalchemy import select
 
-from services.provisioning.tables import AuditRow, EventRow
+from services.provisioning.store.tables import AuditRow, EventRow
 from tests.provisioning.conftest import failure, new_customer, rid
 
 _ID = re.compile(r"[0-9a-f]{14}[0-9a-f]{6}")
@@ -76,14 +76,14 @@ async def test_fast_path_matches_the_transactional_path(prov, who, backend):
     store = kit.store
     fast_writes = store.fast_writes
     taken = []
-    original = store._fast_write
+    original = store.fast_write
 
     async def counting(call, sql, params, answer):
         result = await original(call, sql, params, answer)
         taken.append(result is not None)
         return result
 
-    store._fast_write = counting
+    store.fast_write = counting
     customer = await new_customer(stub, who)
     _, _, audit_mark, event_mark = await _records(kit, 0, 0)
 
@@ -187,14 +187,14 @@ async def test_fast_path_replays_rejects_reuse_and_declines_on_change(prov, who,
     finally:
         kit.store.fast_writes = fast_writes
     declined = []
-    original = kit.store._fast_write
+    original = kit.store.fast_write
 
     async def watching(call, sql, params, answer):
         result = await original(call, sql, params, answer)
         declined.append(result is None)
         return result
 
-    kit.store._fast_write = watching
+    kit.store.fast_write = watching
     active = (await stub.ActivateTerminal(pb.ActivateTerminalRequest(
         name=name, request_id=rid()), metadata=meta)).terminal
     assert declined == [True]  # the stale plan's statement rolled back

@@ -14,7 +14,8 @@ from skybridge.provisioning.v1 import resources_pb2 as res
 from sqlalchemy import select
 
 from services.provisioning import domain
-from services.provisioning.tables import AuditRow, EventRow, TerminalRow
+from services.provisioning.app import operations
+from services.provisioning.store.tables import AuditRow, EventRow, TerminalRow
 from tests.provisioning.conftest import new_customer, new_subscription, rid, start
 
 
@@ -82,7 +83,7 @@ async def test_two_replicas_on_one_database(settings, backend, who, clock):
         # Quantity changes queued through either replica; the workers of both apply them.
         op = (await stubs[1].ChangeSubscriptionQuantity(pb.ChangeSubscriptionQuantityRequest(
             name=sub.name, quantity=6, request_id=rid()), metadata=who.customer()))
-        await asyncio.gather(*(k.store.run_pending_operations() for k in kits))
+        await asyncio.gather(*(operations.run_pending(k.uow) for k in kits))
         done = (await stubs[0].GetSubscriptionOperation(pb.GetSubscriptionOperationRequest(
             name=op.operation.name), metadata=who.customer())).operation
         assert done.done

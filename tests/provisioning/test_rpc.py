@@ -11,7 +11,8 @@ from skybridge.provisioning.v1 import provisioning_pb2 as pb
 from skybridge.provisioning.v1 import resources_pb2 as res
 from sqlalchemy import func, select
 
-from services.provisioning.tables import (
+from services.provisioning.app import housekeeping, operations
+from services.provisioning.store.tables import (
     AuditRow,
     CustomerRow,
     EventRow,
@@ -209,7 +210,7 @@ async def test_bad_referral_input_names_every_field(prov, who):
         "referral.counterparty", "referral.display_name", "referral.deal_value.currency_code",
         "referral.deal_value.units", "referral.customer_profile.country",
         "referral.customer_profile.contact_email", "referral.customer_profile.sector"}
-    from services.provisioning.tables import ReferralRow
+    from services.provisioning.store.tables import ReferralRow
     assert await count(kit, ReferralRow) == 0
 
 
@@ -358,7 +359,7 @@ async def test_activation_window_lapses_and_the_record_stays_listed(prov, who, c
         metadata=who.customer()))
     assert late.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert details_of(late).reason == "ACTIVATION_WINDOW_CLOSED"
-    assert (await kit.store.sweep())["lapsed"] == 1
+    assert (await housekeeping.sweep(kit.uow))["lapsed"] == 1
     listed = await stub.ListSubscriptions(pb.ListSubscriptionsRequest(parent=customer.name),
                                           metadata=who.customer())
     assert [s.state for s in listed.subscriptions] == [SUB.STATE_UNSUBSCRIBED]
@@ -416,13 +417,13 @@ async def test_quantity_and_plan_changes_and_cancellation_are_operations(prov, w
         name=sub.name, plan="plans/gov-priority-200", request_id=rid()), metadata=who.customer()))
     assert busy.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert details_of(busy).reason == "OPERATION_IN_PROGRESS"
-    assert await kit.store.run_pending_operations() == 1
+    assert await operations.run_pending(kit.uow) == 1
     op = (await stub.GetSubscriptionOperation(pb.GetSubscriptionOperationRequest(name=op.name),
                                               metadata=who.customer())).operation
     assert op.done and op.state == res.SubscriptionOperation.STATE_SUCCEEDED
     changed = await stub.ChangeSubscriptionPlan(pb.ChangeSubscriptionPlanRequest(
         name=sub.name, plan="plans/gov-priority-200", request_id=rid()), metadata=who.customer())
-    await kit.store.run_pending_operations()
+    await operations.run_pending(kit.uow)
     now = (await stub.GetSubscription(pb.GetSubscriptionRequest(name=sub.name),
                                       metadata=who.customer())).subscription
     assert (now.quantity, now.plan, now.terms.priority_class) == (
@@ -430,7 +431,7 @@ async def test_quantity_and_plan_changes_and_cancellation_are_operations(prov, w
     cancel = (await stub.CancelSubscription(pb.CancelSubscriptionRequest(
         name=sub.name, reason="project over", request_id=rid()),
         metadata=who.customer())).operation
-    await kit.store.run_pending_operations()
+    await operations.run_pending(kit.uow)
     ops = await stub.ListSubscriptionOperations(pb.ListSubscriptionOperationsRequest(
         parent=sub.name), metadata=who.customer())
     assert [o.name for o in ops.operations] == [op.name, changed.operation.name, cancel.name]
@@ -455,7 +456,7 @@ async def test_an_operation_that_no_longer_fits_fails_with_its_reason(prov, who)
         name=sub.name, quantity=3, request_id=rid()), metadata=who.customer())).operation
     await stub.SuspendSubscription(pb.SuspendSubscriptionRequest(
         name=sub.name, request_id=rid()), metadata=who.operator())
-    await kit.store.run_pending_operations()
+    await operations.run_pending(kit.uow)
     op = (await stub.GetSubscriptionOperation(pb.GetSubscriptionOperationRequest(name=op.name),
                                               metadata=who.customer())).operation
     assert op.state == res.SubscriptionOperation.STATE_FAILED

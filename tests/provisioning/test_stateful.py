@@ -28,8 +28,9 @@ from hypothesis.stateful import (
 from sqlalchemy import select
 
 from services.provisioning import domain
-from services.provisioning.store import SYSTEM
-from services.provisioning.tables import AuditRow, SubscriptionRow, TerminalRow
+from services.provisioning.app import cosell, housekeeping, operations, subscriptions, terminals
+from services.provisioning.app.unit_of_work import SYSTEM, Request, UnitOfWork
+from services.provisioning.store.tables import AuditRow, SubscriptionRow, TerminalRow
 from shared.errors import DomainError, FailedPrecondition, InvalidArgument, ResourceExhausted
 
 STEPS = 25
@@ -37,6 +38,8 @@ EXAMPLES = 15
 
 
 def make_machine(store, clock, loop):
+    uow = UnitOfWork(store)
+
     def run(coro):
         return asyncio.run_coroutine_threadsafe(coro, loop).result(60)
 
@@ -48,7 +51,7 @@ def make_machine(store, clock, loop):
             return box["result"]
 
         try:
-            run(store.mutate(SYSTEM, "stateful", "", b"", go, lambda _: b""))
+            run(uow.run(Request(SYSTEM, "stateful", "", b"", lambda _: b""), go))
         except DomainError as error:
             return None, error
         return box["result"], None
@@ -56,22 +59,22 @@ def make_machine(store, clock, loop):
     class Machine(RuleBasedStateMachine):
         @initialize()
         def customer(self):
-            created, error = mutate(lambda tx: store.create_customer(tx, {
+            created, error = mutate(lambda tx: cosell.create_customer(tx, {
                 "display_name": "Model Org", "sector": "PRIVATE", "country": "US",
                 "contact_email": "m@example.com", "azure_tenant_id": "",
                 "azure_subscription_id": "", "tenant": "model"}, None))
             assert error is None
-            self.customer_id = created["id"]
+            self.customer_id = created.id
             self.subs: list[dict] = []  # model: id, state, quantity, deadline, grace_end
             self.terminals: list[dict] = []  # model: id, sub index, state
             self.serial = 0
 
         @rule(quantity=st.integers(1, 3))
         def buy(self, quantity):
-            created, error = mutate(lambda tx: store.create_subscription(
+            created, error = mutate(lambda tx: subscriptions.create(
                 tx, self.customer_id, "enterprise-100", quantity, ""))
             assert error is None
-            self.subs.append({"id": created["id"], "state": domain.PENDING, "quantity": quantity,
+            self.subs.append({"id": created.id, "state": domain.PENDING, "quantity": quantity,
                               "deadline": clock() + domain.ACTIVATION_WINDOW, "grace": None})
 
         def _expect(self, ok: bool, error, *also):
@@ -90,14 +93,14 @@ def make_machine(store, clock, loop):
             ok = sub["state"] in domain.SUBSCRIPTION_ACTIONS[action][0]
             if action == "activate":
                 ok = ok and now <= sub["deadline"]
-                work = lambda tx: store.activate_subscription(  # noqa: E731
+                work = lambda tx: subscriptions.activate(  # noqa: E731
                     tx, self.customer_id, sub["id"], "enterprise-100", sub["quantity"])
             elif action == "suspend":
-                work = lambda tx: store.suspend_subscription(  # noqa: E731
+                work = lambda tx: subscriptions.suspend(  # noqa: E731
                     tx, self.customer_id, sub["id"], "model")
             else:
                 ok = ok and now <= sub["grace"]
-                work = lambda tx: store.reinstate_subscription(  # noqa: E731
+                work = lambda tx: subscriptions.reinstate(  # noqa: E731
                     tx, self.customer_id, sub["id"])
             _, error = mutate(work)
             self._expect(ok, error)
@@ -117,16 +120,16 @@ def make_machine(store, clock, loop):
             live = len(self._live(index))
             if cancel:
                 ok = sub["state"] != domain.UNSUBSCRIBED
-                work = lambda tx: store.start_operation(  # noqa: E731
+                work = lambda tx: subscriptions.start_operation(  # noqa: E731
                     tx, self.customer_id, sub["id"], "CANCEL")
             else:
                 ok = (sub["state"] == domain.SUBSCRIBED and quantity != sub["quantity"]
                       and quantity >= live)
-                work = lambda tx: store.start_operation(  # noqa: E731
+                work = lambda tx: subscriptions.start_operation(  # noqa: E731
                     tx, self.customer_id, sub["id"], "CHANGE_QUANTITY", quantity=quantity)
             _, error = mutate(work)
             self._expect(ok, error, InvalidArgument)
-            run(store.run_pending_operations())
+            run(operations.run_pending(uow))
             if ok and cancel:
                 sub["state"] = domain.UNSUBSCRIBED
                 for t in self._live(index):
@@ -142,11 +145,11 @@ def make_machine(store, clock, loop):
             self.serial += 1
             serial = f"UT-{self.customer_id[-8:].upper()}-{self.serial}"
             ok = sub["state"] != domain.UNSUBSCRIBED and len(self._live(index)) < sub["quantity"]
-            created, error = mutate(lambda tx: store.create_terminal(
+            created, error = mutate(lambda tx: terminals.create(
                 tx, self.customer_id, sub["id"], serial, (0.0, 0.0, 0.0)))
             self._expect(ok, error)
             if ok:
-                self.terminals.append({"id": created["id"], "sub": index,
+                self.terminals.append({"id": created.id, "sub": index,
                                        "state": domain.REGISTERED})
 
         @precondition(lambda self: self.terminals)
@@ -156,7 +159,7 @@ def make_machine(store, clock, loop):
             ok = t["state"] in domain.TERMINAL_ACTIONS[action][0]
             if action == "activate":
                 ok = ok and self.subs[t["sub"]]["state"] == domain.SUBSCRIBED
-            _, error = mutate(lambda tx: store.transition_terminal(
+            _, error = mutate(lambda tx: terminals.transition(
                 tx, self.customer_id, t["id"], action, ""))
             self._expect(ok, error)
             if ok:
@@ -165,7 +168,7 @@ def make_machine(store, clock, loop):
         @rule(days=st.sampled_from([1, 10, 31]))
         def time_passes(self, days):
             clock.advance(days=days)
-            run(store.sweep())
+            run(housekeeping.sweep(uow))
             for index, sub in enumerate(self.subs):
                 if sub["state"] == domain.PENDING and clock() > sub["deadline"]:
                     sub["state"] = domain.UNSUBSCRIBED
