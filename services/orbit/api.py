@@ -50,7 +50,7 @@ from skybridge.orbit.v1 import orbit_pb2, orbit_pb2_grpc
 
 from services.orbit import omm, tle, walker
 from services.orbit.catalog import CatalogSnapshot
-from services.orbit.catalog_app import MAX_CATALOG_NUMBER, CatalogApp, WriteKey
+from services.orbit.catalog_app import MAX_CATALOG_NUMBER, CatalogApp
 from services.orbit.elements import ElementSet, RejectedRecord
 from services.orbit.kernel import CatalogPropagator
 from services.orbit.passes import predict_passes
@@ -66,7 +66,6 @@ from services.orbit.store import (
     StoredElementSet,
     StoredGroup,
     StoredSatellite,
-    request_hash,
 )
 from services.orbit.visibility import TooManyPairs, visible_satellites
 from services.orbit.visibility import prepare as prepare_visibility
@@ -79,11 +78,12 @@ from shared.errors import (
 )
 from shared.frames import teme_to_itrf
 from shared.geodesy import validate_geodetic
-from shared.idempotency import key_tenant, request_id_problem
+from shared.idempotency import request_id_problem
 from shared.paging import decode_token, encode_token, page_size
 from shared.validation import Rules
 from shared.wire import (
     bytes_field,
+    datetime_to_timestamp,
     double_array,
     double_array_field,
     from_double_array,
@@ -156,12 +156,6 @@ def _ts(dt: datetime) -> timestamp_pb2.Timestamp:
     return ts
 
 
-def _ts_us(us: int) -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.FromMicroseconds(us)
-    return ts
-
-
 def element_set_message(stored: StoredElementSet) -> orbit_pb2.ElementSet:
     es = stored.elements
     return orbit_pb2.ElementSet(
@@ -179,7 +173,7 @@ def element_set_message(stored: StoredElementSet) -> orbit_pb2.ElementSet:
         rev_at_epoch=es.rev_at_epoch,
         classification=es.classification,
         ephemeris_type=es.ephemeris_type,
-        create_time=_ts_us(stored.create_us),
+        create_time=datetime_to_timestamp(stored.create_time),
         source_group=f"groups/{stored.source_group}" if stored.source_group else "",
     )
 
@@ -192,8 +186,8 @@ def satellite_message(sat: StoredSatellite) -> orbit_pb2.Satellite:
         intl_designator=sat.intl_designator,
         element_set_count=sat.element_set_count,
         groups=[f"groups/{g}" for g in sat.groups],
-        create_time=_ts_us(sat.create_us),
-        update_time=_ts_us(sat.update_us),
+        create_time=datetime_to_timestamp(sat.create_time),
+        update_time=datetime_to_timestamp(sat.update_time),
     )
     if sat.element_set is not None:
         msg.element_set.CopyFrom(element_set_message(sat.element_set))
@@ -206,8 +200,8 @@ def group_message(group: StoredGroup) -> orbit_pb2.Group:
         display_name=group.display_name,
         kind=_KIND_ENUM.get(group.kind, orbit_pb2.Group.KIND_UNSPECIFIED),
         satellite_count=group.satellite_count,
-        create_time=_ts_us(group.create_us),
-        update_time=_ts_us(group.update_us),
+        create_time=datetime_to_timestamp(group.create_time),
+        update_time=datetime_to_timestamp(group.update_time),
     )
 
 
@@ -216,13 +210,6 @@ def group_message(group: StoredGroup) -> orbit_pb2.Group:
 
 def _page_size(check: Violations, value: int) -> int:
     return page_size(value, check)
-
-
-def _write_key(request, method: str) -> WriteKey:
-    """The idempotency key of a write: the caller's tenant, its request_id, the method
-    and the request's digest."""
-    return WriteKey(key_tenant(), request.request_id, method,
-                    request_hash(request.SerializeToString(deterministic=True)))
 
 
 def _digest(*parts: object) -> str:
@@ -488,7 +475,7 @@ class OrbitServicer(orbit_pb2_grpc.OrbitServiceServicer):
             )
 
         return await self.app.import_element_sets(
-            _write_key(request, "ImportElementSets"), good, group, answer,
+            request, good, group, answer,
             orbit_pb2.ImportElementSetsResponse.FromString)
 
     @requires("orbit.write")
@@ -557,7 +544,7 @@ class OrbitServicer(orbit_pb2_grpc.OrbitServiceServicer):
                 catalog_version=made.outcome.version)
 
         return await self.app.generate_constellation(
-            _write_key(request, "GenerateConstellation"), group_id=request.group_id,
+            request, group_id=request.group_id,
             display_name=request.display_name or request.group_id, kind=kind, shells=shells,
             epoch=epoch, first=first or None, answer=answer,
             decode=orbit_pb2.GenerateConstellationResponse.FromString)

@@ -4,7 +4,7 @@ Writes (importing element sets, generating a constellation, seeding an empty cat
 under the catalog's version lock, one writer at a time, so the catalog version moves once
 per write; a write with a ``request_id`` happens once per (tenant, request_id): a retry gets
 the first answer, and another request under the same id is INVALID_ARGUMENT
-REQUEST_ID_REUSED (see :meth:`services.orbit.store.Catalog.replay`).
+REQUEST_ID_REUSED (:func:`write_key`, :meth:`services.orbit.store.Catalog.claim`).
 
 Reads resolve against a :class:`~services.orbit.catalog.CatalogSnapshot` (the newest element
 sets at one catalog version, a few kept, least recently used first) and propagate with a
@@ -23,7 +23,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -33,8 +33,9 @@ from services.orbit.elements import ElementSet
 from services.orbit.kernel import CatalogPropagator, cached_propagator
 from services.orbit.store import Catalog, ImportOutcome, StoredGroup
 from shared.errors import AlreadyExists, ResourceExhausted
+from shared.idempotency import Key, fingerprint, key_tenant
 
-__all__ = ["CatalogApp", "Generated", "WriteKey"]
+__all__ = ["CatalogApp", "Generated", "write_key"]
 
 #: Snapshots kept (each holds the catalog's element sets once).
 SNAPSHOT_CACHE_SIZE = 3
@@ -46,20 +47,32 @@ MAX_CATALOG_NUMBER = 999_999_999
 class Message(Protocol):
     def SerializeToString(self, *, deterministic: bool = ...) -> bytes: ...
 
+    def MergeFrom(self, other: Any, /) -> Any: ...
+
 
 M = TypeVar("M", bound=Message)
 RunCpu = Callable[..., Awaitable]
 
 
-@dataclass(frozen=True)
-class WriteKey:
-    """Who asked for a write and which: the tenant, its ``request_id`` (empty: no
-    replay), the method and the request's digest."""
+class Request(Message, Protocol):
+    """A write request: a message with a ``request_id`` (AIP-155)."""
 
-    tenant: str
     request_id: str
-    method: str
-    digest: str
+
+    def ClearField(self, field_name: str, /) -> None: ...
+
+
+def write_key(method: str, request: Request) -> Key | None:
+    """The idempotency key of a write (None: no ``request_id``, so no replay): the
+    caller's tenant, the request_id, the method and the fingerprint of the request without
+    its request_id (:func:`shared.idempotency.fingerprint`)."""
+    if not request.request_id:
+        return None
+    payload = type(request)()
+    payload.MergeFrom(request)
+    payload.ClearField("request_id")
+    return Key(key_tenant(), request.request_id, method,
+               fingerprint(method, payload.SerializeToString(deterministic=True)))
 
 
 @dataclass(frozen=True)
@@ -115,19 +128,20 @@ class CatalogApp:
 
     # -- writes -----------------------------------------------------------------------
 
-    async def import_element_sets(self, key: WriteKey, sets: Sequence[ElementSet],
+    async def import_element_sets(self, request: Request, sets: Sequence[ElementSet],
                                   group: tuple[str, str, str] | None,
                                   answer: Callable[[ImportOutcome], M],
                                   decode: Callable[[bytes], M]) -> M:
         """Store ``sets`` (adding them to ``group`` = (id, display name, kind) if given);
-        ``answer(outcome)`` is the response, kept for retries of the same key."""
+        ``answer(outcome)`` is the response, kept for retries of the request's
+        ``request_id``."""
         async def work(session) -> M:
             return answer(await self.catalog.store_element_sets(session, sets, group=group))
 
-        return await self._once(key, work, decode)
+        return await self._once(write_key("ImportElementSets", request), work, decode)
 
     async def generate_constellation(
-            self, key: WriteKey, *, group_id: str, display_name: str, kind: str,
+            self, request: Request, *, group_id: str, display_name: str, kind: str,
             shells: Sequence[walker.WalkerShell], epoch: datetime, first: int | None,
             answer: Callable[[Generated], M], decode: Callable[[bytes], M]) -> M:
         """Generate Walker shells at ``epoch`` into a new group, numbered from ``first``
@@ -162,7 +176,7 @@ class CatalogApp:
             stored = await self.catalog.group_in(session, group_id)
             return answer(Generated(outcome, stored, start, len(sets)))
 
-        return await self._once(key, work, decode)
+        return await self._once(write_key("GenerateConstellation", request), work, decode)
 
     async def seed(self, groups: Sequence[tuple[str, str, str, str]], epoch: datetime) -> int:
         """Generate the presets ``groups`` = (group id, display name, preset, kind) into an
@@ -183,17 +197,17 @@ class CatalogApp:
                 added += len(sets)
         return added
 
-    async def _once(self, key: WriteKey, work: Callable[..., Awaitable[M]],
+    async def _once(self, key: Key | None, work: Callable[..., Awaitable[M]],
                     decode: Callable[[bytes], M]) -> M:
-        """``work(session)`` in one transaction under the catalog lock, once per key."""
+        """``work(session)`` in one transaction under the catalog lock, once per key (None:
+        every time)."""
         async with self.catalog.sessions.begin() as session:
             await Catalog.lock_version(session)
-            replay = await Catalog.replay(session, key.tenant, key.request_id, key.method,
-                                          key.digest)
-            if replay is not None:
-                return decode(replay)
+            if key is not None:
+                first = await Catalog.claim(session, key)
+                if first is not None:
+                    return decode(first)
             response = await work(session)
-            if key.request_id:
-                await Catalog.remember(session, key.tenant, key.request_id, key.method,
-                                       key.digest, response.SerializeToString())
+            if key is not None:
+                await Catalog.answer(session, key, response.SerializeToString())
             return response

@@ -12,9 +12,13 @@ Tables (own schema on PostgreSQL, own file on SQLite):
   and the exact two-part Julian date ``epoch_jd``/``epoch_fr`` (float64, round-trips bit
   for bit) that propagation uses.
 * ``groups`` and ``group_members``.
+* Creation and update times (``create_time``, ``update_time``) are aware UTC datetimes
+  (:class:`shared.columns.UTCDateTime`).
 * ``request_log``: the first answer of each mutating call with a ``request_id`` (AIP-155),
   keyed by (tenant, request_id): a key is the caller's tenant's (``shared.idempotency``).
-  Writers are serialised by the ``catalog_state`` row lock taken before the key is read, so
+  The key is claimed with :func:`shared.idempotency.claim` (the suite's fingerprint: the
+  method and the request without its request_id). Writers are serialised by the
+  ``catalog_state`` row lock taken before the key is claimed, so
   of concurrent twins the first stores its answer and the others, once it commits, replay
   it (the primary key backs that up).
 
@@ -24,7 +28,6 @@ ORM objects row by row: a 10k-record import is a handful of statements.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,6 +53,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.orbit.elements import ElementSet
 from shared import idempotency
+from shared.columns import UTCDateTime
 
 _IN_CHUNK = 5000  # bound on parameters per IN (...) list (SQLite allows 32766)
 
@@ -72,8 +76,8 @@ class SatelliteRow(Base):
     object_name: Mapped[str] = mapped_column(String(64), default="")
     object_name_lower: Mapped[str] = mapped_column(String(64), default="", index=True)
     intl_designator: Mapped[str] = mapped_column(String(32), default="")
-    create_us: Mapped[int] = mapped_column(BigInteger)
-    update_us: Mapped[int] = mapped_column(BigInteger)
+    create_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    update_time: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class ElementSetRow(Base):
@@ -104,7 +108,7 @@ class ElementSetRow(Base):
     classification: Mapped[str] = mapped_column(String(1))
     ephemeris_type: Mapped[int] = mapped_column(Integer)
     source_group: Mapped[str | None] = mapped_column(String(63), nullable=True)
-    create_us: Mapped[int] = mapped_column(BigInteger)
+    create_time: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class GroupRow(Base):
@@ -113,8 +117,8 @@ class GroupRow(Base):
     group_id: Mapped[str] = mapped_column(String(63), primary_key=True)
     display_name: Mapped[str] = mapped_column(String(200), default="")
     kind: Mapped[str] = mapped_column(String(16))
-    create_us: Mapped[int] = mapped_column(BigInteger)
-    update_us: Mapped[int] = mapped_column(BigInteger)
+    create_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    update_time: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class GroupMemberRow(Base):
@@ -134,9 +138,9 @@ class RequestLogRow(Base):
     tenant: Mapped[str] = mapped_column(String(200), primary_key=True)
     request_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     method: Mapped[str] = mapped_column(String(64))
-    request_hash: Mapped[str] = mapped_column(String(64))
+    fingerprint: Mapped[str] = mapped_column(String(64))
     response: Mapped[bytes] = mapped_column(LargeBinary)
-    create_us: Mapped[int] = mapped_column(BigInteger)
+    create_time: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 # --- helpers --------------------------------------------------------------------------
@@ -145,12 +149,14 @@ _ES = ElementSetRow.__table__
 _SAT = SatelliteRow.__table__
 _GRP = GroupRow.__table__
 _MEM = GroupMemberRow.__table__
+_LOG = RequestLogRow.__table__
 
 GROUP_KINDS = ("constellation", "sensors", "import")
 
 
-def now_us() -> int:
-    return int(datetime.now(UTC).timestamp() * 1_000_000)
+def now() -> datetime:
+    """The time stamped on a write (aware UTC, whole microseconds)."""
+    return datetime.now(UTC)
 
 
 def epoch_us(es: ElementSet) -> int:
@@ -195,7 +201,7 @@ class StoredElementSet:
     """An element set as stored, with the bookkeeping the API shows."""
 
     elements: ElementSet
-    create_us: int
+    create_time: datetime
     source_group: str | None
 
 
@@ -204,8 +210,8 @@ class StoredSatellite:
     catalog_number: int
     object_name: str
     intl_designator: str
-    create_us: int
-    update_us: int
+    create_time: datetime
+    update_time: datetime
     element_set: StoredElementSet | None
     element_set_count: int
     groups: tuple[str, ...]
@@ -217,8 +223,8 @@ class StoredGroup:
     display_name: str
     kind: str
     satellite_count: int
-    create_us: int
-    update_us: int
+    create_time: datetime
+    update_time: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,10 +258,6 @@ def element_set_from_row(row, name: str = "", intl: str = "") -> ElementSet:
         classification=row.classification,
         ephemeris_type=int(row.ephemeris_type),
     )
-
-
-def request_hash(payload: bytes) -> str:
-    return hashlib.sha256(payload).hexdigest()
 
 
 def _chunks(values: Sequence, size: int = _IN_CHUNK) -> Iterable[Sequence]:
@@ -315,29 +317,21 @@ class Catalog:
 
     # -- request log (AIP-155) -----------------------------------------------------
     @staticmethod
-    async def replay(session: AsyncSession, tenant: str, request_id: str, method: str,
-                     digest: str) -> bytes | None:
-        """The stored answer for a retried ``request_id`` of ``tenant`` (the caller's), or
-        None for a new (or empty) one; INVALID_ARGUMENT REQUEST_ID_REUSED when the id was
-        used for a different request. Read it under the catalog lock (``lock_version``)."""
-        if not request_id:
-            return None
-        row = (await session.execute(
-            select(RequestLogRow.method, RequestLogRow.request_hash, RequestLogRow.response)
-            .where(RequestLogRow.tenant == tenant,
-                   RequestLogRow.request_id == request_id))).first()
-        if row is None:
-            return None
-        if row.method != method or row.request_hash != digest:
-            raise idempotency.reused(request_id, row.method)
-        return bytes(row.response)
+    async def claim(session: AsyncSession, key: idempotency.Key) -> bytes | None:
+        """Claim ``key`` in this transaction (:func:`shared.idempotency.claim`): None when
+        this write now holds it (store the answer with :meth:`answer`), else the first
+        answer; INVALID_ARGUMENT REQUEST_ID_REUSED when the key is another request's.
+        Claim it under the catalog lock (``lock_version``): of concurrent twins the first
+        holds the lock, and the others find its committed key."""
+        first = await idempotency.claim(session, _LOG, key, response=b"", create_time=now())
+        return None if first is None else bytes(first.response)
 
     @staticmethod
-    async def remember(session: AsyncSession, tenant: str, request_id: str, method: str,
-                       digest: str, response: bytes) -> None:
-        await session.execute(insert(RequestLogRow).values(
-            tenant=tenant, request_id=request_id, method=method, request_hash=digest,
-            response=response, create_us=now_us()))
+    async def answer(session: AsyncSession, key: idempotency.Key, response: bytes) -> None:
+        """Keep ``response`` as the answer of the key this transaction claimed."""
+        await session.execute(update(_LOG).where(
+            _LOG.c.tenant == key.tenant, _LOG.c.request_id == key.request_id
+        ).values(response=response))
 
     # -- writes --------------------------------------------------------------------
     async def store_element_sets(
@@ -357,7 +351,7 @@ class Catalog:
         satellite) or ``unchanged`` (identical to what is stored).
         """
         version = await self.lock_version(session)
-        stamp = now_us()
+        stamp = now()
         numbers = sorted({es.catalog_number for es in sets})
         known_sats: dict[int, tuple[str, str]] = {}
         stored: dict[tuple[int, int], tuple] = {}
@@ -388,8 +382,8 @@ class Catalog:
             if n not in known_sats and n not in new_sats:
                 new_sats[n] = {"catalog_number": n, "object_name": name,
                                "object_name_lower": name.lower(), "intl_designator": intl,
-                               "create_us": stamp, "update_us": stamp}
-                inserts[key] = {**values, "source_group": source, "create_us": stamp}
+                               "create_time": stamp, "update_time": stamp}
+                inserts[key] = {**values, "source_group": source, "create_time": stamp}
                 added += 1
                 continue
             if n in new_sats:
@@ -406,17 +400,17 @@ class Catalog:
                                   "b_intl_designator": intl or old_intl}
             if key in inserts:
                 same = all(inserts[key][c] == values[c] for c in _COMPARED)
-                inserts[key] = {**values, "source_group": source, "create_us": stamp}
+                inserts[key] = {**values, "source_group": source, "create_time": stamp}
             elif key in stored:
                 old = stored[key]
                 same = tuple(old[3:]) == tuple(values[c] for c in _COMPARED)
                 if not same:
                     updates[old[0]] = {"b_id": old[0], **{f"b_{c}": v for c, v in values.items()},
-                                       "b_source_group": source, "b_create_us": stamp}
+                                       "b_source_group": source, "b_create_time": stamp}
                     stored[key] = (old[0], n, key[1], *(values[c] for c in _COMPARED))
             else:
                 same = False
-                inserts[key] = {**values, "source_group": source, "create_us": stamp}
+                inserts[key] = {**values, "source_group": source, "create_time": stamp}
             if same:
                 unchanged += 1
             else:
@@ -442,7 +436,7 @@ class Catalog:
         stale = sorted(touched - set(new_sats))
         for part in _chunks(stale):
             await session.execute(update(_SAT).where(_SAT.c.catalog_number.in_(part))
-                                  .values(update_us=stamp))
+                                  .values(update_time=stamp))
         changed = bool(new_sats or renamed or inserts or updates)
         if group is not None:
             changed |= await self._add_members(session, group, numbers, stamp)
@@ -451,13 +445,13 @@ class Catalog:
         return ImportOutcome(added, updated, unchanged, version)
 
     async def _add_members(self, session: AsyncSession, group: tuple[str, str, str],
-                           numbers: Sequence[int], stamp: int) -> bool:
+                           numbers: Sequence[int], stamp: datetime) -> bool:
         group_id, display_name, kind = group
         exists = await session.scalar(select(_GRP.c.group_id).where(_GRP.c.group_id == group_id))
         if exists is None:
             await session.execute(insert(_GRP).values(
                 group_id=group_id, display_name=display_name or group_id, kind=kind,
-                create_us=stamp, update_us=stamp))
+                create_time=stamp, update_time=stamp))
         present: set[int] = set()
         for part in _chunks(numbers):
             present.update(int(n) for n in (await session.scalars(
@@ -468,7 +462,7 @@ class Catalog:
             await session.execute(insert(_MEM), [
                 {"group_id": group_id, "catalog_number": n} for n in missing])
             await session.execute(update(_GRP).where(_GRP.c.group_id == group_id)
-                                  .values(update_us=stamp))
+                                  .values(update_time=stamp))
         return exists is None or bool(missing)
 
     async def group_exists(self, session: AsyncSession, group_id: str) -> bool:
@@ -583,7 +577,7 @@ class Catalog:
                     newest.c.epoch_us == _ES.c.epoch_us))):
             n = int(row.catalog_number)
             sets[n] = StoredElementSet(element_set_from_row(row, *names[n]),
-                                       int(row.create_us), row.source_group)
+                                       row.create_time, row.source_group)
         counts = {int(n): int(c) for n, c in await session.execute(
             select(_ES.c.catalog_number, func.count()).where(_ES.c.catalog_number.in_(numbers))
             .group_by(_ES.c.catalog_number))}
@@ -595,8 +589,8 @@ class Catalog:
         out = []
         for r in rows:
             n = int(r.catalog_number)
-            out.append(StoredSatellite(n, r.object_name, r.intl_designator, int(r.create_us),
-                                       int(r.update_us), sets.get(n), counts.get(n, 0),
+            out.append(StoredSatellite(n, r.object_name, r.intl_designator, r.create_time,
+                                       r.update_time, sets.get(n), counts.get(n, 0),
                                        tuple(groups.get(n, ()))))
         return out
 
@@ -614,7 +608,7 @@ class Catalog:
             rows = await session.execute(query.order_by(_ES.c.epoch_us.desc()).limit(limit))
             return [StoredElementSet(element_set_from_row(r, sat.object_name,
                                                           sat.intl_designator),
-                                     int(r.create_us), r.source_group) for r in rows]
+                                     r.create_time, r.source_group) for r in rows]
 
     @staticmethod
     async def group_in(session: AsyncSession, group_id: str) -> StoredGroup:
@@ -624,7 +618,7 @@ class Catalog:
         count = await session.scalar(select(func.count()).select_from(GroupMemberRow).where(
             GroupMemberRow.group_id == group_id))
         return StoredGroup(row.group_id, row.display_name, row.kind, int(count or 0),
-                           row.create_us, row.update_us)
+                           row.create_time, row.update_time)
 
     async def get_group(self, group_id: str) -> StoredGroup | None:
         groups = await self.list_groups(after=None, limit=1, only=group_id)
@@ -642,5 +636,5 @@ class Catalog:
             query = query.where(_GRP.c.group_id > after)
         async with self.sessions() as session:
             rows = await session.execute(query.order_by(_GRP.c.group_id).limit(limit))
-            return [StoredGroup(r.group_id, r.display_name, r.kind, int(r.n), int(r.create_us),
-                                int(r.update_us)) for r in rows]
+            return [StoredGroup(r.group_id, r.display_name, r.kind, int(r.n), r.create_time,
+                                r.update_time) for r in rows]
