@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["ASSUMPTIONS", "CapacityModel", "DEFAULT_CAPACITY_MODEL"]
 
@@ -92,7 +93,7 @@ class CapacityModel:
         if self.isl_max_range_km <= 0:
             raise ValueError("isl_max_range_km must be > 0")
 
-    def replace(self, **changes: float) -> CapacityModel:
+    def replace(self, **changes: Any) -> CapacityModel:
         """A copy with some fields changed (validated)."""
         return dataclasses.replace(self, **changes)
 

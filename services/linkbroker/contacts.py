@@ -252,7 +252,8 @@ def busy_antennas(start_s: np.ndarray, end_s: np.ndarray, gap_s: float, bookings
     valid = (bookings.antenna >= 0) & (bookings.antenna < antennas)
     onehot = np.zeros((bookings.antenna.size, antennas), dtype=np.int64)
     onehot[np.flatnonzero(valid), bookings.antenna[valid]] = 1
-    return (overlap.astype(np.int64) @ onehot) > 0
+    busy: np.ndarray = (overlap.astype(np.int64) @ onehot) > 0
+    return busy
 
 
 def assign_antenna(start_s: float, end_s: float, gap_s: float, bookings: Bookings,

@@ -221,7 +221,8 @@ class GatewayTable:
 
     def active_mask(self) -> NDArray[np.bool_]:
         """``(G,)`` True where the gateway takes new traffic."""
-        return self.state == GatewayState.ACTIVE
+        active: NDArray[np.bool_] = self.state == GatewayState.ACTIVE
+        return active
 
     def with_state(self, gateway_id: str, state: GatewayState) -> GatewayTable:
         """A copy with one gateway's state changed."""

@@ -175,7 +175,7 @@ class LinkPlan:
         d = json.loads(data)
         nan = float("nan")
 
-        def val(x):
+        def val(x: float | None) -> float:
             return nan if x is None else float(x)
 
         paths = [SlotPath(d["s0"] + i, h[0] if h else -1, tuple(h), g, val(ow), val(rt), val(el))
