@@ -32,7 +32,8 @@ from services.orbit.catalog import CatalogSnapshot
 from services.orbit.elements import ElementSet
 from services.orbit.kernel import CatalogPropagator, cached_propagator
 from services.orbit.store import Catalog, ImportOutcome, StoredGroup
-from shared.errors import AlreadyExists, ResourceExhausted
+from services.orbit.visibility import prepare as prepare_visibility
+from shared.errors import AlreadyExists, InvalidArgument, NotFound, ResourceExhausted
 from shared.idempotency import Key, fingerprint, key_tenant
 
 __all__ = ["CatalogApp", "Generated", "write_key"]
@@ -42,6 +43,10 @@ SNAPSHOT_CACHE_SIZE = 3
 #: Generated satellites are numbered from here unless the caller gives a first number.
 GENERATED_NUMBER_FLOOR = 900_000
 MAX_CATALOG_NUMBER = 999_999_999
+#: How far from a satellite's element-set epoch it may be propagated.
+MAX_EPOCH_OFFSET_DAYS = 30.0
+#: Violations listed in one refusal.
+MAX_VIOLATIONS = 20
 
 
 class Message(Protocol):
@@ -113,6 +118,51 @@ class CatalogApp:
                 self._snapshots.popitem(last=False)
             return snap
 
+    async def warm(self) -> None:
+        """Load the catalog, build the whole-catalog propagator and compile the visibility
+        kernel (a start-up hook: the first requests find them ready)."""
+        await self.run_cpu(prepare_visibility)  # compile the look-angle kernel (~0.1 s)
+        snap = await self.snapshot(None)
+        if snap.size:
+            await self.propagator(snap, None)
+
+    async def select(self, field: str, as_of_us: int | None, *,
+                     numbers: np.ndarray | None = None, group_id: str | None = None,
+                     how: str = "all") -> tuple[CatalogSnapshot, np.ndarray]:
+        """The snapshot at ``as_of_us`` and the columns of a selection: every satellite
+        (``how`` "all"), a group's members (``group_id``) or ``numbers`` (``how``
+        "catalog_numbers" or "satellites", the request field they came from). An empty
+        catalog or group is INVALID_ARGUMENT; an unknown group or satellite NOT_FOUND."""
+        snap = await self.snapshot(as_of_us)
+        at = " with an element set at or before as_of_time" if as_of_us else ""
+        if how == "all":
+            if snap.size == 0:
+                raise InvalidArgument(
+                    "the catalog is empty" + (" at as_of_time" if as_of_us else ""),
+                    reason="EMPTY_CATALOG",
+                    violations=[(f"{field}.all", "the catalog holds no satellites" + at)])
+            return snap, np.arange(snap.size)
+        if group_id is not None:
+            members = await self.catalog.group_numbers(group_id)
+            if members is None:
+                raise NotFound(f"group {group_id} not found", reason="GROUP_NOT_FOUND",
+                               violations=[(f"{field}.group", f"no group 'groups/{group_id}'")])
+            idx, _ = snap.indices(members)
+            if idx.size == 0:
+                raise InvalidArgument(
+                    f"group {group_id} has no satellites to use", reason="EMPTY_GROUP",
+                    violations=[(f"{field}.group", "the group has no satellites" + at)])
+            return snap, idx
+        assert numbers is not None
+        idx, missing = snap.indices(numbers)
+        if missing.size:
+            raise NotFound(
+                f"{missing.size} selected satellite(s) not in the catalog" + at,
+                reason="SATELLITE_NOT_FOUND",
+                violations=[(f"{field}.{how}[{m}]", f"no satellite {int(numbers[m])}")
+                            for m in missing[:MAX_VIOLATIONS]])
+        return snap, idx
+
     async def propagator(self, snap: CatalogSnapshot, idx: np.ndarray | None
                          ) -> CatalogPropagator:
         """The cached propagator for columns ``idx`` of ``snap`` (None: all of it)."""
@@ -125,6 +175,22 @@ class CatalogApp:
         key = ("orbit", self._token, snap.version, snap.as_of_us, selection)
         return await self.run_cpu(
             cached_propagator, key, sets if sets is not None else (lambda: snap.subset(idx)))
+
+    @staticmethod
+    def check_epoch_offset(snap: CatalogSnapshot, idx: np.ndarray, jd: np.ndarray,
+                           fr: np.ndarray, field: str) -> None:
+        """INVALID_ARGUMENT TOO_FAR_FROM_EPOCH when an instant ``jd + fr`` is more than
+        :data:`MAX_EPOCH_OFFSET_DAYS` from the epoch of a satellite of ``idx`` (SGP4's
+        error grows past usefulness)."""
+        offset, number = snap.epoch_offset_days(idx, jd, fr)
+        if offset > MAX_EPOCH_OFFSET_DAYS:
+            raise InvalidArgument(
+                f"times are {offset:.1f} days from the epoch of satellite {number}; "
+                f"the limit is {MAX_EPOCH_OFFSET_DAYS:g} days",
+                reason="TOO_FAR_FROM_EPOCH",
+                violations=[(field, f"must be within {MAX_EPOCH_OFFSET_DAYS:g} days of every "
+                                    f"selected satellite's element-set epoch; satellite "
+                                    f"{number} is {offset:.1f} days away")])
 
     # -- writes -----------------------------------------------------------------------
 

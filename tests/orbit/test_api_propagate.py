@@ -308,13 +308,14 @@ async def test_empty_catalog_and_bad_points(orbit, minter):
 
 
 async def test_visible_satellites_answer_limit(loaded, monkeypatch):
-    from services.orbit import api
+    from services.orbit import api_fields, api_geometry
 
     _, stub, _, read = loaded
     lat = np.linspace(-80.0, 80.0, 200)
     answer = await client.visible_satellites(stub, lat, 0.0, 0.0, START, -90.0, metadata=read)
     pairs = answer.catalog_numbers.size
-    monkeypatch.setattr(api, "MAX_VISIBILITY_ANSWER_BYTES", (pairs - 1) * api._BYTES_PER_PAIR)
+    monkeypatch.setattr(api_geometry, "MAX_VISIBILITY_ANSWER_BYTES",
+                        (pairs - 1) * api_fields._BYTES_PER_PAIR)
     error = await failure(client.visible_satellites(stub, lat, 0.0, 0.0, START, -90.0,
                                                     metadata=read))
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
