@@ -40,6 +40,7 @@ from services.orbit.api_fields import (
     group_message,
     satellite_message,
 )
+from services.orbit.catalog import GroupKind
 from services.orbit.catalog_app import CatalogApp
 from services.orbit.store import Catalog, epoch_us
 from shared.auth import requires
@@ -87,7 +88,7 @@ class CatalogRpcs:
                 reason="NO_VALID_RECORDS", violations=_rejection_violations(bad))
         group = None
         if group_id:
-            group = (group_id, request.group_display_name or group_id, "import")
+            group = (group_id, request.group_display_name or group_id, GroupKind.IMPORT)
 
         def answer(outcome) -> orbit_pb2.ImportElementSetsResponse:
             return orbit_pb2.ImportElementSetsResponse(
@@ -164,7 +165,8 @@ class CatalogRpcs:
             check.add("request_id", problem)
         check.raise_if_any("the constellation request is invalid")
         kind = _KINDS.get(request.kind) or (
-            "sensors" if request.preset == "tracking_sensors" else "constellation")
+            GroupKind.SENSORS if request.preset == "tracking_sensors"
+            else GroupKind.CONSTELLATION)
         def answer(made) -> orbit_pb2.GenerateConstellationResponse:
             return orbit_pb2.GenerateConstellationResponse(
                 group=group_message(made.group), satellite_count=made.count,

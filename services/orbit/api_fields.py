@@ -16,10 +16,12 @@ from google.protobuf import timestamp_pb2
 from skybridge.orbit.v1 import orbit_pb2
 
 from services.orbit import omm, tle
+from services.orbit.catalog import GroupKind
 from services.orbit.catalog_app import MAX_CATALOG_NUMBER, MAX_EPOCH_OFFSET_DAYS
 from services.orbit.catalog_app import MAX_VIOLATIONS as _MAX_VIOLATIONS
-from services.orbit.elements import ElementSet, RejectedRecord
+from services.orbit.elements import ElementFormat, ElementSet, RejectedRecord
 from services.orbit.kernel import CatalogPropagator
+from services.orbit.states import Frame
 from services.orbit.store import StoredElementSet, StoredGroup, StoredSatellite
 from shared.errors import InvalidArgument, Violations
 from shared.paging import decode_token, encode_token, page_size
@@ -58,23 +60,23 @@ _NAME_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _-]{0,39}$")
 _SATELLITE_NAME = re.compile(r"^satellites/(\d{1,10})$")
 _GROUP_NAME = re.compile(r"^groups/([a-z][a-z0-9-]{0,62})$")
 _FORMATS = {
-    orbit_pb2.ImportElementSetsRequest.FORMAT_TLE: "tle",
-    orbit_pb2.ImportElementSetsRequest.FORMAT_OMM_JSON: "omm_json",
-    orbit_pb2.ImportElementSetsRequest.FORMAT_OMM_CSV: "omm_csv",
-    orbit_pb2.ImportElementSetsRequest.FORMAT_OMM_XML: "omm_xml",
+    orbit_pb2.ImportElementSetsRequest.FORMAT_TLE: ElementFormat.TLE,
+    orbit_pb2.ImportElementSetsRequest.FORMAT_OMM_JSON: ElementFormat.OMM_JSON,
+    orbit_pb2.ImportElementSetsRequest.FORMAT_OMM_CSV: ElementFormat.OMM_CSV,
+    orbit_pb2.ImportElementSetsRequest.FORMAT_OMM_XML: ElementFormat.OMM_XML,
 }
 _FRAMES = {
-    orbit_pb2.FRAME_UNSPECIFIED: "itrf",
-    orbit_pb2.FRAME_TEME: "teme",
-    orbit_pb2.FRAME_ITRF: "itrf",
-    orbit_pb2.FRAME_GEODETIC: "geodetic",
+    orbit_pb2.FRAME_UNSPECIFIED: Frame.ITRF,
+    orbit_pb2.FRAME_TEME: Frame.TEME,
+    orbit_pb2.FRAME_ITRF: Frame.ITRF,
+    orbit_pb2.FRAME_GEODETIC: Frame.GEODETIC,
 }
 _LAYOUTS = (orbit_pb2.STATE_LAYOUT_UNSPECIFIED, orbit_pb2.STATE_LAYOUT_TIME_SATELLITE_COMPONENT,
             orbit_pb2.STATE_LAYOUT_TIME_COMPONENT_SATELLITE)
 _KINDS = {
-    orbit_pb2.Group.KIND_CONSTELLATION: "constellation",
-    orbit_pb2.Group.KIND_SENSORS: "sensors",
-    orbit_pb2.Group.KIND_IMPORT: "import",
+    orbit_pb2.Group.KIND_CONSTELLATION: GroupKind.CONSTELLATION,
+    orbit_pb2.Group.KIND_SENSORS: GroupKind.SENSORS,
+    orbit_pb2.Group.KIND_IMPORT: GroupKind.IMPORT,
 }
 _KIND_ENUM = {v: k for k, v in _KINDS.items()}
 _SEC_PER_DAY = 86_400.0
@@ -208,9 +210,9 @@ def _rejection_violations(rejected: list[RejectedRecord]) -> list[tuple[str, str
     return out
 
 
-def _parse_text(text: str, fmt: str) -> tuple[list[ElementSet], list[RejectedRecord]]:
+def _parse_text(text: str, fmt: ElementFormat) -> tuple[list[ElementSet], list[RejectedRecord]]:
     """Parse import text; never raises for bad content."""
-    if fmt == "tle":
+    if fmt == ElementFormat.TLE:
         return tle.parse_tle(text)
     return omm.parse_omm(text, fmt)
 

@@ -10,12 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 import numpy as np
 
 from services.orbit.elements import ElementSet
 
-__all__ = ["CatalogSnapshot"]
+__all__ = ["CatalogSnapshot", "GroupKind"]
+
+
+class GroupKind(StrEnum):
+    """What a group of satellites is (the stored spelling)."""
+
+    CONSTELLATION = "constellation"
+    SENSORS = "sensors"
+    IMPORT = "import"
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 
 from sgp4.api import WGS72, Satrec
 
 __all__ = [
+    "ElementFormat",
     "ElementSet",
     "RecordError",
     "RejectedRecord",
@@ -76,6 +78,15 @@ class RecordError(ValueError):
 
     def to_rejection(self) -> RejectedRecord:
         return RejectedRecord(self.line_number, self.reason, self.key)
+
+
+class ElementFormat(StrEnum):
+    """The text an element set arrives in (the stored and logged spelling)."""
+
+    TLE = "tle"
+    OMM_JSON = "omm_json"
+    OMM_CSV = "omm_csv"
+    OMM_XML = "omm_xml"
 
 
 def datetime_to_jd(epoch: datetime) -> tuple[float, float]:

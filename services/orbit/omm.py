@@ -24,6 +24,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from services.orbit.elements import (
+    ElementFormat,
     ElementSet,
     RecordError,
     RejectedRecord,
@@ -344,23 +345,25 @@ def parse_omm_xml(text: str) -> tuple[list[ElementSet], list[RejectedRecord]]:
     return _collect(omms, convert)
 
 
-def detect_format(text: str) -> str:
-    """Guess ``'tle'``, ``'omm_json'``, ``'omm_csv'`` or ``'omm_xml'`` from the content."""
+def detect_format(text: str) -> ElementFormat:
+    """Guess the :class:`ElementFormat` (TLE or OMM as JSON, CSV or XML) from the content."""
     head = text.lstrip("\ufeff \t\r\n")
     if head.startswith("<"):
-        return "omm_xml"
+        return ElementFormat.OMM_XML
     if head.startswith(("[", "{")):
-        return "omm_json"
+        return ElementFormat.OMM_JSON
     first = head.split("\n", 1)[0]
     if "," in first and ("NORAD_CAT_ID" in first or "OBJECT_NAME" in first or "EPOCH" in first):
-        return "omm_csv"
-    return "tle"
+        return ElementFormat.OMM_CSV
+    return ElementFormat.TLE
 
 
 def parse_omm(text: str, fmt: str | None = None) -> tuple[list[ElementSet], list[RejectedRecord]]:
     """Parse OMM text in the given (or detected) format."""
     fmt = fmt or detect_format(text)
-    parsers = {"omm_json": parse_omm_json, "omm_csv": parse_omm_csv, "omm_xml": parse_omm_xml}
+    parsers: dict[str, Callable[[str], tuple[list[ElementSet], list[RejectedRecord]]]] = {
+        ElementFormat.OMM_JSON: parse_omm_json, ElementFormat.OMM_CSV: parse_omm_csv,
+        ElementFormat.OMM_XML: parse_omm_xml}
     if fmt not in parsers:
         return [], [RejectedRecord(0, f"not an OMM format: {fmt}")]
     return parsers[fmt](text)

@@ -10,6 +10,7 @@ import grpc
 from skybridge.orbit.v1 import orbit_pb2, orbit_pb2_grpc
 
 from services.orbit.api import MAX_IMPORT_BYTES, OrbitServicer
+from services.orbit.catalog import GroupKind
 from services.orbit.store import Catalog
 from shared.config import Settings
 from shared.malloc import bound_malloc_retention
@@ -22,8 +23,9 @@ SERVICE = orbit_pb2.DESCRIPTOR.services_by_name["OrbitService"]
 #: What `make run` seeds into an empty catalog: (group id, display name, preset, kind).
 SEED_GROUPS = (
     ("starlink-gen1", "Starlink Gen1 (generated Walker shells)", "starlink_gen1",
-     "constellation"),
-    ("tracking-sensors", "Missile-tracking sensor satellites", "tracking_sensors", "sensors"),
+     GroupKind.CONSTELLATION),
+    ("tracking-sensors", "Missile-tracking sensor satellites", "tracking_sensors",
+     GroupKind.SENSORS),
 )
 
 

@@ -14,6 +14,7 @@ Flagged states (SGP4 error code != 0) are NaN in every frame.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 
@@ -22,6 +23,7 @@ from shared.frames import itrf_to_geodetic, teme_to_itrf
 
 __all__ = [
     "FRAMES",
+    "Frame",
     "StateChunk",
     "chunk_steps_for",
     "compute_chunk",
@@ -30,7 +32,15 @@ __all__ = [
     "jd_to_unix",
 ]
 
-FRAMES = ("teme", "itrf", "geodetic")
+class Frame(StrEnum):
+    """The frame of a chunk's positions and velocities."""
+
+    TEME = "teme"
+    ITRF = "itrf"
+    GEODETIC = "geodetic"
+
+
+FRAMES = tuple(Frame)
 _SEC_PER_DAY = 86_400.0
 _JD_UNIX_EPOCH = 2440587.5
 
@@ -63,12 +73,12 @@ def in_frame(result: PropagationResult, frame: str, include_velocity: bool) -> S
     if frame not in FRAMES:
         raise ValueError(f"unknown frame {frame!r}")
     pos, vel = result.position_km, result.velocity_km_s
-    if frame != "teme":
+    if frame != Frame.TEME:
         if include_velocity:
             pos, vel = teme_to_itrf(pos, result.jd, result.fr, vel)
         else:
             pos = teme_to_itrf(pos, result.jd, result.fr)
-        if frame == "geodetic":
+        if frame == Frame.GEODETIC:
             with np.errstate(invalid="ignore"):
                 lat, lon, alt = itrf_to_geodetic(pos)
             pos = np.stack((lat, lon, alt), axis=-1)
@@ -116,7 +126,7 @@ def compute_component_chunk(prop: CatalogPropagator, jd: np.ndarray, fr: np.ndar
     r_teme, v_teme = states[:, 0:3, :], states[:, 3:6, :]
     pos = np.empty(r_teme.shape) if out is None else out
     vel = np.empty(r_teme.shape) if include_velocity else None
-    if frame == "teme":
+    if frame == Frame.TEME:
         pos[...] = r_teme
         if vel is not None:
             vel[...] = v_teme
@@ -126,7 +136,7 @@ def compute_component_chunk(prop: CatalogPropagator, jd: np.ndarray, fr: np.ndar
         if vel is not None:
             np.matmul(m, v_teme, out=vel)
             vel += np.matmul(d, r_teme)  # Earth-rotation term
-        if frame == "geodetic":
+        if frame == Frame.GEODETIC:
             with np.errstate(invalid="ignore"):
                 lat, lon, alt = itrf_to_geodetic(pos.transpose(0, 2, 1))
             pos[:, 0, :], pos[:, 1, :], pos[:, 2, :] = lat, lon, alt

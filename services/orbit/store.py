@@ -51,6 +51,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from services.orbit.catalog import GroupKind
 from services.orbit.elements import ElementSet
 from shared import idempotency
 from shared.columns import UTCDateTime
@@ -151,7 +152,7 @@ _GRP = GroupRow.__table__
 _MEM = GroupMemberRow.__table__
 _LOG = RequestLogRow.__table__
 
-GROUP_KINDS = ("constellation", "sensors", "import")
+GROUP_KINDS = tuple(GroupKind)
 
 
 def now() -> datetime:
