@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from sgp4.api import WGS72, Satrec
+from sgp4.api import WGS72, Satrec  # type: ignore[import-untyped]  # no stubs
 
 __all__ = [
     "ElementFormat",
@@ -176,7 +176,7 @@ class ElementSet:
     rev_at_epoch: int = 0
     classification: str = "U"
     ephemeris_type: int = 0
-    _satrec_cache: list = field(default_factory=list, repr=False, compare=False)
+    _satrec_cache: list[Satrec] = field(default_factory=list, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # catalog numbers above MAX_CATALOG_NUMBER are allowed (OMM); only TLE
@@ -199,7 +199,7 @@ class ElementSet:
             object.__setattr__(self, "epoch_jd", jd + carry)
             object.__setattr__(self, "epoch_fr", fr - carry)
         if self.epoch is None:
-            object.__setattr__(self, "epoch", jd_to_datetime(self.epoch_jd, self.epoch_fr))
+            object.__setattr__(self, "epoch", jd_to_datetime(*self.jd_fr))
         elif self.epoch.tzinfo is None:
             object.__setattr__(self, "epoch", self.epoch.replace(tzinfo=UTC))
 
@@ -245,8 +245,7 @@ class ElementSet:
             math.radians(self.arg_perigee_deg),
             math.radians(self.mean_anomaly_deg),
             self.bstar,
-            self.epoch_jd,
-            self.epoch_fr,
+            *self.jd_fr,
         )
 
     def to_satrec(self) -> Satrec:
@@ -260,6 +259,7 @@ class ElementSet:
         if self._satrec_cache:
             return self._satrec_cache[0]
         sat = Satrec()
+        epoch_jd, epoch_fr = self.jd_fr
         satnum = self.catalog_number if self.catalog_number <= MAX_CATALOG_NUMBER else 0
         sat.sgp4init(
             WGS72,
@@ -267,7 +267,7 @@ class ElementSet:
             satnum,
             # summed like Satrec.twoline2rv does, so deep-space lunar/solar terms match
             # the reference implementation bit for bit
-            (self.epoch_jd + self.epoch_fr) - _JD_1949_DEC_31,
+            (epoch_jd + epoch_fr) - _JD_1949_DEC_31,
             self.bstar,
             self.ndot * _TWO_PI / _MIN_PER_DAY**2,
             self.nddot * _TWO_PI / _MIN_PER_DAY**3,

@@ -44,10 +44,11 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-import heyoka as hy
+import heyoka as hy  # type: ignore[import-untyped]  # no stubs
 import numpy as np
-from sgp4.api import SatrecArray
+from sgp4.api import SatrecArray  # type: ignore[import-untyped]  # no stubs
 
 from services.orbit.elements import ElementSet
 from shared.frames import julian_date
@@ -82,7 +83,8 @@ class PropagationResult:
     @property
     def ok(self) -> np.ndarray:
         """``(T, N)`` bool, True where the state is valid."""
-        return self.error == 0
+        ok: np.ndarray = self.error == 0
+        return ok
 
 
 def times_to_jd(times: Sequence[datetime] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -145,7 +147,7 @@ class CatalogPropagator:
             # identical flags. Only orbits that SGP4 has already flung apart (radius
             # 4.7 million km, 60 days out, where the strict kernel is itself 0.74 m from
             # python-sgp4) differ by more: such times are refused (MAX_EPOCH_OFFSET_DAYS).
-            kwargs: dict = {"parallel_mode": parallel, "fast_math": True}
+            kwargs: dict[str, Any] = {"parallel_mode": parallel, "fast_math": True}
             if batch_size:
                 kwargs["batch_size"] = batch_size
             sat_data = np.ascontiguousarray(gpe[self._near_idx].T)
@@ -299,8 +301,8 @@ def _start_jd(start: datetime | tuple[float, float]) -> tuple[float, float]:
     if isinstance(start, datetime):
         jd, fr = times_to_jd([start])
         return float(jd[0]), float(fr[0])
-    jd, fr = start
-    return float(jd), float(fr)
+    jd0, fr0 = start
+    return float(jd0), float(fr0)
 
 
 # -- cache ----------------------------------------------------------------------------
@@ -314,7 +316,7 @@ CACHE_SIZE = 4
 def cached_propagator(
     key: Hashable,
     element_sets: Sequence[ElementSet] | Callable[[], Sequence[ElementSet]],
-    **options,
+    **options: Any,
 ) -> CatalogPropagator:
     """Return the propagator cached under ``key``, building it on first use.
 

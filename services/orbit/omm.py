@@ -22,6 +22,7 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from services.orbit.elements import (
     ElementFormat,
@@ -107,7 +108,7 @@ def _parse_epoch(text: str) -> tuple[datetime, float, float]:
     return whole.replace(microsecond=micro), jd, fr
 
 
-def _build(values: dict, number: int) -> ElementSet:
+def _build(values: dict[str, Any], number: int) -> ElementSet:
     """Typed values of one record -> ElementSet (raises RecordError)."""
     for key in _REQUIRED:
         if key not in values:
@@ -194,11 +195,11 @@ def _key_for_message(message: str) -> str | None:
     return None
 
 
-def _typed_from_json(obj: object, number: int) -> dict:
+def _typed_from_json(obj: object, number: int) -> dict[str, Any]:
     """Check JSON value types strictly (numbers for numeric keys, no bools)."""
     if not isinstance(obj, dict):
         raise RecordError(number, f"record is a {type(obj).__name__}, expected an object")
-    out: dict = {}
+    out: dict[str, Any] = {}
     for key, value in obj.items():
         if key not in KNOWN_KEYS:
             raise RecordError(number, f"unknown key {key!r}", str(key))
@@ -219,9 +220,9 @@ def _typed_from_json(obj: object, number: int) -> dict:
     return out
 
 
-def _typed_from_strings(raw: dict, number: int) -> dict:
+def _typed_from_strings(raw: dict[str, Any], number: int) -> dict[str, Any]:
     """Convert text values (CSV cells, XML element text) to the types of each key."""
-    out: dict = {}
+    out: dict[str, Any] = {}
     for key, text in raw.items():
         if key not in KNOWN_KEYS:
             raise RecordError(number, f"unknown key {key!r}", str(key))
@@ -242,7 +243,7 @@ def _typed_from_strings(raw: dict, number: int) -> dict:
 
 
 def _collect(
-    records: list, convert: Callable[[object, int], dict]
+    records: list[Any], convert: Callable[[object, int], dict[str, Any]]
 ) -> tuple[list[ElementSet], list[RejectedRecord]]:
     good: list[ElementSet] = []
     bad: list[RejectedRecord] = []
@@ -286,7 +287,7 @@ def parse_omm_csv(text: str) -> tuple[list[ElementSet], list[RejectedRecord]]:
     if len(set(header)) != len(header):
         return [], [RejectedRecord(0, "duplicate CSV column")]
 
-    def convert(row: object, number: int) -> dict:
+    def convert(row: object, number: int) -> dict[str, Any]:
         assert isinstance(row, list)
         if len(row) != len(header):
             raise RecordError(number, f"row has {len(row)} cells, header has {len(header)}")
@@ -322,7 +323,7 @@ def parse_omm_xml(text: str) -> tuple[list[ElementSet], list[RejectedRecord]]:
     else:
         return [], [RejectedRecord(0, f"root element <{_local(root.tag)}> is not ndm or omm")]
 
-    def convert(omm: object, number: int) -> dict:
+    def convert(omm: object, number: int) -> dict[str, Any]:
         assert isinstance(omm, ET.Element)
         if _local(omm.tag) != "omm":
             raise RecordError(number, f"unexpected element <{_local(omm.tag)}>")

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
 import numpy as np
 
@@ -66,25 +67,28 @@ class Pass:
 class _Geometry:
     """Elevation/azimuth of (satellite, point) pairs at per-pair times (seconds from t0)."""
 
-    def __init__(self, sets, lat, lon, alt, jd0: float, fr0: float):
+    def __init__(self, sets: Sequence[ElementSet], lat: np.ndarray, lon: np.ndarray,
+                 alt: np.ndarray, jd0: float, fr0: float) -> None:
         self.sats = [e.to_satrec() for e in sets]
         self.lat, self.lon = lat, lon
         self.obs_m = geodetic_to_ecef(lat, lon, alt)
         self.jd0, self.fr0 = jd0, fr0
 
-    def look(self, sat_idx: np.ndarray, pt_idx: np.ndarray, t_s: np.ndarray):
+    def look(self, sat_idx: np.ndarray, pt_idx: np.ndarray, t_s: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
         fr = self.fr0 + t_s / 86400.0
         jd = np.full(t_s.shape, self.jd0)
         r = np.empty((t_s.size, 3))
         for k, (n, f) in enumerate(zip(sat_idx.tolist(), fr.tolist(), strict=True)):
             err, rk, _ = self.sats[n].sgp4(self.jd0, f)
             r[k] = rk if err == 0 else (np.nan, np.nan, np.nan)
-        itrf_m = teme_to_itrf(r, jd, fr) * 1000.0
+        itrf_m = cast(np.ndarray, teme_to_itrf(r, jd, fr)) * 1000.0
         az, el, _ = look_angles(self.obs_m[pt_idx], itrf_m, self.lat[pt_idx], self.lon[pt_idx])
         return az, np.where(np.isnan(el), -90.0, el)
 
 
-def _bisect(geo: _Geometry, s, p, lo, hi, thr, rising: bool) -> np.ndarray:
+def _bisect(geo: _Geometry, s: np.ndarray, p: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+            thr: float, rising: bool) -> np.ndarray:
     """Vectorised bisection: el(lo) < thr <= el(hi) for rising, reverse for setting."""
     lo, hi = lo.astype(float).copy(), hi.astype(float).copy()
     while lo.size and np.max(hi - lo) > _TIME_TOL_S:
@@ -94,10 +98,12 @@ def _bisect(geo: _Geometry, s, p, lo, hi, thr, rising: bool) -> np.ndarray:
         go_hi = above if rising else ~above  # the crossing is in [lo, mid]
         hi = np.where(go_hi, mid, hi)
         lo = np.where(go_hi, lo, mid)
-    return 0.5 * (lo + hi)
+    mid_point: np.ndarray = 0.5 * (lo + hi)
+    return mid_point
 
 
-def _golden_max(geo: _Geometry, s, p, a, b) -> tuple[np.ndarray, np.ndarray]:
+def _golden_max(geo: _Geometry, s: np.ndarray, p: np.ndarray, a: np.ndarray, b: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
     """Vectorised golden-section search for the elevation maximum on [a, b]."""
     a, b = a.astype(float).copy(), b.astype(float).copy()
     c = b - _GOLDEN * (b - a)
@@ -119,7 +125,8 @@ def _golden_max(geo: _Geometry, s, p, a, b) -> tuple[np.ndarray, np.ndarray]:
     return t, geo.look(s, p, t)[1]
 
 
-def _coarse(prop, geo, t_grid, thr):
+def _coarse(prop: CatalogPropagator, geo: _Geometry, t_grid: np.ndarray, thr: float
+            ) -> np.ndarray:
     """Elevation samples (P, N, T) in chunks along time; returns the full array."""
     n_pts, n_sat, n_t = geo.lat.size, prop.n_sats, t_grid.size
     el = np.empty((n_pts, n_sat, n_t), dtype=np.float32)
@@ -132,7 +139,7 @@ def _coarse(prop, geo, t_grid, thr):
         jd = np.full(t.shape, geo.jd0)
         fr = geo.fr0 + t / 86400.0
         res = prop.propagate_jd(jd, fr)
-        itrf_m = teme_to_itrf(res.position_km, jd, fr) * 1000.0  # (t, N, 3)
+        itrf_m = cast(np.ndarray, teme_to_itrf(res.position_km, jd, fr)) * 1000.0  # (t, N, 3)
         tgt = itrf_m.transpose(1, 0, 2)[None]  # (1, N, t, 3)
         _, e, _ = look_angles(obs, tgt, lat, lon)
         el[:, :, i : i + chunk] = np.where(np.isnan(e), -90.0, e)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import cast
 
 import numpy as np
 
@@ -77,7 +78,7 @@ def in_frame(result: PropagationResult, frame: str, include_velocity: bool) -> S
         if include_velocity:
             pos, vel = teme_to_itrf(pos, result.jd, result.fr, vel)
         else:
-            pos = teme_to_itrf(pos, result.jd, result.fr)
+            pos = cast(np.ndarray, teme_to_itrf(pos, result.jd, result.fr))
         if frame == Frame.GEODETIC:
             with np.errstate(invalid="ignore"):
                 lat, lon, alt = itrf_to_geodetic(pos)

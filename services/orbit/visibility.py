@@ -32,8 +32,9 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
-import heyoka as hy
+import heyoka as hy  # type: ignore[import-untyped]  # no stubs
 import numpy as np
 
 from shared.geodesy import geodetic_to_ecef
@@ -45,11 +46,11 @@ CANDIDATE_BLOCK = 1 << 16  # candidate pairs per slice of the exact test (cache,
 _EARTH_RADIUS_KM = 6371.0  # tunes the grid's radius bands only
 
 
-_KERNEL: list = []
+_KERNEL: list[Any] = []  # a heyoka cfunc (untyped)
 _KERNEL_LOCK = threading.Lock()
 
 
-def _look_angle_kernel():
+def _look_angle_kernel() -> Any:
     """The compiled (heyoka ``cfunc``, LLVM, SIMD batch) look-angle function, built on
     first use (~0.1 s): inputs ``(10, K)`` = satellite x, y, z (km), observer x, y, z (km),
     cos/sin of the observer's geodetic longitude, cos/sin of its geodetic latitude;
@@ -128,7 +129,8 @@ def max_slant_range_km(
     big_r = np.asarray(observer_radius_km, dtype=float)
     s = np.sin(np.radians(elevation_deg))
     disc = big_r * big_r * s * s + np.maximum(sat_radius_km**2 - big_r * big_r, 0.0)
-    return -big_r * s + np.sqrt(disc)
+    slant: np.ndarray = -big_r * s + np.sqrt(disc)
+    return slant
 
 
 def visible_satellites(

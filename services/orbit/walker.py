@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
-from sgp4.earth_gravity import wgs72
+from sgp4.earth_gravity import wgs72  # type: ignore[import-untyped]  # no stubs
 
 from services.orbit.elements import ElementSet
 
@@ -90,7 +90,8 @@ def kozai_mean_motion_for_altitude(
         adel = ak * (1.0 - delta * delta - delta * (1.0 / 3.0 + 134.0 * delta * delta / 81.0))
         delta = d1 / (adel * adel)
         n_kozai = n_brouwer * (1.0 + delta)
-    return n_kozai * 1440.0 / (2.0 * math.pi)
+    rev_day: np.ndarray = n_kozai * 1440.0 / (2.0 * math.pi)
+    return rev_day
 
 
 def walker_delta(
