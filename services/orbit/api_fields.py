@@ -21,8 +21,8 @@ from services.orbit.catalog_app import MAX_CATALOG_NUMBER, MAX_EPOCH_OFFSET_DAYS
 from services.orbit.catalog_app import MAX_VIOLATIONS as _MAX_VIOLATIONS
 from services.orbit.elements import ElementFormat, ElementSet, RejectedRecord
 from services.orbit.kernel import CatalogPropagator
+from services.orbit.records import StoredElementSet, StoredGroup, StoredSatellite
 from services.orbit.states import Frame
-from services.orbit.store import StoredElementSet, StoredGroup, StoredSatellite
 from shared.errors import InvalidArgument, Violations
 from shared.paging import decode_token, encode_token, page_size
 from shared.wire import datetime_to_timestamp, timestamp_to_datetime, timestamp_to_jd

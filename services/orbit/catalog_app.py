@@ -31,7 +31,8 @@ from services.orbit import walker
 from services.orbit.catalog import CatalogSnapshot
 from services.orbit.elements import ElementSet
 from services.orbit.kernel import CatalogPropagator, cached_propagator
-from services.orbit.store import Catalog, ImportOutcome, StoredGroup
+from services.orbit.records import ImportOutcome, StoredGroup
+from services.orbit.store import Catalog
 from services.orbit.visibility import prepare as prepare_visibility
 from shared.errors import AlreadyExists, InvalidArgument, NotFound, ResourceExhausted
 from shared.idempotency import Key, fingerprint, key_tenant

@@ -14,7 +14,8 @@ from skybridge.orbit.v1 import orbit_pb2
 from sqlalchemy import func, select
 
 from services.orbit import walker
-from services.orbit.store import Catalog, ElementSetRow, SatelliteRow
+from services.orbit.store import Catalog
+from services.orbit.tables import ElementSetRow, SatelliteRow
 from services.orbit.tle import parse_tle
 from shared.status import details_of
 from tests.conftest import bearer

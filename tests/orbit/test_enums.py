@@ -7,7 +7,7 @@ from services.orbit.catalog import GroupKind
 from services.orbit.elements import ElementFormat
 from services.orbit.omm import detect_format
 from services.orbit.states import FRAMES, Frame
-from services.orbit.store import GROUP_KINDS
+from services.orbit.tables import GROUP_KINDS
 
 
 def test_stored_and_internal_spellings_are_unchanged():
