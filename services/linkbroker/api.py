@@ -31,10 +31,8 @@ from __future__ import annotations
 import math
 import re
 import secrets
-from datetime import UTC, datetime
 
 import grpc
-from google.protobuf import timestamp_pb2
 from skybridge.common.v1 import common_pb2
 from skybridge.linkbroker.v1 import linkbroker_pb2 as pb
 from skybridge.linkbroker.v1 import linkbroker_pb2_grpc
@@ -42,11 +40,31 @@ from skybridge.provisioning.v1 import provisioning_pb2 as prov
 from skybridge.provisioning.v1 import resources_pb2 as prov_res
 
 from services.linkbroker.broker import LinkBroker, NoCoverage
+from services.linkbroker.convert import (
+    finite_or_zero,
+    gateway_pb,
+    link_pb,
+    link_state,
+    slot_pb,
+    slot_ts,
+    unix_ts,
+)
 from services.linkbroker.ledger import Oversubscribed
 from services.linkbroker.plan import LinkPlan, SlotPath
+from services.linkbroker.records import (
+    LIVE_STATES,
+    EventKind,
+    GatewayRecord,
+    GatewayStatus,
+    Lease,
+    LinkState,
+    NewGateway,
+    NewLease,
+    Priority,
+)
 from services.linkbroker.regions import UnknownRegionError, normalize_region_name
 from services.linkbroker.slots import SLOT_SECONDS, slot_start
-from services.linkbroker.store import LIVE_STATES, fingerprint
+from services.linkbroker.store import fingerprint
 from shared.auth import current_principal, requires
 from shared.clients.entitlements import EntitlementChecker
 from shared.errors import (
@@ -60,6 +78,7 @@ from shared.errors import (
 from shared.idempotency import Key, key_tenant, request_id_problem
 from shared.paging import decode_token, encode_token, page_size
 from shared.wakeup import woken
+from shared.wire import timestamp_to_unix
 
 READ, WRITE, OPERATOR = "links.read", "links.write", "linkbroker.operator"
 _ID = re.compile(r"^[a-z][a-z0-9-]{2,39}$")
@@ -67,72 +86,11 @@ _CUSTOMER = re.compile(r"^customers/([a-z0-9][a-z0-9-]{0,62})$")
 _TERMINAL = re.compile(r"^customers/([a-z0-9][a-z0-9-]{0,62})/terminals/([a-z0-9][a-z0-9-]{0,62})$")
 _LINK = re.compile(r"^links/([0-9a-f]{32})$")
 _GATEWAY = re.compile(r"^gateways/([a-z][a-z0-9-]{2,39})$")
-_PRIORITY = {prov_res.PRIORITY_CLASS_GOVERNMENT_PRIORITY: "GOVERNMENT",
-             prov_res.PRIORITY_CLASS_ENTERPRISE: "ENTERPRISE",
-             prov_res.PRIORITY_CLASS_BEST_EFFORT: "BEST_EFFORT"}
-_FINAL_KINDS = {"PREEMPTED", "SUSPENDED", "RELEASED", "EXPIRED"}
-
-
-def _ts(seconds: float) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(datetime.fromtimestamp(seconds, UTC))
-    return stamp
-
-
-def _slot_ts(slot: int) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(slot_start(slot))
-    return stamp
-
-
-def _num(x: float) -> float:
-    return float(x) if math.isfinite(x) else 0.0
-
-
-def slot_pb(p: SlotPath) -> pb.PathSlot:
-    if not p.routed:
-        return pb.PathSlot(start_time=_slot_ts(p.slot), routed=False)
-    return pb.PathSlot(start_time=_slot_ts(p.slot), routed=True, serving_satellite=p.serving,
-                       hops=p.hops, gateway=f"gateways/{p.gateway}",
-                       laser_links=p.laser_links, one_way_ms=p.one_way_ms,
-                       round_trip_ms=p.rtt_ms, elevation_deg=p.elevation_deg)
-
-
-def link_pb(row: dict, *, slots: bool = False, plan: LinkPlan | None = None) -> pb.Link:
-    plan = plan or LinkPlan.decode(row["plan"])
-    median, worst = plan.rtt_stats()
-    link = pb.Link(
-        name=f"links/{row['id']}", customer=f"customers/{row['customer']}",
-        terminal=f"customers/{row['customer']}/terminals/{row['terminal']}",
-        subscription=row["subscription"], region=f"regions/{row['region']}",
-        bandwidth_mbps=row["bandwidth_mbps"],
-        window=common_pb2.TimeWindow(start_time=_slot_ts(row["first_slot"]),
-                                     end_time=_slot_ts(row["end_slot"])),
-        state=pb.Link.State.Value("STATE_" + row["state"]),
-        priority=pb.Link.Priority.Value("PRIORITY_" + row["priority"]),
-        state_reason=row["state_reason"], median_round_trip_ms=_num(median),
-        max_round_trip_ms=_num(worst), handovers=plan.handovers,
-        plan_revision=row["plan_revision"], create_time=_ts(row["create_s"]),
-        update_time=_ts(row["update_s"]))
-    if slots:
-        link.slots.extend(slot_pb(p) for p in plan.paths)
-    return link
-
-
-def gateway_pb(row: dict, broker: LinkBroker) -> pb.Gateway:
-    fibre = broker.constellation.fibre
-    region = broker.constellation.regions.get(row["region"])
-    return pb.Gateway(
-        name=f"gateways/{row['id']}", display_name=row["display_name"],
-        location=common_pb2.GeodeticPoint(latitude_deg=row["latitude_deg"],
-                                          longitude_deg=row["longitude_deg"],
-                                          altitude_m=row["altitude_m"]),
-        antennas=row["antennas"], region=f"regions/{row['region']}",
-        capacity_mbps=broker.capacity.gateway_capacity_gbps(row["antennas"]) * 1e3,
-        state=pb.Gateway.State.Value("STATE_" + row["state"]),
-        fibre_one_way_ms=float(fibre.one_way_ms(row["latitude_deg"], row["longitude_deg"],
-                                                region.latitude_deg, region.longitude_deg)),
-        update_time=_ts(row["update_s"]))
+_PRIORITY = {prov_res.PRIORITY_CLASS_GOVERNMENT_PRIORITY: Priority.GOVERNMENT,
+             prov_res.PRIORITY_CLASS_ENTERPRISE: Priority.ENTERPRISE,
+             prov_res.PRIORITY_CLASS_BEST_EFFORT: Priority.BEST_EFFORT}
+_FINAL_STATES = {LinkState.PREEMPTED, LinkState.SUSPENDED, LinkState.RELEASED,
+                 LinkState.EXPIRED}
 
 
 class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
@@ -185,8 +143,8 @@ class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
         ok &= check.check(w.HasField("end_time"), "window.end_time", "is required")
         if not ok:
             return None
-        start = w.start_time.seconds + w.start_time.nanos * 1e-9
-        end = w.end_time.seconds + w.end_time.nanos * 1e-9
+        start = timestamp_to_unix(w.start_time)
+        end = timestamp_to_unix(w.end_time)
         now = self.broker.clock()
         if not check.check(end > start, "window.end_time", "must be after window.start_time"):
             return None
@@ -211,7 +169,7 @@ class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
         principal = current_principal()
         return None if principal.has(OPERATOR) else principal.tenant
 
-    async def _link_row(self, name: str, path: str = "name") -> dict:
+    async def _link_row(self, name: str, path: str = "name") -> Lease:
         match = _LINK.match(name or "")
         if not match:
             raise InvalidArgument(f"{path} is not a link name",
@@ -219,7 +177,7 @@ class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
                                                f"{name[:80]!r} is not links/{{32 hex digits}}")])
         row = await self.store.lease(match.group(1))
         tenant = self._visible_tenant()
-        if row is None or (tenant is not None and row["tenant"] != tenant):
+        if row is None or (tenant is not None and row.tenant != tenant):
             raise NotFound(f"{name} does not exist", reason="LINK_NOT_FOUND",
                            violations=[(path, "no such link")])
         return row
@@ -241,14 +199,14 @@ class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
         size = page_size(request.page_size, check)
         after = decode_token(request.page_token, "gateways") or ""
         check.raise_if_any()
-        rows = [r for r in await self.store.gateways() if r["id"] > after]
+        rows = [r for r in await self.store.gateways() if r.id > after]
         page = rows[:size]
         return pb.ListGatewaysResponse(
             gateways=[gateway_pb(r, self.broker) for r in page],
-            next_page_token=encode_token("gateways", page[-1]["id"]) if len(rows) > size
+            next_page_token=encode_token("gateways", page[-1].id) if len(rows) > size
             else "")
 
-    async def _gateway_row(self, name: str) -> dict:
+    async def _gateway_row(self, name: str) -> GatewayRecord:
         match = _GATEWAY.match(name or "")
         if not match:
             raise InvalidArgument("name is not a gateway name", violations=[(
@@ -279,14 +237,14 @@ class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
         check.raise_if_any()
         key = Key(key_tenant(), request.request_id, "CreateGateway", fingerprint(
             "CreateGateway", request.SerializeToString(deterministic=True)))
-        row = await self.broker.create_gateway({
-            "id": request.gateway_id, "display_name": g.display_name or request.gateway_id,
-            "latitude_deg": g.location.latitude_deg, "longitude_deg": g.location.longitude_deg,
-            "altitude_m": g.location.altitude_m, "antennas": g.antennas, "region": region,
-            "state": "ACTIVE"}, key)
+        row = await self.broker.create_gateway(NewGateway(
+            id=request.gateway_id, display_name=g.display_name or request.gateway_id,
+            latitude_deg=g.location.latitude_deg, longitude_deg=g.location.longitude_deg,
+            altitude_m=g.location.altitude_m, antennas=g.antennas, region=region,
+            state=GatewayStatus.ACTIVE), key)
         return pb.CreateGatewayResponse(gateway=gateway_pb(row, self.broker))
 
-    async def _gateway_state(self, request, state: str, method: str, response_type):
+    async def _gateway_state(self, request, state: GatewayStatus, method: str, response_type):
         """Drain or restore once per request_id; every retry gets the first answer (the
         links it re-planned included), stored serialized under the key."""
         check = Violations()
@@ -295,23 +253,23 @@ class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
         row = await self._gateway_row(request.name)
         key = Key(key_tenant(), request.request_id, method, fingerprint(method, request.name))
 
-        def encode(gateway: dict, replanned: int, degraded: int) -> bytes:
+        def encode(gateway: GatewayRecord, replanned: int, degraded: int) -> bytes:
             answer = response_type(gateway=gateway_pb(gateway, self.broker))
             if replanned or degraded:
                 answer.replanned_links, answer.degraded_links = replanned, degraded
             return answer.SerializeToString(deterministic=True)
 
         return response_type.FromString(
-            await self.broker.gateway_state_once(row["id"], state, key, encode))
+            await self.broker.gateway_state_once(row.id, state, key, encode))
 
     @requires(OPERATOR)
     async def DrainGateway(self, request, context):
-        return await self._gateway_state(request, "DRAINED", "DrainGateway",
+        return await self._gateway_state(request, GatewayStatus.DRAINED, "DrainGateway",
                                          pb.DrainGatewayResponse)
 
     @requires(OPERATOR)
     async def RestoreGateway(self, request, context):
-        return await self._gateway_state(request, "ACTIVE", "RestoreGateway",
+        return await self._gateway_state(request, GatewayStatus.ACTIVE, "RestoreGateway",
                                          pb.RestoreGatewayResponse)
 
     # --- paths --------------------------------------------------------------------------
@@ -328,7 +286,7 @@ class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
                                 window, region)
         median, _ = plan.rtt_stats()
         return pb.EstimatePathResponse(slots=[slot_pb(p) for p in plan.paths],
-                                       median_round_trip_ms=_num(median),
+                                       median_round_trip_ms=finite_or_zero(median),
                                        routed_fraction=plan.routed_fraction)
 
     async def _plan(self, lat, lon, alt, window, region) -> LinkPlan:
@@ -374,14 +332,14 @@ class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
                            violations=[("customer", "no such customer")])
         self._require_entitled(answer, request)
         loc = answer.terminal_location
-        lease = {"id": secrets.token_hex(16), "tenant": answer.customer_tenant,
-                 "customer": customer.group(1), "terminal": terminal.group(2),
-                 "subscription": answer.subscription, "region": region,
-                 "bandwidth_mbps": request.bandwidth_mbps,
-                 "priority": _PRIORITY.get(answer.priority_class, "BEST_EFFORT"),
-                 "first_slot": window[0], "end_slot": window[1],
-                 "latitude_deg": loc.latitude_deg, "longitude_deg": loc.longitude_deg,
-                 "altitude_m": loc.altitude_m}
+        lease = NewLease(id=secrets.token_hex(16), tenant=answer.customer_tenant,
+                         customer=customer.group(1), terminal=terminal.group(2),
+                         subscription=answer.subscription, region=region,
+                         bandwidth_mbps=request.bandwidth_mbps,
+                         priority=_PRIORITY.get(answer.priority_class, Priority.BEST_EFFORT),
+                         first_slot=window[0], end_slot=window[1],
+                         latitude_deg=loc.latitude_deg, longitude_deg=loc.longitude_deg,
+                         altitude_m=loc.altitude_m)
         try:
             row, plan = await self.broker.request_link(lease, key)
         except NoCoverage as gap:
@@ -454,7 +412,7 @@ class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
         rows = await self.store.list_leases(self._visible_tenant(), customer,
                                             tuple(after) if after else None, size + 1)
         page = rows[:size]
-        token = (encode_token(scope, [page[-1]["create_s"], page[-1]["id"]])
+        token = (encode_token(scope, [page[-1].create_s, page[-1].id])
                  if len(rows) > size else "")
         return pb.ListLinksResponse(links=[link_pb(r) for r in page], next_page_token=token)
 
@@ -466,7 +424,7 @@ class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
         row = await self._link_row(request.name)
         key = Key(key_tenant(), request.request_id, "ReleaseLink",
                   fingerprint("ReleaseLink", request.name))
-        row = await self.broker.release_once(row["id"], "released by the customer", key)
+        row = await self.broker.release_once(row.id, "released by the customer", key)
         return pb.ReleaseLinkResponse(link=link_pb(row))
 
     # --- watching -----------------------------------------------------------------------
@@ -474,38 +432,38 @@ class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
     @requires(READ, WRITE, OPERATOR)
     async def WatchLink(self, request, context):
         row = await self._link_row(request.name)
-        lease_id = row["id"]
+        lease_id = row.id
         seen = await self.store.last_event_id(lease_id)
-        plan = LinkPlan.decode(row["plan"])
+        plan = LinkPlan.decode(row.plan)
         now = self.broker.now_slot()
-        state = row["state"]
+        state = row.state
         if state not in LIVE_STATES:
             yield pb.WatchLinkResponse(kind=pb.WatchLinkResponse.KIND_STATE_CHANGED,
-                                       state=pb.Link.State.Value("STATE_" + state),
-                                       reason=row["state_reason"], time=_ts(row["update_s"]))
+                                       state=link_state(state), reason=row.state_reason,
+                                       time=unix_ts(row.update_s))
             return
         current = min(max(now, plan.first_slot), plan.end_slot - 1)
         yield self._change(pb.WatchLinkResponse.KIND_CURRENT, plan.path_at(current), state)
         told = current
         while True:
             for event in await self.store.events(lease_id, seen):
-                seen = event["id"]
-                state = event["state"]
-                if event["kind"] == "REPLANNED":
+                seen = event.id
+                state = event.state
+                if event.kind == EventKind.REPLANNED:
                     fresh = await self.store.lease(lease_id)
-                    plan = LinkPlan.decode(fresh["plan"])
+                    plan = LinkPlan.decode(fresh.plan)
                     # A re-plan applies from the next slot on (the current one keeps its
                     # path): tell the first re-planned slot, not the unchanged current one.
                     slot = min(max(self.broker.now_slot() + 1, plan.first_slot),
                                plan.end_slot - 1)
                     yield self._change(pb.WatchLinkResponse.KIND_REPLANNED, plan.path_at(slot),
-                                       state, event["reason"], event["create_s"])
+                                       state, event.reason, event.create_s)
                 else:
                     yield pb.WatchLinkResponse(
                         kind=pb.WatchLinkResponse.KIND_STATE_CHANGED,
-                        state=pb.Link.State.Value("STATE_" + state), reason=event["reason"],
-                        time=_ts(event["create_s"]))
-                if state in _FINAL_KINDS:
+                        state=link_state(state), reason=event.reason,
+                        time=unix_ts(event.create_s))
+                if state in _FINAL_STATES:
                     return
             now = self.broker.now_slot()
             for p in plan.changes():
@@ -519,8 +477,8 @@ class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
             await woken(changed, min(max(due, 0.01), 1.0))
 
     @staticmethod
-    def _change(kind, path: SlotPath, state: str, reason: str = "",
+    def _change(kind, path: SlotPath, state: LinkState, reason: str = "",
                 when: float | None = None) -> pb.WatchLinkResponse:
         return pb.WatchLinkResponse(
-            kind=kind, slot=slot_pb(path), state=pb.Link.State.Value("STATE_" + state),
-            reason=reason, time=_ts(when) if when is not None else _slot_ts(path.slot))
+            kind=kind, slot=slot_pb(path), state=link_state(state),
+            reason=reason, time=unix_ts(when) if when is not None else slot_ts(path.slot))

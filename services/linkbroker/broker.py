@@ -30,6 +30,15 @@ from services.linkbroker.constellation import Constellation, GeometryUnloaded
 from services.linkbroker.gateways import Gateway, GatewayState, GatewayTable, default_gateways
 from services.linkbroker.ledger import Oversubscribed
 from services.linkbroker.plan import LinkPlan, bucket_of, capacity_lookup
+from services.linkbroker.records import (
+    GatewayRecord,
+    GatewayStatus,
+    Lease,
+    LinkState,
+    NewGateway,
+    NewLease,
+    Priority,
+)
 from services.linkbroker.settings import BrokerSettings
 from services.linkbroker.slots import slot_index
 from services.linkbroker.store import Store
@@ -43,7 +52,8 @@ log = logging.getLogger(__name__)
 MAX_PLAN_ROUNDS = 4
 #: Plans tried when the geometry is dropped under them (catalog changes) before UNAVAILABLE.
 PLAN_ATTEMPTS = 3
-_STATE_CODES = {"ACTIVE": GatewayState.ACTIVE, "DRAINED": GatewayState.DRAINED}
+_STATE_CODES = {GatewayStatus.ACTIVE: GatewayState.ACTIVE,
+                GatewayStatus.DRAINED: GatewayState.DRAINED}
 
 
 class NoCoverage(Exception):
@@ -54,12 +64,12 @@ class NoCoverage(Exception):
         self.slot = slot
 
 
-def gateway_rows(table: GatewayTable) -> list[dict]:
-    return [{"id": str(table.ids[i]), "display_name": f"Gateway {table.backhaul_region[i]}",
-             "latitude_deg": float(table.latitude_deg[i]),
-             "longitude_deg": float(table.longitude_deg[i]),
-             "altitude_m": float(table.altitude_m[i]), "antennas": int(table.antennas[i]),
-             "region": str(table.backhaul_region[i]), "state": "ACTIVE"}
+def gateway_rows(table: GatewayTable) -> list[NewGateway]:
+    return [NewGateway(id=str(table.ids[i]), display_name=f"Gateway {table.backhaul_region[i]}",
+                       latitude_deg=float(table.latitude_deg[i]),
+                       longitude_deg=float(table.longitude_deg[i]),
+                       altitude_m=float(table.altitude_m[i]), antennas=int(table.antennas[i]),
+                       region=str(table.backhaul_region[i]), state=GatewayStatus.ACTIVE)
             for i in range(len(table))]
 
 
@@ -76,7 +86,7 @@ class LinkBroker:
         self.constellation = Constellation(default_gateways(self.capacity), self.capacity,
                                            budget_bytes=int(settings.geometry_budget_mb * 2**20))
         self.capacity_of = capacity_lookup(self.capacity, self.constellation.gateways)
-        self.gateway_records: dict[str, dict] = {}
+        self.gateway_records: dict[str, GatewayRecord] = {}
         self._gateway_stamp: tuple = ()
         self._block_locks: dict[int, asyncio.Lock] = {}
         #: first slot -> plans holding that block; a block to load waits on `_room`.
@@ -117,31 +127,31 @@ class LinkBroker:
     async def reload_gateways(self) -> bool:
         """Load the gateway table from the store; True when it changed."""
         rows = await self.store.gateways()
-        stamp = tuple((r["id"], r["state"], r["update_s"]) for r in rows)
+        stamp = tuple((r.id, r.state, r.update_s) for r in rows)
         if stamp == self._gateway_stamp:
             return False
         table = GatewayTable.from_gateways([Gateway(
-            id=r["id"], latitude_deg=r["latitude_deg"], longitude_deg=r["longitude_deg"],
-            altitude_m=r["altitude_m"], antennas=r["antennas"],
-            capacity_gbps=self.capacity.gateway_capacity_gbps(r["antennas"]),
-            backhaul_region=r["region"], state=_STATE_CODES[r["state"]]) for r in rows])
-        self.gateway_records = {r["id"]: r for r in rows}
+            id=r.id, latitude_deg=r.latitude_deg, longitude_deg=r.longitude_deg,
+            altitude_m=r.altitude_m, antennas=r.antennas,
+            capacity_gbps=self.capacity.gateway_capacity_gbps(r.antennas),
+            backhaul_region=r.region, state=_STATE_CODES[r.state]) for r in rows])
+        self.gateway_records = {r.id: r for r in rows}
         self.constellation.set_gateways(table)
         self.capacity_of = capacity_lookup(self.capacity, table)
         self._gateway_stamp = stamp
         return True
 
-    async def create_gateway(self, record: dict, key: Key) -> dict:
+    async def create_gateway(self, record: NewGateway, key: Key) -> GatewayRecord | None:
         """Add a gateway once per idempotency `key` (a retry gets it as it is now) and
         route over it from now on."""
         if await self.store.replay(*astuple(key)):
-            return await self.store.gateway(record["id"])
+            return await self.store.gateway(record.id)
         row = await self.store.create_gateway(record, key)
         await self.reload_gateways()
         return row
 
-    async def gateway_state_once(self, gateway_id: str, state: str, key: Key,
-                                 encode: Callable[[dict, int, int], bytes]) -> bytes:
+    async def gateway_state_once(self, gateway_id: str, state: GatewayStatus, key: Key,
+                                 encode: Callable[[GatewayRecord, int, int], bytes]) -> bytes:
         """:meth:`set_gateway_state`, or the answer an earlier call with `key` stored."""
         first = await self.store.replay(*astuple(key))
         if first is None:
@@ -150,8 +160,8 @@ class LinkBroker:
             first = encode(await self.store.gateway(gateway_id), 0, 0)
         return first
 
-    async def set_gateway_state(self, gateway_id: str, state: str, key: Key,
-                                encode: Callable[[dict, int, int], bytes]) -> bytes:
+    async def set_gateway_state(self, gateway_id: str, state: GatewayStatus, key: Key,
+                                encode: Callable[[GatewayRecord, int, int], bytes]) -> bytes:
         """Drain or restore once per idempotency `key`; returns the first call's answer,
         ``encode(gateway, links re-planned, links degraded)``. A gateway already in `state`
         changes nothing (0, 0). A twin of a call still re-planning waits for its answer
@@ -166,7 +176,7 @@ class LinkBroker:
         try:
             if changed:
                 await self.reload_gateways()
-            if changed and state == "DRAINED":
+            if changed and state == GatewayStatus.DRAINED:
                 resource = f"g:{gateway_id}"
                 replanned, degraded = await self.replan_where(
                     lambda plan, start: any(resource in p.resources() for p in plan.paths
@@ -260,15 +270,15 @@ class LinkBroker:
 
     # --- links ----------------------------------------------------------------------------------
 
-    async def request(self, lease: dict, request: Key):
+    async def request(self, lease: NewLease, request: Key):
         """Plan and reserve; returns (lease row, plan, pre-empted leases). Raises
         :class:`NoCoverage` or :class:`Oversubscribed`."""
         exclusions: dict[int, set[str]] = {}
         last: Oversubscribed | None = None
         for _ in range(MAX_PLAN_ROUNDS):
-            plan = await self.plan(lease["latitude_deg"], lease["longitude_deg"],
-                                   lease["altitude_m"], lease["first_slot"], lease["end_slot"],
-                                   lease["region"],
+            plan = await self.plan(lease.latitude_deg, lease.longitude_deg,
+                                   lease.altitude_m, lease.first_slot, lease.end_slot,
+                                   lease.region,
                                    {s: frozenset(k) for s, k in exclusions.items()})
             unrouted = plan.unrouted_slots()
             if unrouted:
@@ -277,7 +287,7 @@ class LinkBroker:
                 raise NoCoverage(unrouted[0])
             try:
                 row, preempted = await self.store.create_lease(
-                    lease, plan, self.capacity_of, preempt=lease["priority"] == "GOVERNMENT",
+                    lease, plan, self.capacity_of, preempt=lease.priority == Priority.GOVERNMENT,
                     request=request, now_slot=self.now_slot())
             except Oversubscribed as full:
                 # The ledger counts per bucket: avoid the resource in every slot of the
@@ -294,12 +304,12 @@ class LinkBroker:
         assert last is not None
         raise last
 
-    async def replayed_link(self, key: Key) -> dict | None:
+    async def replayed_link(self, key: Key) -> Lease | None:
         """The lease an earlier RequestLink with `key` created, as it is now; or None."""
         replay = await self.store.replay(*astuple(key))
         return None if replay is None else await self.store.lease(replay.decode())
 
-    async def request_link(self, lease: dict, key: Key) -> tuple[dict, LinkPlan | None]:
+    async def request_link(self, lease: NewLease, key: Key) -> tuple[Lease, LinkPlan | None]:
         """:meth:`request` once per `key`: a concurrent twin that lost the race to store
         the key gets the lease the winner stored (and no plan: it is the stored one)."""
         try:
@@ -311,25 +321,26 @@ class LinkBroker:
             return replayed, None
         return row, plan
 
-    async def release_once(self, lease_id: str, reason: str, key: Key) -> dict:
+    async def release_once(self, lease_id: str, reason: str, key: Key) -> Lease | None:
         """Release a lease once per `key` (a retry gets the link as it is now; the key is
         claimed with the release, so a concurrent twin gets the same link)."""
         if await self.store.replay(*astuple(key)):
             return await self.store.lease(lease_id)
-        return await self.end(lease_id, "RELEASED", reason, key)
+        return await self.end(lease_id, LinkState.RELEASED, reason, key)
 
-    async def end(self, lease_id: str, state: str, reason: str, request: Key | None = None
-                  ) -> dict | None:
+    async def end(self, lease_id: str, state: LinkState, reason: str,
+                  request: Key | None = None) -> Lease | None:
         row = await self.store.end_lease(lease_id, state, reason, self.now_slot(), request)
         self.notify()
         return row
 
-    async def revoke_subscription(self, subscription: str, state: str, reason: str) -> int:
+    async def revoke_subscription(self, subscription: str, state: LinkState, reason: str
+                                  ) -> int:
         """End every live lease of ``subscription`` (SUSPENDED or RELEASED)."""
         live = await self.store.live_leases(subscription=subscription,
                                             from_slot=self.now_slot() - 1)
         for row in live:
-            await self.store.end_lease(row["id"], state, reason, self.now_slot())
+            await self.store.end_lease(row.id, state, reason, self.now_slot())
         if live:
             self.notify()
         return len(live)
@@ -341,26 +352,26 @@ class LinkBroker:
         start = self.now_slot() + 1
         replanned = degraded = 0
         for row in await self.store.live_leases(from_slot=start):
-            if not affected(LinkPlan.decode(row["plan"]), start):
+            if not affected(LinkPlan.decode(row.plan), start):
                 continue
 
-            async def plan_of(lease: dict, first: int, _conn) -> LinkPlan:
-                plan = await self.plan(lease["latitude_deg"], lease["longitude_deg"],
-                                       lease["altitude_m"], first, lease["end_slot"],
-                                       lease["region"])
+            async def plan_of(lease: Lease, first: int, _conn) -> LinkPlan:
+                plan = await self.plan(lease.latitude_deg, lease.longitude_deg,
+                                       lease.altitude_m, first, lease.end_slot,
+                                       lease.region)
                 if plan.unrouted_slots():
                     raise LookupError(f"no coverage in slot {plan.unrouted_slots()[0]}")
                 return plan
 
-            outcome = await self.store.replan_lease(row["id"], start, plan_of,
+            outcome = await self.store.replan_lease(row.id, start, plan_of,
                                                     self.capacity_of)
             if outcome is None:
                 continue
-            if outcome[0] == "ACTIVE":
+            if outcome[0] == LinkState.ACTIVE:
                 replanned += 1
             else:
                 degraded += 1
-            log.info("link re-planned", extra={"link": row["id"], "state": outcome[0],
+            log.info("link re-planned", extra={"link": row.id, "state": str(outcome[0]),
                                                "why": reason})
         if replanned or degraded:
             self.notify()

@@ -27,6 +27,7 @@ import hashlib
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict
 from typing import Any
 
 import sqlalchemy as sa
@@ -36,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.errors import InvalidArgument
 
 from .contacts import MAX_GUARD_GAP_S, Bookings, GroundStationSpec, State
+from .records import ContactRecord, ProfileRecord, StationRecord
 from .tables import metadata
 
 ground_stations = sa.Table(
@@ -97,7 +99,7 @@ contact_requests = sa.Table(
     sa.Column("create_s", sa.Double, nullable=False),
 )
 
-Row = Any  # a SQLAlchemy Row of one of the tables above
+Row = Any  # a SQLAlchemy Row of contact_requests
 
 
 def new_contact_id() -> str:
@@ -146,17 +148,18 @@ class ContactStore:
                 added += max(result.rowcount or 0, 0)
         return added
 
-    async def get_station(self, station_id: str) -> Row | None:
+    async def get_station(self, station_id: str) -> StationRecord | None:
         async with self.sessions() as session:
-            return (await session.execute(sa.select(ground_stations).where(
+            row = (await session.execute(sa.select(ground_stations).where(
                 ground_stations.c.id == station_id))).first()
+        return None if row is None else StationRecord.of(row._mapping)
 
-    async def list_stations(self, after_id: str | None, limit: int) -> list[Row]:
+    async def list_stations(self, after_id: str | None, limit: int) -> list[StationRecord]:
         query = sa.select(ground_stations).order_by(ground_stations.c.id).limit(limit)
         if after_id is not None:
             query = query.where(ground_stations.c.id > after_id)
         async with self.sessions() as session:
-            return list((await session.execute(query)).all())
+            return [StationRecord.of(r._mapping) for r in await session.execute(query)]
 
     # ------------------------------------------------------------------ idempotency
     async def replay(self, tenant: str, request_id: str, method: str, print_: str
@@ -194,32 +197,34 @@ class ContactStore:
         return answer
 
     # ------------------------------------------------------------------ profiles
-    async def get_profile(self, tenant: str, profile_id: str) -> Row | None:
+    async def get_profile(self, tenant: str, profile_id: str) -> ProfileRecord | None:
         async with self.sessions() as session:
             return await self.profile_in(session, tenant, profile_id)
 
     @staticmethod
     async def profile_in(session: AsyncSession, tenant: str, profile_id: str, *,
-                         lock: str | None = None) -> Row | None:
+                         lock: str | None = None) -> ProfileRecord | None:
         """The profile, optionally locked ``"share"`` or ``"update"`` (PostgreSQL)."""
         query = sa.select(contact_profiles).where(contact_profiles.c.tenant == tenant,
                                                   contact_profiles.c.id == profile_id)
         if lock:
             query = query.with_for_update(read=lock == "share")
-        return (await session.execute(query)).first()
+        row = (await session.execute(query)).first()
+        return None if row is None else ProfileRecord.of(row._mapping)
 
-    async def list_profiles(self, tenant: str, after_id: str | None, limit: int) -> list[Row]:
+    async def list_profiles(self, tenant: str, after_id: str | None, limit: int
+                            ) -> list[ProfileRecord]:
         query = (sa.select(contact_profiles).where(contact_profiles.c.tenant == tenant)
                  .order_by(contact_profiles.c.id).limit(limit))
         if after_id is not None:
             query = query.where(contact_profiles.c.id > after_id)
         async with self.sessions() as session:
-            return list((await session.execute(query)).all())
+            return [ProfileRecord.of(r._mapping) for r in await session.execute(query)]
 
-    async def insert_profile(self, session: AsyncSession, values: dict) -> bool:
+    async def insert_profile(self, session: AsyncSession, profile: ProfileRecord) -> bool:
         """Insert a profile; False when the tenant already has one with this id (a
         concurrent creator waits on the primary key, then gets False)."""
-        result = await session.execute(self._insert(contact_profiles).values(**values)
+        result = await session.execute(self._insert(contact_profiles).values(**asdict(profile))
                                        .on_conflict_do_nothing()
                                        .returning(contact_profiles.c.id))
         return result.first() is not None
@@ -240,10 +245,11 @@ class ContactStore:
 
     # ------------------------------------------------------------------ contacts
     @staticmethod
-    async def lock_station(session: AsyncSession, station_id: str) -> Row | None:
+    async def lock_station(session: AsyncSession, station_id: str) -> StationRecord | None:
         """The station row, locked FOR UPDATE (the reservation lock of its antennas)."""
-        return (await session.execute(sa.select(ground_stations).where(
+        row = (await session.execute(sa.select(ground_stations).where(
             ground_stations.c.id == station_id).with_for_update())).first()
+        return None if row is None else StationRecord.of(row._mapping)
 
     @staticmethod
     async def bookings(session: AsyncSession, station_id: str, start_s: float, end_s: float
@@ -264,21 +270,22 @@ class ContactStore:
             return await self.bookings(session, station_id, start_s, end_s)
 
     @staticmethod
-    async def insert_contact(session: AsyncSession, values: dict) -> None:
-        await session.execute(sa.insert(contacts).values(**values))
+    async def insert_contact(session: AsyncSession, contact: ContactRecord) -> None:
+        await session.execute(sa.insert(contacts).values(**asdict(contact)))
 
     @staticmethod
     async def contact_in(session: AsyncSession, contact_id: str, tenant: str | None, *,
-                         lock: bool = False) -> Row | None:
+                         lock: bool = False) -> ContactRecord | None:
         """A contact (of `tenant`, or of any tenant when None), optionally FOR UPDATE."""
         query = sa.select(contacts).where(contacts.c.id == contact_id)
         if tenant is not None:
             query = query.where(contacts.c.tenant == tenant)
         if lock:
             query = query.with_for_update()
-        return (await session.execute(query)).first()
+        row = (await session.execute(query)).first()
+        return None if row is None else ContactRecord.of(row._mapping)
 
-    async def get_contact(self, contact_id: str, tenant: str | None) -> Row | None:
+    async def get_contact(self, contact_id: str, tenant: str | None) -> ContactRecord | None:
         async with self.sessions() as session:
             return await self.contact_in(session, contact_id, tenant)
 
@@ -290,7 +297,8 @@ class ContactStore:
 
     async def list_contacts(self, tenant: str | None, *, station: str | None,
                             spacecraft: int | None, state: State | None, now_s: float,
-                            after: tuple[float, str] | None, limit: int) -> list[Row]:
+                            after: tuple[float, str] | None, limit: int
+                            ) -> list[ContactRecord]:
         c = contacts.c
         query = sa.select(contacts).order_by(c.start_s, c.id).limit(limit)
         if tenant is not None:
@@ -304,7 +312,7 @@ class ContactStore:
         if after is not None:
             query = query.where(sa.tuple_(c.start_s, c.id) > sa.tuple_(after[0], after[1]))
         async with self.sessions() as session:
-            return list((await session.execute(query)).all())
+            return [ContactRecord.of(r._mapping) for r in await session.execute(query)]
 
 
 def _replayed(row: Row, method: str, print_: str) -> bytes:

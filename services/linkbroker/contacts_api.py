@@ -28,12 +28,13 @@ field):
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 import grpc
 import numpy as np
-from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf import duration_pb2
 from skybridge.common.v1 import common_pb2
 from skybridge.linkbroker.v1 import contacts_pb2, contacts_pb2_grpc
 from skybridge.orbit.v1 import orbit_pb2
@@ -50,6 +51,12 @@ from shared.errors import (
 )
 from shared.idempotency import request_id_problem
 from shared.paging import decode_token, encode_token, page_size
+from shared.wire import (
+    duration_to_seconds,
+    seconds_to_duration,
+    timestamp_to_unix,
+    unix_to_timestamp,
+)
 
 from . import contacts as rules
 from .contact_store import (
@@ -58,6 +65,8 @@ from .contact_store import (
     new_contact_id,
 )
 from .contacts import State
+from .convert import contact_message, profile_message, station_message
+from .records import ContactRecord, ProfileRecord
 
 OPERATOR = "linkbroker.operator"
 READ = ("contacts.read", "contacts.write", OPERATOR)
@@ -69,21 +78,6 @@ _Contact = contacts_pb2.Contact
 
 # --------------------------------------------------------------------------- conversions
 
-def _ts(seconds: float) -> timestamp_pb2.Timestamp:
-    whole = int(np.floor(seconds))
-    return timestamp_pb2.Timestamp(seconds=whole, nanos=int(round((seconds - whole) * 1e9))
-                                   % 1_000_000_000)
-
-
-def _seconds(ts: timestamp_pb2.Timestamp) -> float:
-    return ts.seconds + ts.nanos * 1e-9
-
-
-def _duration(seconds: float) -> duration_pb2.Duration:
-    whole = int(seconds)
-    return duration_pb2.Duration(seconds=whole, nanos=int(round((seconds - whole) * 1e9)))
-
-
 def _time(check: Violations, message, name: str, field: str) -> float | None:
     """The Timestamp field `name` of `message` in Unix seconds; a violation when unset or
     out of range."""
@@ -94,7 +88,7 @@ def _time(check: Violations, message, name: str, field: str) -> float | None:
     if not (0 <= ts.nanos < 1_000_000_000 and _MIN_TS <= ts.seconds <= _MAX_TS):
         check.add(field, "is not a valid timestamp")
         return None
-    return _seconds(ts)
+    return timestamp_to_unix(ts)
 
 
 def _duration_s(check: Violations, duration: duration_pb2.Duration, field: str
@@ -104,7 +98,7 @@ def _duration_s(check: Violations, duration: duration_pb2.Duration, field: str
                                                       duration.nanos > 0)):
         check.add(field, "is not a valid duration")
         return None
-    return duration.seconds + duration.nanos * 1e-9
+    return duration_to_seconds(duration)
 
 
 def _resource_id(check: Violations, value: str, collection: str, field: str) -> str | None:
@@ -149,38 +143,6 @@ def _request_id(check: Violations, value: str) -> None:
 
 def _page(check: Violations, size: int) -> int:
     return page_size(size, check)
-
-
-def station_message(row) -> contacts_pb2.GroundStation:
-    return contacts_pb2.GroundStation(
-        name=f"groundStations/{row.id}", display_name=row.display_name,
-        location=common_pb2.GeodeticPoint(latitude_deg=row.latitude_deg,
-                                          longitude_deg=row.longitude_deg,
-                                          altitude_m=row.altitude_m),
-        antennas=row.antennas, min_elevation_deg=row.min_elevation_deg,
-        provider=row.provider, region=f"regions/{row.region}")
-
-
-def profile_message(m: Mapping) -> contacts_pb2.ContactProfile:
-    return contacts_pb2.ContactProfile(
-        name=f"contactProfiles/{m['id']}", display_name=m["display_name"],
-        min_elevation_deg=m["min_elevation_deg"],
-        min_viable_contact_duration=_duration(m["min_duration_s"]),
-        guard_gap=_duration(m["guard_gap_s"]), create_time=_ts(m["create_s"]))
-
-
-def contact_message(m: Mapping, now_s: float) -> contacts_pb2.Contact:
-    state = rules.effective_state(State[m["state"]], m["end_s"], now_s)
-    return contacts_pb2.Contact(
-        name=f"contacts/{m['id']}", spacecraft=f"satellites/{m['spacecraft']}",
-        ground_station=f"groundStations/{m['ground_station']}",
-        contact_profile=f"contactProfiles/{m['profile']}", antenna_index=m["antenna"],
-        start_time=_ts(m["start_s"]), end_time=_ts(m["end_s"]),
-        max_elevation_deg=m["max_elevation_deg"], start_azimuth_deg=m["start_azimuth_deg"],
-        end_azimuth_deg=m["end_azimuth_deg"], min_elevation_deg=m["min_elevation_deg"],
-        guard_gap=_duration(m["guard_gap_s"]), state=int(state),
-        state_reason=m["state_reason"], create_time=_ts(m["create_s"]),
-        update_time=_ts(m["update_s"]))
 
 
 def _refused(error: rules.RuleViolation) -> Exception:
@@ -245,8 +207,10 @@ class GroundStationServicer(contacts_pb2_grpc.GroundStationServiceServicer):
             points=[common_pb2.GeodeticPoint(latitude_deg=station.latitude_deg,
                                              longitude_deg=station.longitude_deg,
                                              altitude_m=station.altitude_m)],
-            window=common_pb2.TimeWindow(start_time=_ts(start_s), end_time=_ts(end_s)),
-            min_elevation_deg=mask_deg, min_duration=_duration(max(min_duration_s, 0.0)),
+            window=common_pb2.TimeWindow(start_time=unix_to_timestamp(start_s),
+                                         end_time=unix_to_timestamp(end_s)),
+            min_elevation_deg=mask_deg,
+            min_duration=seconds_to_duration(max(min_duration_s, 0.0)),
             selection=orbit_pb2.SatelliteSelection(catalog_numbers=[number]))
         try:
             answer = await self.orbit.PredictPasses(request)
@@ -319,10 +283,10 @@ class GroundStationServicer(contacts_pb2_grpc.GroundStationServiceServicer):
         tenant = current_principal().tenant
 
         async def work(session, now):
-            row = dict(values, tenant=tenant, create_s=now)
+            row = ProfileRecord(tenant=tenant, create_s=now, **values)
             if not await self.store.insert_profile(session, row):
                 raise AlreadyExists(
-                    f"contactProfiles/{values['id']} already exists",
+                    f"contactProfiles/{row.id} already exists",
                     reason="CONTACT_PROFILE_ALREADY_EXISTS",
                     violations=[("contact_profile_id", "is already used")])
             return row
@@ -339,8 +303,7 @@ class GroundStationServicer(contacts_pb2_grpc.GroundStationServiceServicer):
         profile_id = _resource_id(check, request.name, "contactProfiles", "name")
         check.raise_if_any()
         row = await self._profile(profile_id, "name")
-        return contacts_pb2.GetContactProfileResponse(contact_profile=profile_message(
-            row._mapping))
+        return contacts_pb2.GetContactProfileResponse(contact_profile=profile_message(row))
 
     @requires(*READ)
     async def ListContactProfiles(self, request, context):
@@ -353,7 +316,7 @@ class GroundStationServicer(contacts_pb2_grpc.GroundStationServiceServicer):
         more = len(rows) > size
         rows = rows[:size]
         return contacts_pb2.ListContactProfilesResponse(
-            contact_profiles=[profile_message(r._mapping) for r in rows],
+            contact_profiles=[profile_message(r) for r in rows],
             next_page_token=encode_token("profiles", [rows[-1].id]) if more else "")
 
     @requires(*WRITE)
@@ -377,7 +340,7 @@ class GroundStationServicer(contacts_pb2_grpc.GroundStationServiceServicer):
                     "them or wait until they end", reason="PROFILE_IN_USE",
                     metadata={"scheduled_contacts": str(in_use)})
             await self.store.delete_profile(session, tenant, profile_id)
-            return dict(row._mapping)
+            return row
 
         return await self._mutate(
             "DeleteContactProfile", request, work,
@@ -413,8 +376,8 @@ class GroundStationServicer(contacts_pb2_grpc.GroundStationServiceServicer):
         mask = max(station.min_elevation_deg, profile.min_elevation_deg)
         passes = await self._passes(number, station, mask, profile.min_duration_s, start_s,
                                     end_s, "window")
-        rise = np.array([_seconds(p.rise_time) for p in passes], float)
-        sets = np.array([_seconds(p.set_time) for p in passes], float)
+        rise = np.array([timestamp_to_unix(p.rise_time) for p in passes], float)
+        sets = np.array([timestamp_to_unix(p.set_time) for p in passes], float)
         keep = np.ones(rise.size, bool) if after is None else rise > float(after[0])
         idx = np.flatnonzero(keep)
         more = idx.size > size
@@ -477,8 +440,8 @@ class GroundStationServicer(contacts_pb2_grpc.GroundStationServiceServicer):
         passes = await self._passes(number, station, mask,
                                     profile.min_duration_s - 2 * tolerance, start_s, end_s,
                                     "start_time")
-        rise = np.array([_seconds(p.rise_time) for p in passes], float)
-        sets = np.array([_seconds(p.set_time) for p in passes], float)
+        rise = np.array([timestamp_to_unix(p.rise_time) for p in passes], float)
+        sets = np.array([timestamp_to_unix(p.set_time) for p in passes], float)
         hit = rules.covering_pass(rise, sets, start_s, end_s, tolerance)
         if hit is None:
             description = (f"satellites/{number} is not above {mask:g} deg at "
@@ -504,21 +467,21 @@ class GroundStationServicer(contacts_pb2_grpc.GroundStationServiceServicer):
             bookings = await self.store.bookings(session, station_id, start_s, end_s)
             antenna = rules.assign_antenna(start_s, end_s, profile.guard_gap_s, bookings,
                                            station_row.antennas)
-            row = {"id": new_contact_id(), "tenant": tenant, "spacecraft": number,
-                   "ground_station": station_id, "profile": profile_id, "antenna": antenna,
-                   "start_s": start_s, "end_s": end_s,
-                   "max_elevation_deg": chosen.max_elevation_deg,
-                   "start_azimuth_deg": chosen.rise_azimuth_deg,
-                   "end_azimuth_deg": chosen.set_azimuth_deg, "min_elevation_deg": mask,
-                   "guard_gap_s": profile.guard_gap_s, "state": State.SCHEDULED.name,
-                   "state_reason": "", "create_s": now, "update_s": now}
+            row = ContactRecord(
+                id=new_contact_id(), tenant=tenant, spacecraft=number,
+                ground_station=station_id, profile=profile_id, antenna=antenna,
+                start_s=start_s, end_s=end_s, max_elevation_deg=chosen.max_elevation_deg,
+                start_azimuth_deg=chosen.rise_azimuth_deg,
+                end_azimuth_deg=chosen.set_azimuth_deg, min_elevation_deg=mask,
+                guard_gap_s=profile.guard_gap_s, state=State.SCHEDULED.name,
+                state_reason="", create_s=now, update_s=now)
             await self.store.insert_contact(session, row)
             return row
 
         return await self._mutate(
             "ReserveContact", request, work,
             lambda row: contacts_pb2.ReserveContactResponse(contact=contact_message(
-                row, row["create_s"])).SerializeToString(deterministic=True),
+                row, row.create_s)).SerializeToString(deterministic=True),
             contacts_pb2.ReserveContactResponse)
 
     @requires(*READ)
@@ -530,8 +493,7 @@ class GroundStationServicer(contacts_pb2_grpc.GroundStationServiceServicer):
         if row is None:
             raise NotFound(f"{request.name} not found", reason="CONTACT_NOT_FOUND",
                            violations=[("name", f"no contact {contact_id!r}")])
-        return contacts_pb2.GetContactResponse(contact=contact_message(row._mapping,
-                                                                       self.clock()))
+        return contacts_pb2.GetContactResponse(contact=contact_message(row, self.clock()))
 
     @requires(*READ)
     async def ListContacts(self, request, context):
@@ -560,7 +522,7 @@ class GroundStationServicer(contacts_pb2_grpc.GroundStationServiceServicer):
         rows = rows[:size]
         token = encode_token(query, [rows[-1].start_s, rows[-1].id]) if more else ""
         return contacts_pb2.ListContactsResponse(
-            contacts=[contact_message(r._mapping, now) for r in rows], next_page_token=token)
+            contacts=[contact_message(r, now) for r in rows], next_page_token=token)
 
     def _change_state(self, request, scope: str | None, rule: Callable, target: Callable,
                       reason: str):
@@ -576,8 +538,8 @@ class GroundStationServicer(contacts_pb2_grpc.GroundStationServiceServicer):
             rule(current, row, now)
             new_state = target(current)
             await self.store.set_state(session, contact_id, new_state, reason, now)
-            return dict(row._mapping, state=new_state.name, state_reason=reason,
-                        update_s=now), now
+            return dataclasses.replace(row, state=new_state.name, state_reason=reason,
+                                       update_s=now), now
 
         check = Violations()
         contact_id = _contact_id(check, request.name)

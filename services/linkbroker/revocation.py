@@ -20,13 +20,15 @@ from skybridge.provisioning.v1 import provisioning_pb2 as prov
 from skybridge.provisioning.v1 import resources_pb2 as res
 
 from services.linkbroker.broker import LinkBroker
+from services.linkbroker.records import LinkState
 
 __all__ = ["RevocationFollower"]
 
 log = logging.getLogger(__name__)
 CURSOR = "provisioning-events"
-_ENDS = {res.Event.TYPE_SUBSCRIPTION_SUSPENDED: ("SUSPENDED", "the subscription was suspended"),
-         res.Event.TYPE_SUBSCRIPTION_UNSUBSCRIBED: ("RELEASED", "the subscription ended")}
+_ENDS = {res.Event.TYPE_SUBSCRIPTION_SUSPENDED: (LinkState.SUSPENDED,
+                                                 "the subscription was suspended"),
+         res.Event.TYPE_SUBSCRIPTION_UNSUBSCRIBED: (LinkState.RELEASED, "the subscription ended")}
 
 
 class RevocationFollower:
@@ -61,7 +63,7 @@ class RevocationFollower:
                     await store.save_cursor(CURSOR, event.cursor)
                     self.applied += 1
                     log.info("subscription revoked", extra={
-                        "subscription": event.resource, "links": ended, "state": state})
+                        "subscription": event.resource, "links": ended, "state": str(state)})
             except asyncio.CancelledError:
                 raise
             except grpc.aio.AioRpcError as error:

@@ -23,7 +23,7 @@ import asyncio
 import hashlib
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -32,6 +32,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from services.linkbroker import ledger
 from services.linkbroker.ledger import Oversubscribed
 from services.linkbroker.plan import LEDGER_BUCKET_SLOTS, LinkPlan, bucket_of
+from services.linkbroker.records import (
+    LIVE_STATES,
+    EventKind,
+    GatewayRecord,
+    GatewayStatus,
+    Lease,
+    LeaseEvent,
+    LinkState,
+    LiveLease,
+    NewGateway,
+    NewLease,
+    Priority,
+)
 from services.linkbroker.tables import (
     feed_cursors,
     gateways,
@@ -46,8 +59,6 @@ from shared.idempotency import Key
 
 __all__ = ["LIVE_STATES", "Store", "fingerprint"]
 
-#: States that hold capacity.
-LIVE_STATES = ("ACTIVE", "DEGRADED")
 #: Pre-emption rounds before a government request gives up (each frees one full resource).
 MAX_PREEMPTION_ROUNDS = 64
 #: How long a call waits for a twin's answer that is still in flight (a drain re-planning
@@ -79,46 +90,47 @@ class Store:
 
     # --- gateways ---------------------------------------------------------------------
 
-    async def gateways(self) -> list[dict]:
+    async def gateways(self) -> list[GatewayRecord]:
         async with self.engine.connect() as conn:
             rows = await conn.execute(sa.select(gateways).order_by(gateways.c.id))
-            return [dict(r._mapping) for r in rows]
+            return [GatewayRecord.of(r._mapping) for r in rows]
 
-    async def seed_gateways(self, rows: Iterable[dict]) -> int:
+    async def seed_gateways(self, rows: Iterable[NewGateway]) -> int:
         """Insert the defaults into an empty table (idempotent; safe with two replicas)."""
         now = self.clock()
         async with self.engine.begin() as conn:
             if await conn.scalar(sa.select(sa.func.count()).select_from(gateways)):
                 return 0
-            values = [{**r, "create_s": now, "update_s": now} for r in rows]
+            values = [{**asdict(r), "create_s": now, "update_s": now} for r in rows]
             await conn.execute(gateways.insert(), values)
             return len(values)
 
-    async def create_gateway(self, row: dict, key: Key) -> dict:
+    async def create_gateway(self, gateway: NewGateway, key: Key) -> GatewayRecord | None:
         """Insert the gateway with its idempotency key in one transaction; a replay (the key
         was there, or a concurrent twin made it) returns the gateway the key's first call
         made, as it is now. Another request's gateway with this id is ALREADY_EXISTS."""
         now = self.clock()
+        row = asdict(gateway)
         async with self.engine.begin() as conn:
-            first = await self.claim(conn, key, row["id"].encode())
+            first = await self.claim(conn, key, gateway.id.encode())
             if first is None:
                 made = await conn.execute(
                     self._insert(gateways).values(**row, create_s=now, update_s=now)
                     .on_conflict_do_nothing().returning(gateways.c.id))
                 if made.first() is None:  # rolls the key back with it
-                    raise AlreadyExists(f"gateways/{row['id']} already exists",
+                    raise AlreadyExists(f"gateways/{gateway.id} already exists",
                                         reason="GATEWAY_EXISTS")
-        gateway_id = row["id"] if first is None else first.response.decode()
+        gateway_id = gateway.id if first is None else first.response.decode()
         return await self.gateway(gateway_id)
 
-    async def gateway(self, gateway_id: str) -> dict | None:
+    async def gateway(self, gateway_id: str) -> GatewayRecord | None:
         async with self.engine.connect() as conn:
             row = (await conn.execute(sa.select(gateways).where(gateways.c.id == gateway_id))
                    ).first()
-            return dict(row._mapping) if row else None
+            return GatewayRecord.of(row._mapping) if row else None
 
-    async def set_gateway_state(self, gateway_id: str, state: str, key: Key
-                                ) -> tuple[dict | None, bool, bytes | None]:
+    async def set_gateway_state(self, gateway_id: str, state: GatewayStatus, key: Key
+                                ) -> tuple[GatewayRecord | None, bool, bytes | None]:
         """Claim `key` and set the gateway's state in one transaction. Returns (gateway,
         changed, None) to the call that claimed the key (`changed`: the state was another
         one; the caller stores its answer with :meth:`answer`), or (None, False, first
@@ -213,10 +225,10 @@ class Store:
 
     # --- leases ---------------------------------------------------------------------------
 
-    async def create_lease(self, lease: dict, plan: LinkPlan,
+    async def create_lease(self, lease: NewLease, plan: LinkPlan,
                            capacity_of: Callable[[str], float], *, preempt: bool,
                            request: Key, now_slot: int
-                           ) -> tuple[dict, list[Preempted]]:
+                           ) -> tuple[Lease, list[Preempted]]:
         """Reserve the plan's capacity and store the lease, in one transaction.
 
         ``request`` is the call's idempotency key, stored with the lease (under the
@@ -227,21 +239,21 @@ class Store:
         Raises :class:`Oversubscribed` when a resource stays full.
         """
         slots, keys, caps = plan.ledger_rows(capacity_of)
-        bw = lease["bandwidth_mbps"]
+        bw = lease.bandwidth_mbps
         now = self.clock()
         preempted: list[Preempted] = []
-        row = {**lease, "plan": plan.encode(), "plan_revision": 1, "create_s": now,
-               "update_s": now, "state": "ACTIVE", "state_reason": ""}
+        row = {**asdict(lease), "plan": plan.encode(), "plan_revision": 1, "create_s": now,
+               "update_s": now, "state": LinkState.ACTIVE, "state_reason": ""}
         if self.fast is not None and await self._create_in_one_statement(
                 row, request, slots, keys, caps):
-            return row, preempted
+            return Lease.of(row), preempted
         async with self.engine.begin() as conn:
             # The lease, its event and its idempotency key first; the ledger last, so the
             # hot (slot, resource) rows stay locked only from the upsert to the commit.
             await conn.execute(leases.insert().values(**row))
-            await self._event(conn, lease["id"], "CREATED", "ACTIVE", "", now)
+            await self._event(conn, lease.id, EventKind.CREATED, LinkState.ACTIVE, "", now)
             await self.remember(conn, request.tenant, request.request_id, request.method,
-                                request.fingerprint, lease["id"].encode())
+                                request.fingerprint, lease.id.encode())
             for _ in range(MAX_PREEMPTION_ROUNDS):
                 try:
                     await ledger.reserve(conn, bw, slots, keys, caps)
@@ -249,13 +261,13 @@ class Store:
                 except Oversubscribed as full:
                     if not preempt:
                         raise
-                    victim = await self._preempt_one(conn, full, now_slot, lease["id"])
+                    victim = await self._preempt_one(conn, full, now_slot, lease.id)
                     if victim is None:
                         raise
                     preempted.append(victim)
             else:
                 raise Oversubscribed(preempted[-1].slot, preempted[-1].resource, 0.0, 0.0)
-        return row, preempted
+        return Lease.of(row), preempted
 
     #: psycopg form (``%(name)s``) of the whole creation, for the autocommit pool.
     _PG_CREATE = (
@@ -264,9 +276,9 @@ class Store:
         "altitude_m, state, state_reason, plan, plan_revision, create_s, update_s) VALUES "
         "(%(id)s, %(tenant)s, %(customer)s, %(terminal)s, %(subscription)s, %(region)s, "
         "%(bw)s, %(priority)s, %(first_slot)s, %(end_slot)s, %(lat)s, %(lon)s, %(alt)s, "
-        "'ACTIVE', '', %(plan)s, 1, %(now)s, %(now)s)), "
+        f"'{LinkState.ACTIVE}', '', %(plan)s, 1, %(now)s, %(now)s)), "
         "event AS (INSERT INTO lease_events (lease_id, kind, state, reason, create_s) VALUES "
-        "(%(id)s, 'CREATED', 'ACTIVE', '', %(now)s)), "
+        f"(%(id)s, '{EventKind.CREATED}', '{LinkState.ACTIVE}', '', %(now)s)), "
         "request AS (INSERT INTO requests (tenant, request_id, method, fingerprint, response, "
         "create_s) VALUES (%(key_tenant)s, %(request_id)s, %(method)s, %(digest)s, %(response)s, "
         "%(now)s)) "
@@ -284,7 +296,7 @@ class Store:
         params = {"id": row["id"], "tenant": row["tenant"], "customer": row["customer"],
                   "terminal": row["terminal"], "subscription": row["subscription"],
                   "region": row["region"], "bw": row["bandwidth_mbps"],
-                  "priority": row["priority"], "first_slot": row["first_slot"],
+                  "priority": str(row["priority"]), "first_slot": row["first_slot"],
                   "end_slot": row["end_slot"], "lat": row["latitude_deg"],
                   "lon": row["longitude_deg"], "alt": row["altitude_m"], "plan": row["plan"],
                   "now": row["create_s"], "key_tenant": request.tenant,
@@ -311,7 +323,7 @@ class Store:
         ``full.slot``; None when there is none."""
         query = self._lock(
             sa.select(leases.c.id, leases.c.plan, leases.c.bandwidth_mbps, leases.c.end_slot)
-            .where(leases.c.priority == "BEST_EFFORT", leases.c.state.in_(LIVE_STATES),
+            .where(leases.c.priority == Priority.BEST_EFFORT, leases.c.state.in_(LIVE_STATES),
                    leases.c.first_slot < full.slot + LEDGER_BUCKET_SLOTS,
                    leases.c.end_slot > full.slot)
             .order_by(leases.c.create_s.desc(), leases.c.id))
@@ -322,9 +334,9 @@ class Store:
                           f"({full.resource} in slot {full.slot})")
                 await self._free(conn, plan, bw, now_slot)
                 await conn.execute(leases.update().where(leases.c.id == lease_id).values(
-                    state="PREEMPTED", state_reason=reason, update_s=self.clock()))
-                await self._event(conn, lease_id, "STATE_CHANGED", "PREEMPTED", reason,
-                                  self.clock())
+                    state=LinkState.PREEMPTED, state_reason=reason, update_s=self.clock()))
+                await self._event(conn, lease_id, EventKind.STATE_CHANGED, LinkState.PREEMPTED,
+                                  reason, self.clock())
                 return Preempted(lease_id, full.slot, full.resource)
         return None
 
@@ -335,18 +347,18 @@ class Store:
         slots, keys, _ = plan.ledger_rows(lambda _k: 0.0, from_slot=bucket_of(from_slot))
         await ledger.release(conn, bw, slots, keys)
 
-    async def _event(self, conn: AsyncConnection, lease_id: str, kind: str, state: str,
-                     reason: str, when: float) -> None:
+    async def _event(self, conn: AsyncConnection, lease_id: str, kind: EventKind,
+                     state: LinkState, reason: str, when: float) -> None:
         await conn.execute(lease_events.insert().values(
             lease_id=lease_id, kind=kind, state=state, reason=reason[:500], create_s=when))
 
-    async def lease(self, lease_id: str) -> dict | None:
+    async def lease(self, lease_id: str) -> Lease | None:
         async with self.engine.connect() as conn:
             row = (await conn.execute(sa.select(leases).where(leases.c.id == lease_id))).first()
-            return dict(row._mapping) if row else None
+            return Lease.of(row._mapping) if row else None
 
     async def list_leases(self, tenant: str | None, customer: str | None,
-                          after: tuple[float, str] | None, limit: int) -> list[dict]:
+                          after: tuple[float, str] | None, limit: int) -> list[Lease]:
         """Newest first; ``after`` is the (create_s, id) of the previous page's last row."""
         query = sa.select(leases)
         if tenant is not None:
@@ -358,10 +370,10 @@ class Store:
                 leases.c.create_s == after[0], leases.c.id > after[1])))
         query = query.order_by(leases.c.create_s.desc(), leases.c.id).limit(limit)
         async with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in await conn.execute(query)]
+            return [Lease.of(r._mapping) for r in await conn.execute(query)]
 
-    async def end_lease(self, lease_id: str, state: str, reason: str, now_slot: int,
-                        request: Key | None = None) -> dict | None:
+    async def end_lease(self, lease_id: str, state: LinkState, reason: str, now_slot: int,
+                        request: Key | None = None) -> Lease | None:
         """Move a live lease to a final ``state``, freeing its capacity from ``now_slot``
         on; a lease already final is returned unchanged. ``request``: the call's
         idempotency key, claimed first; when a twin holds it, nothing changes here and the
@@ -381,14 +393,15 @@ class Store:
                 now = self.clock()
                 await conn.execute(leases.update().where(leases.c.id == lease_id).values(
                     state=state, state_reason=reason, update_s=now))
-                await self._event(conn, lease_id, "STATE_CHANGED", state, reason, now)
+                await self._event(conn, lease_id, EventKind.STATE_CHANGED, state, reason, now)
         return await self.lease(lease_id if first is None else first.response.decode())
 
     async def replan_lease(self, lease_id: str, from_slot: int, plan_of: Callable,
-                           capacity_of: Callable[[str], float]) -> tuple[str, str] | None:
+                           capacity_of: Callable[[str], float]
+                           ) -> tuple[LinkState, str] | None:
         """Replace a live lease's plan from ``from_slot`` on.
 
-        ``plan_of(lease_row)`` returns the new plan for ``from_slot .. end_slot`` (or raises
+        ``plan_of(lease, from_slot, conn)`` returns the new plan for ``from_slot .. end_slot`` (or raises
         :class:`Oversubscribed`/``LookupError`` when there is none). On success the lease
         is ACTIVE with the new path; when no path has room, its future capacity is freed
         and it is DEGRADED. Returns (state, reason), or None when the lease is not live.
@@ -403,17 +416,17 @@ class Store:
             await self._free(conn, old, row.bandwidth_mbps, start)
             now = self.clock()
             try:
-                new = old.splice(await plan_of(dict(row._mapping), start, conn))
+                new = old.splice(await plan_of(Lease.of(row._mapping), start, conn))
                 # The current ledger bucket holds both the old path (slots before
                 # ``start``) and the new one: exactly what was freed above is re-held.
                 slots, keys, caps = new.ledger_rows(capacity_of, from_slot=bucket_of(start))
                 await ledger.reserve(conn, row.bandwidth_mbps, slots, keys, caps)
-                state, reason, plan = "ACTIVE", "", new
-                kind = "REPLANNED"
+                state, reason, plan = LinkState.ACTIVE, "", new
+                kind = EventKind.REPLANNED
             except (Oversubscribed, LookupError) as why:
-                state = "DEGRADED"
+                state = LinkState.DEGRADED
                 reason = f"no path with capacity from slot {start}: {why}"[:500]
-                plan, kind = old, "STATE_CHANGED"
+                plan, kind = old, EventKind.STATE_CHANGED
             await conn.execute(leases.update().where(leases.c.id == lease_id).values(
                 state=state, state_reason=reason, plan=plan.encode(),
                 plan_revision=row.plan_revision + 1, update_s=now))
@@ -421,20 +434,21 @@ class Store:
             return state, reason
 
     async def live_leases(self, *, subscription: str | None = None, from_slot: int
-                          ) -> list[dict]:
+                          ) -> list[LiveLease]:
         query = sa.select(leases.c.id, leases.c.plan, leases.c.subscription).where(
             leases.c.state.in_(LIVE_STATES), leases.c.end_slot > from_slot)
         if subscription is not None:
             query = query.where(leases.c.subscription == subscription)
         async with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in await conn.execute(query)]
+            return [LiveLease(r.id, bytes(r.plan), r.subscription)
+                    for r in await conn.execute(query)]
 
-    async def events(self, lease_id: str, after_id: int) -> list[dict]:
+    async def events(self, lease_id: str, after_id: int) -> list[LeaseEvent]:
         async with self.engine.connect() as conn:
             rows = await conn.execute(sa.select(lease_events).where(
                 lease_events.c.lease_id == lease_id, lease_events.c.id > after_id)
                 .order_by(lease_events.c.id))
-            return [dict(r._mapping) for r in rows]
+            return [LeaseEvent.of(r._mapping) for r in rows]
 
     async def last_event_id(self, lease_id: str) -> int:
         async with self.engine.connect() as conn:
@@ -450,7 +464,7 @@ class Store:
                 leases.c.state.in_(LIVE_STATES), leases.c.end_slot <= now_slot)
                 .limit(500))).scalars())
         for lease_id in due:
-            await self.end_lease(lease_id, "EXPIRED", "the window ended", now_slot)
+            await self.end_lease(lease_id, LinkState.EXPIRED, "the window ended", now_slot)
         async with self.engine.begin() as conn:
             # Rows are per bucket (keyed by its first slot): drop buckets that ended more
             # than a bucket ago, never the current one.

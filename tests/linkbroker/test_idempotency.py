@@ -194,9 +194,9 @@ async def test_drain_and_restore_raced_answer_the_first_answer_with_one_replan(s
     # A later retry gets the first answer, counts included.
     assert await suite.stub(1).DrainGateway(drain, metadata=ops) == answers[0]
     other = next(g for g in await kit.broker.store.gateways()
-                 if f"gateways/{g['id']}" != gateway)
+                 if f"gateways/{g.id}" != gateway)
     await assert_reused(suite.stub().DrainGateway(pb.DrainGatewayRequest(
-        name=f"gateways/{other['id']}", request_id=drain.request_id), metadata=ops))
+        name=f"gateways/{other.id}", request_id=drain.request_id), metadata=ops))
     await assert_reused(suite.stub().RestoreGateway(pb.RestoreGatewayRequest(
         name=gateway, request_id=drain.request_id), metadata=ops))
     restore = pb.RestoreGatewayRequest(name=gateway, request_id=rid())
