@@ -1,6 +1,7 @@
 """Orbit's migrations keep the data they convert, on SQLite and PostgreSQL: a catalog
 written under revision 0002 (times as integer microseconds) reads back after the upgrade to
-head with the same instants, to the microsecond, as aware UTC datetimes."""
+head with the same instants, to the microsecond, as aware UTC datetimes; and a downgrade
+gives the integers back."""
 
 from __future__ import annotations
 
@@ -60,5 +61,29 @@ async def test_upgrade_converts_integer_microseconds_to_utc_datetimes(settings):
         assert group is not None
         assert (group.create_time, group.update_time, group.satellite_count) == (
             CREATED, UPDATED, 1)
+    finally:
+        await engine.dispose()
+
+
+async def test_downgrade_restores_integer_microseconds(settings):
+    from alembic import command
+
+    location = db.locate(settings.database_url, "orbit", settings.db_schema_prefix)
+    engine = db.create_engine(location)
+    try:
+        await migrations.upgrade(engine, location, HISTORY)
+        async with engine.begin() as conn:
+            await conn.execute(text(
+                "INSERT INTO groups (group_id, display_name, kind, create_time, update_time) "
+                "VALUES ('stations', 'Stations', 'import', :c, :u)"),
+                {"c": CREATED.replace(tzinfo=None), "u": UPDATED.replace(tzinfo=None)})
+        async with engine.connect() as conn:
+            await conn.run_sync(lambda sync: command.downgrade(
+                migrations._config(HISTORY, sync), "0002"))
+            await conn.commit()
+        async with engine.connect() as conn:
+            row = (await conn.execute(text(
+                "SELECT create_us, update_us FROM groups WHERE group_id = 'stations'"))).one()
+        assert tuple(row) == (micros(CREATED), micros(UPDATED))
     finally:
         await engine.dispose()

@@ -65,7 +65,7 @@ def _convert(table: str, old: str, new: str, *, to_datetime: bool) -> None:
                  f" || printf('.%06d', {old} % 1000000)" if sqlite else
                  f"TIMESTAMP '1970-01-01 00:00:00' + {old} * INTERVAL '1 microsecond'")
     else:
-        value = (f"CAST(strftime('%s', {old}) AS INTEGER) * 1000000"
+        value = (f"CAST(strftime('%s', substr({old}, 1, 19)) AS INTEGER) * 1000000"
                  f" + CAST(substr({old}, 21, 6) AS INTEGER)"
                  if sqlite else
                  f"CAST(EXTRACT(EPOCH FROM {old}) * 1000000 AS BIGINT)")
