@@ -7,11 +7,15 @@ the first answer, and another request under the same id is INVALID_ARGUMENT
 REQUEST_ID_REUSED (:func:`write_key`, :meth:`services.orbit.store.Catalog.claim`).
 
 Reads resolve against a :class:`~services.orbit.catalog.CatalogSnapshot` (the newest element
-sets at one catalog version, a few kept, least recently used first) and propagate with a
-propagator cached per (version, selection).
+sets at one catalog version, a few kept, least recently used first): a selection resolves
+to its columns (:meth:`CatalogApp.select`; an unknown satellite or group is NOT_FOUND),
+instants too far from an element-set epoch are refused
+(:meth:`CatalogApp.check_epoch_offset`), and propagation uses a propagator cached per
+(version, selection).
 
-The servicer (:mod:`services.orbit.api`) validates requests and translates messages; what a
-write does, and when it is refused, is decided here.
+The servicer (:mod:`services.orbit.api`) validates requests and translates messages; the
+transactions, caches and idempotency keys are this module's, and what a write does, and
+when it is refused, is decided here.
 """
 
 from __future__ import annotations
