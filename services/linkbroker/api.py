@@ -323,25 +323,26 @@ class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
                              request.window.start_time.seconds, request.window.end_time.seconds)
         # The key is the caller's (an operator's, not the customer's it acts for).
         key = Key(key_tenant(principal), request.request_id, "RequestLink", digest)
-        replayed = await self.broker.replayed_link(key)
-        if replayed is not None:
-            return pb.RequestLinkResponse(link=link_pb(replayed, slots=request.include_slots))
-        answer = await self._entitlement(request, region)
-        if not principal.has(OPERATOR) and answer.customer_tenant != principal.tenant:
-            raise NotFound(f"{request.customer} does not exist", reason="CUSTOMER_NOT_FOUND",
-                           violations=[("customer", "no such customer")])
-        self._require_entitled(answer, request)
-        loc = answer.terminal_location
-        lease = NewLease(id=secrets.token_hex(16), tenant=answer.customer_tenant,
-                         customer=customer.group(1), terminal=terminal.group(2),
-                         subscription=answer.subscription, region=region,
-                         bandwidth_mbps=request.bandwidth_mbps,
-                         priority=_PRIORITY.get(answer.priority_class, Priority.BEST_EFFORT),
-                         first_slot=window[0], end_slot=window[1],
-                         latitude_deg=loc.latitude_deg, longitude_deg=loc.longitude_deg,
-                         altitude_m=loc.altitude_m)
+
+        async def lease_for() -> NewLease:
+            answer = await self._entitlement(request, region)
+            if not principal.has(OPERATOR) and answer.customer_tenant != principal.tenant:
+                raise NotFound(f"{request.customer} does not exist",
+                               reason="CUSTOMER_NOT_FOUND",
+                               violations=[("customer", "no such customer")])
+            self._require_entitled(answer, request)
+            loc = answer.terminal_location
+            return NewLease(
+                id=secrets.token_hex(16), tenant=answer.customer_tenant,
+                customer=customer.group(1), terminal=terminal.group(2),
+                subscription=answer.subscription, region=region,
+                bandwidth_mbps=request.bandwidth_mbps,
+                priority=_PRIORITY.get(answer.priority_class, Priority.BEST_EFFORT),
+                first_slot=window[0], end_slot=window[1], latitude_deg=loc.latitude_deg,
+                longitude_deg=loc.longitude_deg, altitude_m=loc.altitude_m)
+
         try:
-            row, plan = await self.broker.request_link(lease, key)
+            row, plan = await self.broker.request_link_once(key, lease_for)
         except NoCoverage as gap:
             raise FailedPrecondition(
                 str(gap), reason="NO_COVERAGE",

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import astuple
 from datetime import UTC, datetime
 
@@ -308,6 +308,17 @@ class LinkBroker:
         """The lease an earlier RequestLink with `key` created, as it is now; or None."""
         replay = await self.store.replay(*astuple(key))
         return None if replay is None else await self.store.lease(replay.decode())
+
+    async def request_link_once(self, key: Key, lease_for: Callable[[], Awaitable[NewLease]]
+                                ) -> tuple[Lease, LinkPlan | None]:
+        """RequestLink once per `key`: the lease an earlier call with `key` created, as it
+        is now (and no plan: it is the stored one); else ``await lease_for()`` (the
+        caller's entitlement check, which may refuse) planned and held by
+        :meth:`request_link`."""
+        replayed = await self.replayed_link(key)
+        if replayed is not None:
+            return replayed, None
+        return await self.request_link(await lease_for(), key)
 
     async def request_link(self, lease: NewLease, key: Key) -> tuple[Lease, LinkPlan | None]:
         """:meth:`request` once per `key`: a concurrent twin that lost the race to store

@@ -28,7 +28,6 @@ field):
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
 
@@ -41,9 +40,6 @@ from skybridge.orbit.v1 import orbit_pb2
 
 from shared.auth import current_principal, requires
 from shared.errors import (
-    Aborted,
-    AlreadyExists,
-    FailedPrecondition,
     InvalidArgument,
     NotFound,
     Unavailable,
@@ -62,11 +58,10 @@ from . import contacts as rules
 from .contact_store import (
     ContactStore,
     fingerprint,
-    new_contact_id,
 )
 from .contacts import State
+from .contacts_app import ContactBookings, MutationKey
 from .convert import contact_message, profile_message, station_message
-from .records import ContactRecord, ProfileRecord
 
 OPERATOR = "linkbroker.operator"
 READ = ("contacts.read", "contacts.write", OPERATOR)
@@ -145,14 +140,6 @@ def _page(check: Violations, size: int) -> int:
     return page_size(size, check)
 
 
-def _refused(error: rules.RuleViolation) -> Exception:
-    """The canonical error for a rule the domain refused."""
-    if error.kind == "argument":
-        return InvalidArgument(error.message, reason=error.reason,
-                               violations=[(error.field or "request", error.message)])
-    return FailedPrecondition(error.message, reason=error.reason, metadata=error.metadata)
-
-
 class GroundStationServicer(contacts_pb2_grpc.GroundStationServiceServicer):
     """GroundStationService over a :class:`ContactStore` and the orbit service's stub."""
 
@@ -162,6 +149,8 @@ class GroundStationServicer(contacts_pb2_grpc.GroundStationServiceServicer):
         self.orbit = orbit
         self.clock = clock
         self.lead_time_s = lead_time_s
+        #: the use cases (every transaction, replay and rule of a mutation)
+        self.bookings = ContactBookings(store, clock=clock, lead_time_s=lead_time_s)
 
     # ------------------------------------------------------------------ helpers
     @staticmethod
@@ -171,33 +160,20 @@ class GroundStationServicer(contacts_pb2_grpc.GroundStationServiceServicer):
         return None if principal.has(OPERATOR) else principal.tenant
 
     async def _station(self, station_id: str, field: str = "ground_station"):
-        row = await self.store.get_station(station_id)
-        if row is None:
-            raise NotFound(f"groundStations/{station_id} not found",
-                           reason="GROUND_STATION_NOT_FOUND",
-                           violations=[(field, f"no ground station {station_id!r}")])
-        return row
+        return await self.bookings.station(station_id, field)
 
     async def _profile(self, profile_id: str, field: str = "contact_profile"):
-        row = await self.store.get_profile(current_principal().tenant, profile_id)
-        if row is None:
-            raise NotFound(f"contactProfiles/{profile_id} not found",
-                           reason="CONTACT_PROFILE_NOT_FOUND",
-                           violations=[(field, f"no contact profile {profile_id!r}")])
-        return row
+        return await self.bookings.profile(current_principal().tenant, profile_id, field)
 
-    async def _mutate(self, method: str, request, work, encode, response_type):
-        """Run `work(session, now)` once per (tenant, request_id) and decode the answer."""
+    @staticmethod
+    def _key(method: str, request) -> MutationKey:
+        """The call's idempotency key: the caller's tenant, the request_id, the method and
+        the fingerprint of the request less its request_id."""
         payload = type(request)()
         payload.CopyFrom(request)
         payload.request_id = ""
-        print_ = fingerprint(method, payload.SerializeToString(deterministic=True))
-        try:
-            answer = await self.store.mutate(current_principal().tenant, request.request_id,
-                                             method, print_, work, encode)
-        except rules.RuleViolation as error:
-            raise _refused(error) from None
-        return response_type.FromString(answer)
+        return (current_principal().tenant, request.request_id, method,
+                fingerprint(method, payload.SerializeToString(deterministic=True)))
 
     async def _passes(self, number: int, station, mask_deg: float, min_duration_s: float,
                       start_s: float, end_s: float, window_field: str) -> list:
@@ -280,22 +256,11 @@ class GroundStationServicer(contacts_pb2_grpc.GroundStationServiceServicer):
                       "guard_gap_s": rules.DEFAULT_GUARD_GAP_S if gap is None else gap}
         _request_id(check, request.request_id)
         check.raise_if_any("the contact profile is invalid")
-        tenant = current_principal().tenant
-
-        async def work(session, now):
-            row = ProfileRecord(tenant=tenant, create_s=now, **values)
-            if not await self.store.insert_profile(session, row):
-                raise AlreadyExists(
-                    f"contactProfiles/{row.id} already exists",
-                    reason="CONTACT_PROFILE_ALREADY_EXISTS",
-                    violations=[("contact_profile_id", "is already used")])
-            return row
-
-        return await self._mutate(
-            "CreateContactProfile", request, work,
+        answer = await self.bookings.create_profile(
+            self._key("CreateContactProfile", request), values,
             lambda row: contacts_pb2.CreateContactProfileResponse(
-                contact_profile=profile_message(row)).SerializeToString(deterministic=True),
-            contacts_pb2.CreateContactProfileResponse)
+                contact_profile=profile_message(row)).SerializeToString(deterministic=True))
+        return contacts_pb2.CreateContactProfileResponse.FromString(answer)
 
     @requires(*READ)
     async def GetContactProfile(self, request, context):
@@ -325,28 +290,11 @@ class GroundStationServicer(contacts_pb2_grpc.GroundStationServiceServicer):
         profile_id = _resource_id(check, request.name, "contactProfiles", "name")
         _request_id(check, request.request_id)
         check.raise_if_any()
-        tenant = current_principal().tenant
-
-        async def work(session, now):
-            row = await self.store.profile_in(session, tenant, profile_id, lock="update")
-            if row is None:
-                raise NotFound(f"contactProfiles/{profile_id} not found",
-                               reason="CONTACT_PROFILE_NOT_FOUND",
-                               violations=[("name", f"no contact profile {profile_id!r}")])
-            in_use = await self.store.profile_in_use(session, tenant, profile_id, now)
-            if in_use:
-                raise FailedPrecondition(
-                    f"{in_use} scheduled contact(s) use contactProfiles/{profile_id}; cancel "
-                    "them or wait until they end", reason="PROFILE_IN_USE",
-                    metadata={"scheduled_contacts": str(in_use)})
-            await self.store.delete_profile(session, tenant, profile_id)
-            return row
-
-        return await self._mutate(
-            "DeleteContactProfile", request, work,
+        answer = await self.bookings.delete_profile(
+            self._key("DeleteContactProfile", request), profile_id,
             lambda row: contacts_pb2.DeleteContactProfileResponse(
-                contact_profile=profile_message(row)).SerializeToString(deterministic=True),
-            contacts_pb2.DeleteContactProfileResponse)
+                contact_profile=profile_message(row)).SerializeToString(deterministic=True))
+        return contacts_pb2.DeleteContactProfileResponse.FromString(answer)
 
     # ------------------------------------------------------------------ available contacts
     @requires(*READ)
@@ -415,74 +363,17 @@ class GroundStationServicer(contacts_pb2_grpc.GroundStationServiceServicer):
         end_s = _time(check, request, "end_time", "end_time")
         _request_id(check, request.request_id)
         check.raise_if_any("the reservation is invalid")
-        principal = current_principal()
-        payload = contacts_pb2.ReserveContactRequest()
-        payload.CopyFrom(request)
-        payload.request_id = ""
-        print_ = fingerprint("ReserveContact", payload.SerializeToString(deterministic=True))
-        # A retry replays the first answer before any rule is checked again (the lead
-        # time may have passed since).
-        first = await self.store.replay(principal.tenant, request.request_id,
-                                        "ReserveContact", print_)
-        if first is not None:
-            return contacts_pb2.ReserveContactResponse.FromString(first)
-        station = await self._station(station_id)
-        profile = await self._profile(profile_id)
-        now = self.clock()
-        problems = rules.reservation_problems(start_s, end_s, now, profile.min_duration_s,
-                                              self.lead_time_s)
-        if problems:
-            raise InvalidArgument(
-                "the reservation is invalid: " + "; ".join(f"{f}: {d}" for f, d, _ in problems),
-                reason=problems[0][2], violations=[(f, d) for f, d, _ in problems])
-        mask = max(station.min_elevation_deg, profile.min_elevation_deg)
-        tolerance = rules.PASS_TOLERANCE_S
-        passes = await self._passes(number, station, mask,
-                                    profile.min_duration_s - 2 * tolerance, start_s, end_s,
-                                    "start_time")
-        rise = np.array([timestamp_to_unix(p.rise_time) for p in passes], float)
-        sets = np.array([timestamp_to_unix(p.set_time) for p in passes], float)
-        hit = rules.covering_pass(rise, sets, start_s, end_s, tolerance)
-        if hit is None:
-            description = (f"satellites/{number} is not above {mask:g} deg at "
-                           f"groundStations/{station_id} for the whole contact; take the "
-                           "times of a pass from ListAvailableContacts")
-            raise InvalidArgument(description, reason="NOT_IN_PASS",
-                                  violations=[("start_time", description),
-                                              ("end_time", description)])
-        chosen = passes[hit]
-        tenant = principal.tenant
-        used = (profile.min_elevation_deg, profile.min_duration_s, profile.guard_gap_s)
 
-        async def work(session, now):
-            locked = await self.store.profile_in(session, tenant, profile_id, lock="share")
-            if locked is None:
-                raise NotFound(f"contactProfiles/{profile_id} not found",
-                               reason="CONTACT_PROFILE_NOT_FOUND",
-                               violations=[("contact_profile", "was deleted")])
-            if (locked.min_elevation_deg, locked.min_duration_s, locked.guard_gap_s) != used:
-                raise Aborted("the contact profile changed during the reservation; retry",
-                              reason="PROFILE_CHANGED")
-            station_row = await self.store.lock_station(session, station_id)
-            bookings = await self.store.bookings(session, station_id, start_s, end_s)
-            antenna = rules.assign_antenna(start_s, end_s, profile.guard_gap_s, bookings,
-                                           station_row.antennas)
-            row = ContactRecord(
-                id=new_contact_id(), tenant=tenant, spacecraft=number,
-                ground_station=station_id, profile=profile_id, antenna=antenna,
-                start_s=start_s, end_s=end_s, max_elevation_deg=chosen.max_elevation_deg,
-                start_azimuth_deg=chosen.rise_azimuth_deg,
-                end_azimuth_deg=chosen.set_azimuth_deg, min_elevation_deg=mask,
-                guard_gap_s=profile.guard_gap_s, state=State.SCHEDULED.name,
-                state_reason="", create_s=now, update_s=now)
-            await self.store.insert_contact(session, row)
-            return row
+        async def passes(station, mask_deg, min_duration_s, start, end, window_field):
+            return await self._passes(number, station, mask_deg, min_duration_s, start, end,
+                                      window_field)
 
-        return await self._mutate(
-            "ReserveContact", request, work,
-            lambda row: contacts_pb2.ReserveContactResponse(contact=contact_message(
-                row, row.create_s)).SerializeToString(deterministic=True),
-            contacts_pb2.ReserveContactResponse)
+        answer = await self.bookings.reserve(
+            self._key("ReserveContact", request), number=number, station_id=station_id,
+            profile_id=profile_id, start_s=start_s, end_s=end_s, passes=passes,
+            encode=lambda row: contacts_pb2.ReserveContactResponse(contact=contact_message(
+                row, row.create_s)).SerializeToString(deterministic=True))
+        return contacts_pb2.ReserveContactResponse.FromString(answer)
 
     @requires(*READ)
     async def GetContact(self, request, context):
@@ -524,50 +415,40 @@ class GroundStationServicer(contacts_pb2_grpc.GroundStationServiceServicer):
         return contacts_pb2.ListContactsResponse(
             contacts=[contact_message(r, now) for r in rows], next_page_token=token)
 
-    def _change_state(self, request, scope: str | None, rule: Callable, target: Callable,
-                      reason: str):
-        """The transaction body that locks the contact, checks `rule(current, row, now)`
-        and stores `target(current)`, and the violations of the name and request_id."""
-
-        async def work(session, now):
-            row = await self.store.contact_in(session, contact_id, scope, lock=True)
-            if row is None:
-                raise NotFound(f"{request.name} not found", reason="CONTACT_NOT_FOUND",
-                               violations=[("name", f"no contact {contact_id!r}")])
-            current = rules.effective_state(State[row.state], row.end_s, now)
-            rule(current, row, now)
-            new_state = target(current)
-            await self.store.set_state(session, contact_id, new_state, reason, now)
-            return dataclasses.replace(row, state=new_state.name, state_reason=reason,
-                                       update_s=now), now
-
+    @staticmethod
+    def _contact_and_key(request) -> tuple[str | None, Violations]:
+        """The contact id of `request.name`, and the violations of the name and
+        request_id (the caller adds its own, then raises)."""
         check = Violations()
         contact_id = _contact_id(check, request.name)
         _request_id(check, request.request_id)
-        return work, check
+        return contact_id, check
+
+    async def _change_state(self, method: str, request, contact_id: str, scope: str | None,
+                            rule: Callable, target: Callable, reason: str, response_type):
+        """Change the contact's state once per key (:meth:`ContactBookings.change_state`)."""
+        answer = await self.bookings.change_state(
+            self._key(method, request), contact_id, request.name, scope, rule, target, reason,
+            lambda answer: response_type(contact=contact_message(*answer)).SerializeToString(
+                deterministic=True))
+        return response_type.FromString(answer)
 
     @requires(*WRITE)
     async def CancelContact(self, request, context):
         principal = current_principal()
-        work, check = self._change_state(
-            request, self._contact_scope(),
-            lambda current, row, now: rules.check_cancel(current, row.start_s, now),
-            lambda current: State.CANCELLED, f"cancelled by {principal.subject}")
+        contact_id, check = self._contact_and_key(request)
         check.raise_if_any()
-        return await self._mutate(
-            "CancelContact", request, work,
-            lambda answer: contacts_pb2.CancelContactResponse(contact=contact_message(
-                *answer)).SerializeToString(deterministic=True),
+        return await self._change_state(
+            "CancelContact", request, contact_id, self._contact_scope(),
+            lambda current, row, now: rules.check_cancel(current, row.start_s, now),
+            lambda current: State.CANCELLED, f"cancelled by {principal.subject}",
             contacts_pb2.CancelContactResponse)
 
     @requires(OPERATOR)
     async def CompleteContact(self, request, context):
         outcome = State(request.outcome) if request.outcome in State._value2member_map_ \
             else None
-        work, check = self._change_state(
-            request, None,
-            lambda current, row, now: rules.check_outcome(current, outcome, row.start_s, now),
-            lambda current: outcome, request.reason)
+        contact_id, check = self._contact_and_key(request)
         if outcome not in rules.OUTCOMES:
             check.add("outcome", "must be STATE_SUCCEEDED or STATE_FAILED")
         if outcome == State.FAILED and not request.reason:
@@ -575,24 +456,20 @@ class GroundStationServicer(contacts_pb2_grpc.GroundStationServiceServicer):
         check.check(len(request.reason) <= MAX_REASON, "reason",
                     f"must be at most {MAX_REASON} characters")
         check.raise_if_any()
-        return await self._mutate(
-            "CompleteContact", request, work,
-            lambda answer: contacts_pb2.CompleteContactResponse(contact=contact_message(
-                *answer)).SerializeToString(deterministic=True),
-            contacts_pb2.CompleteContactResponse)
+        return await self._change_state(
+            "CompleteContact", request, contact_id, None,
+            lambda current, row, now: rules.check_outcome(current, outcome, row.start_s, now),
+            lambda current: outcome, request.reason, contacts_pb2.CompleteContactResponse)
 
     @requires(OPERATOR)
     async def ProviderCancelContact(self, request, context):
-        work, check = self._change_state(
-            request, None,
-            lambda current, row, now: rules.check_provider_cancel(current, row.end_s, now),
-            lambda current: State.PROVIDER_CANCELLED, request.reason)
+        contact_id, check = self._contact_and_key(request)
         check.require(request.reason, "reason")
         check.check(len(request.reason) <= MAX_REASON, "reason",
                     f"must be at most {MAX_REASON} characters")
         check.raise_if_any()
-        return await self._mutate(
-            "ProviderCancelContact", request, work,
-            lambda answer: contacts_pb2.ProviderCancelContactResponse(contact=contact_message(
-                *answer)).SerializeToString(deterministic=True),
+        return await self._change_state(
+            "ProviderCancelContact", request, contact_id, None,
+            lambda current, row, now: rules.check_provider_cancel(current, row.end_s, now),
+            lambda current: State.PROVIDER_CANCELLED, request.reason,
             contacts_pb2.ProviderCancelContactResponse)
