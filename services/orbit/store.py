@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import and_, bindparam, func, insert, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, func, insert, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.orbit.elements import ElementSet
@@ -32,6 +32,7 @@ from services.orbit.tables import (
     row_values,
 )
 from shared import idempotency
+from shared.columns import UTCDateTime
 
 #: The tables' metadata is ``Base.metadata`` (the migrations' env.py imports it from here).
 __all__ = ["GROUP_KINDS", "Base", "Catalog", "ImportOutcome", "StoredElementSet",
@@ -43,6 +44,15 @@ _IN_CHUNK = 5000  # bound on parameters per IN (...) list (SQLite allows 32766)
 def now() -> datetime:
     """The time stamped on a write (aware UTC, whole microseconds)."""
     return datetime.now(UTC)
+
+
+def _stamp_sql(stamp: datetime) -> ColumnElement[datetime]:
+    """``stamp`` as SQL text, for the time columns of a bulk insert: naive UTC in the text
+    SQLAlchemy's ``DateTime`` writes on SQLite (PostgreSQL reads the same text as a
+    ``timestamp``). Bound as a parameter, the one time would run the column type's bind
+    processing once per row: a third of a 10,000-record import."""
+    text = stamp.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return literal_column(f"'{text}'", UTCDateTime())
 
 
 def _chunks(values: Sequence, size: int = _IN_CHUNK) -> Iterable[Sequence]:
@@ -166,9 +176,8 @@ class Catalog:
             intl = es.intl_designator[:32]
             if n not in known_sats and n not in new_sats:
                 new_sats[n] = {"catalog_number": n, "object_name": name,
-                               "object_name_lower": name.lower(), "intl_designator": intl,
-                               "create_time": stamp, "update_time": stamp}
-                inserts[key] = {**values, "source_group": source, "create_time": stamp}
+                               "object_name_lower": name.lower(), "intl_designator": intl}
+                inserts[key] = {**values, "source_group": source}
                 added += 1
                 continue
             if n in new_sats:
@@ -185,7 +194,7 @@ class Catalog:
                                   "b_intl_designator": intl or old_intl}
             if key in inserts:
                 same = all(inserts[key][c] == values[c] for c in COMPARED)
-                inserts[key] = {**values, "source_group": source, "create_time": stamp}
+                inserts[key] = {**values, "source_group": source}
             elif key in stored:
                 old = stored[key]
                 same = tuple(old[3:]) == tuple(values[c] for c in COMPARED)
@@ -195,14 +204,16 @@ class Catalog:
                     stored[key] = (old[0], n, key[1], *(values[c] for c in COMPARED))
             else:
                 same = False
-                inserts[key] = {**values, "source_group": source, "create_time": stamp}
+                inserts[key] = {**values, "source_group": source}
             if same:
                 unchanged += 1
             else:
                 updated += 1
                 touched.add(n)
         if new_sats:
-            await session.execute(insert(SAT), list(new_sats.values()))
+            at = _stamp_sql(stamp)
+            await session.execute(insert(SAT).values(create_time=at, update_time=at),
+                                  list(new_sats.values()))
         if renamed:
             await session.execute(
                 update(SAT).where(SAT.c.catalog_number == bindparam("b_n")).values(
@@ -211,7 +222,8 @@ class Catalog:
                     intl_designator=bindparam("b_intl_designator")),
                 list(renamed.values()))
         if inserts:
-            await session.execute(insert(ES), list(inserts.values()))
+            await session.execute(insert(ES).values(create_time=_stamp_sql(stamp)),
+                                  list(inserts.values()))
         if updates:
             cols = [c.key for c in ES.c if c.key not in ("id", "catalog_number", "epoch_us")]
             await session.execute(

@@ -345,3 +345,32 @@ async def test_seeding_is_idempotent(settings, minter):
         assert await _count(kit, SatelliteRow) == 4412
     finally:
         await kit.server.drain(0)
+
+
+async def test_creation_and_update_times_are_the_writes_times(orbit, minter):
+    """create_time is the first write's, update_time the latest change's, to the
+    microsecond, for satellites, element sets and groups (both backends)."""
+    _, stub = orbit
+    write, read = bearer(minter, "orbit.write"), bearer(minter, "orbit.read")
+    (old,), _ = parse_tle(f"{ISS_L1}\n{ISS_L2}\n")
+    before = datetime.now(UTC)
+    await stub.ImportElementSets(_import(tle_text([old]), group_id="stations"), metadata=write)
+    between = datetime.now(UTC)
+    newer = dataclasses.replace(old, epoch=old.epoch + timedelta(days=1), epoch_jd=None,
+                                epoch_fr=None, _satrec_cache=[])
+    await stub.ImportElementSets(_import(tle_text([newer])), metadata=write)
+    after = datetime.now(UTC)
+    sat = (await stub.GetSatellite(orbit_pb2.GetSatelliteRequest(name="satellites/25544"),
+                                   metadata=read)).satellite
+    created = sat.create_time.ToDatetime(tzinfo=UTC)
+    updated = sat.update_time.ToDatetime(tzinfo=UTC)
+    assert before <= created <= between <= updated <= after
+    assert sat.element_set.create_time.ToDatetime(tzinfo=UTC) == updated  # the newer set
+    history = await stub.ListElementSets(orbit_pb2.ListElementSetsRequest(
+        parent="satellites/25544"), metadata=read)
+    assert [s.create_time.ToDatetime(tzinfo=UTC) for s in history.element_sets] == [
+        updated, created]
+    group = (await stub.GetGroup(orbit_pb2.GetGroupRequest(name="groups/stations"),
+                                 metadata=read)).group
+    assert group.create_time.ToDatetime(tzinfo=UTC) == created
+    assert group.update_time.ToDatetime(tzinfo=UTC) == created  # no member added since
