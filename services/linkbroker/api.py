@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 import re
 import secrets
+from datetime import UTC, datetime
 
 import grpc
 from skybridge.common.v1 import common_pb2
@@ -47,7 +48,6 @@ from services.linkbroker.convert import (
     link_state,
     slot_pb,
     slot_ts,
-    unix_ts,
 )
 from services.linkbroker.ledger import Oversubscribed
 from services.linkbroker.plan import LinkPlan, SlotPath
@@ -78,7 +78,7 @@ from shared.errors import (
 from shared.idempotency import Key, key_tenant, request_id_problem
 from shared.paging import decode_token, encode_token, page_size
 from shared.wakeup import woken
-from shared.wire import timestamp_to_unix
+from shared.wire import datetime_to_timestamp, timestamp_to_unix
 
 READ, WRITE, OPERATOR = "links.read", "links.write", "linkbroker.operator"
 _ID = re.compile(r"^[a-z][a-z0-9-]{2,39}$")
@@ -91,6 +91,28 @@ _PRIORITY = {prov_res.PRIORITY_CLASS_GOVERNMENT_PRIORITY: Priority.GOVERNMENT,
              prov_res.PRIORITY_CLASS_BEST_EFFORT: Priority.BEST_EFFORT}
 _FINAL_STATES = {LinkState.PREEMPTED, LinkState.SUSPENDED, LinkState.RELEASED,
                  LinkState.EXPIRED}
+
+
+def _links_after(key) -> tuple[datetime, str] | None:
+    """The (create_time, id) a ListLinks page token holds: the time as ISO 8601, or as
+    Unix seconds in the tokens issued before the times were datetimes."""
+    if key is None:
+        return None
+    try:
+        when, lease_id = key
+        if isinstance(when, str):
+            created = datetime.fromisoformat(when)
+        elif isinstance(when, int | float) and not isinstance(when, bool):
+            created = datetime.fromtimestamp(when, UTC)
+        else:
+            raise TypeError
+        if created.tzinfo is None or not isinstance(lease_id, str):
+            raise TypeError
+    except (TypeError, ValueError, OverflowError, OSError):
+        raise InvalidArgument("page_token is not valid for this request", violations=[(
+            "page_token", "is not a token from a previous response to the same request")]
+        ) from None
+    return created, lease_id
 
 
 class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
@@ -405,15 +427,15 @@ class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
         size = page_size(request.page_size, check)
         scope = f"links:{request.customer}"
         try:
-            after = decode_token(request.page_token, scope)
+            after = _links_after(decode_token(request.page_token, scope))
         except InvalidArgument as error:
             check.extend((v.field, v.description) for v in error.violations)
             after = None
         check.raise_if_any()
-        rows = await self.store.list_leases(self._visible_tenant(), customer,
-                                            tuple(after) if after else None, size + 1)
+        rows = await self.store.list_leases(self._visible_tenant(), customer, after,
+                                            size + 1)
         page = rows[:size]
-        token = (encode_token(scope, [page[-1].create_s, page[-1].id])
+        token = (encode_token(scope, [page[-1].create_time.isoformat(), page[-1].id])
                  if len(rows) > size else "")
         return pb.ListLinksResponse(links=[link_pb(r) for r in page], next_page_token=token)
 
@@ -441,7 +463,7 @@ class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
         if state not in LIVE_STATES:
             yield pb.WatchLinkResponse(kind=pb.WatchLinkResponse.KIND_STATE_CHANGED,
                                        state=link_state(state), reason=row.state_reason,
-                                       time=unix_ts(row.update_s))
+                                       time=datetime_to_timestamp(row.update_time))
             return
         current = min(max(now, plan.first_slot), plan.end_slot - 1)
         yield self._change(pb.WatchLinkResponse.KIND_CURRENT, plan.path_at(current), state)
@@ -458,12 +480,12 @@ class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
                     slot = min(max(self.broker.now_slot() + 1, plan.first_slot),
                                plan.end_slot - 1)
                     yield self._change(pb.WatchLinkResponse.KIND_REPLANNED, plan.path_at(slot),
-                                       state, event.reason, event.create_s)
+                                       state, event.reason, event.create_time)
                 else:
                     yield pb.WatchLinkResponse(
                         kind=pb.WatchLinkResponse.KIND_STATE_CHANGED,
                         state=link_state(state), reason=event.reason,
-                        time=unix_ts(event.create_s))
+                        time=datetime_to_timestamp(event.create_time))
                 if state in _FINAL_STATES:
                     return
             now = self.broker.now_slot()
@@ -479,7 +501,8 @@ class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
 
     @staticmethod
     def _change(kind, path: SlotPath, state: LinkState, reason: str = "",
-                when: float | None = None) -> pb.WatchLinkResponse:
+                when: datetime | None = None) -> pb.WatchLinkResponse:
         return pb.WatchLinkResponse(
             kind=kind, slot=slot_pb(path), state=link_state(state),
-            reason=reason, time=unix_ts(when) if when is not None else slot_ts(path.slot))
+            reason=reason,
+            time=datetime_to_timestamp(when) if when is not None else slot_ts(path.slot))

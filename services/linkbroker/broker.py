@@ -127,7 +127,7 @@ class LinkBroker:
     async def reload_gateways(self) -> bool:
         """Load the gateway table from the store; True when it changed."""
         rows = await self.store.gateways()
-        stamp = tuple((r.id, r.state, r.update_s) for r in rows)
+        stamp = tuple((r.id, r.state, r.update_time) for r in rows)
         if stamp == self._gateway_stamp:
             return False
         table = GatewayTable.from_gateways([Gateway(

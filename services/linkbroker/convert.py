@@ -4,7 +4,6 @@ path, station, profile or contact becomes a message (times through :mod:`shared.
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from google.protobuf import timestamp_pb2
@@ -30,12 +29,7 @@ if TYPE_CHECKING:
     from services.linkbroker.broker import LinkBroker
 
 __all__ = ["contact_message", "finite_or_zero", "gateway_pb", "link_pb", "link_state", "profile_message",
-           "slot_pb", "slot_ts", "station_message", "unix_ts"]
-
-
-def unix_ts(seconds: float) -> timestamp_pb2.Timestamp:
-    """A link-broker time (Unix seconds) as a Timestamp, in whole microseconds."""
-    return datetime_to_timestamp(datetime.fromtimestamp(seconds, UTC))
+           "slot_pb", "slot_ts", "station_message"]
 
 
 def slot_ts(slot: int) -> timestamp_pb2.Timestamp:
@@ -74,8 +68,8 @@ def link_pb(lease: Lease, *, slots: bool = False, plan: LinkPlan | None = None) 
         priority=pb.Link.Priority.Value("PRIORITY_" + lease.priority),
         state_reason=lease.state_reason, median_round_trip_ms=finite_or_zero(median),
         max_round_trip_ms=finite_or_zero(worst), handovers=plan.handovers,
-        plan_revision=lease.plan_revision, create_time=unix_ts(lease.create_s),
-        update_time=unix_ts(lease.update_s))
+        plan_revision=lease.plan_revision, create_time=datetime_to_timestamp(lease.create_time),
+        update_time=datetime_to_timestamp(lease.update_time))
     if slots:
         link.slots.extend(slot_pb(p) for p in plan.paths)
     return link
@@ -94,7 +88,7 @@ def gateway_pb(gateway: GatewayRecord, broker: LinkBroker) -> pb.Gateway:
         state=pb.Gateway.State.Value("STATE_" + gateway.state),
         fibre_one_way_ms=float(fibre.one_way_ms(gateway.latitude_deg, gateway.longitude_deg,
                                                 region.latitude_deg, region.longitude_deg)),
-        update_time=unix_ts(gateway.update_s))
+        update_time=datetime_to_timestamp(gateway.update_time))
 
 
 # --- ground-station contacts ----------------------------------------------------------------

@@ -3,13 +3,15 @@ typed; and the states they hold, as `StrEnum`s whose values are the strings stor
 tables and named on the wire (``STATE_`` + value), unchanged from the bare strings used
 before.
 
-Times are Unix seconds (float, UTC), as the tables hold them; slots are slot indices
+Times of the link tables are timezone-aware UTC datetimes; the contact tables' times are
+still Unix seconds (float, UTC), as those tables hold them. Slots are slot indices
 (:mod:`services.linkbroker.slots`). Conversion to protobuf: :mod:`services.linkbroker.convert`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Self
 
@@ -85,8 +87,8 @@ class GatewayRecord:
     antennas: int
     region: str
     state: GatewayStatus
-    create_s: float
-    update_s: float
+    create_time: datetime
+    update_time: datetime
 
     @classmethod
     def of(cls, mapping: Any) -> Self:
@@ -151,8 +153,8 @@ class Lease:
     state_reason: str
     plan: bytes
     plan_revision: int
-    create_s: float
-    update_s: float
+    create_time: datetime
+    update_time: datetime
 
     @classmethod
     def of(cls, mapping: Any) -> Self:
@@ -181,7 +183,7 @@ class LeaseEvent:
     kind: EventKind
     state: LinkState
     reason: str
-    create_s: float
+    create_time: datetime
 
     @classmethod
     def of(cls, mapping: Any) -> Self:

@@ -24,6 +24,7 @@ import hashlib
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -85,6 +86,10 @@ class Store:
         #: PostgreSQL: autocommit connections for the one-statement lease creation.
         self.fast = fast
 
+    def _now(self) -> datetime:
+        """The store's clock as an aware UTC datetime (the tables' time type)."""
+        return datetime.fromtimestamp(self.clock(), UTC)
+
     def _lock(self, query):
         return query.with_for_update() if self.engine.dialect.name == "postgresql" else query
 
@@ -97,11 +102,11 @@ class Store:
 
     async def seed_gateways(self, rows: Iterable[NewGateway]) -> int:
         """Insert the defaults into an empty table (idempotent; safe with two replicas)."""
-        now = self.clock()
+        now = self._now()
         async with self.engine.begin() as conn:
             if await conn.scalar(sa.select(sa.func.count()).select_from(gateways)):
                 return 0
-            values = [{**asdict(r), "create_s": now, "update_s": now} for r in rows]
+            values = [{**asdict(r), "create_time": now, "update_time": now} for r in rows]
             await conn.execute(gateways.insert(), values)
             return len(values)
 
@@ -109,13 +114,13 @@ class Store:
         """Insert the gateway with its idempotency key in one transaction; a replay (the key
         was there, or a concurrent twin made it) returns the gateway the key's first call
         made, as it is now. Another request's gateway with this id is ALREADY_EXISTS."""
-        now = self.clock()
+        now = self._now()
         row = asdict(gateway)
         async with self.engine.begin() as conn:
             first = await self.claim(conn, key, gateway.id.encode())
             if first is None:
                 made = await conn.execute(
-                    self._insert(gateways).values(**row, create_s=now, update_s=now)
+                    self._insert(gateways).values(**row, create_time=now, update_time=now)
                     .on_conflict_do_nothing().returning(gateways.c.id))
                 if made.first() is None:  # rolls the key back with it
                     raise AlreadyExists(f"gateways/{gateway.id} already exists",
@@ -143,7 +148,7 @@ class Store:
                 changed = current is not None and current != state
                 if changed:
                     await conn.execute(gateways.update().where(gateways.c.id == gateway_id)
-                                       .values(state=state, update_s=self.clock()))
+                                       .values(state=state, update_time=self._now()))
         if first is not None:
             return None, False, await self.wait_answer(key)
         return await self.gateway(gateway_id), changed, None
@@ -189,7 +194,7 @@ class Store:
         flight, stored later with :meth:`answer`): None when claimed, else the key row of
         the call that holds it (see :func:`shared.idempotency.claim`)."""
         return await idempotency.claim(conn, requests, key, response=response,
-                                       create_s=self.clock())
+                                       create_time=self._now())
 
     async def answer(self, key: Key, response: bytes) -> bytes:
         """Store the answer of an in-flight key (unless a waiter stored one already), and
@@ -221,7 +226,7 @@ class Store:
                        digest: str, response: bytes) -> None:
         await conn.execute(requests.insert().values(
             tenant=tenant, request_id=request_id, method=method, fingerprint=digest,
-            response=response, create_s=self.clock()))
+            response=response, create_time=self._now()))
 
     # --- leases ---------------------------------------------------------------------------
 
@@ -240,10 +245,10 @@ class Store:
         """
         slots, keys, caps = plan.ledger_rows(capacity_of)
         bw = lease.bandwidth_mbps
-        now = self.clock()
+        now = self._now()
         preempted: list[Preempted] = []
-        row = {**asdict(lease), "plan": plan.encode(), "plan_revision": 1, "create_s": now,
-               "update_s": now, "state": LinkState.ACTIVE, "state_reason": ""}
+        row = {**asdict(lease), "plan": plan.encode(), "plan_revision": 1, "create_time": now,
+               "update_time": now, "state": LinkState.ACTIVE, "state_reason": ""}
         if self.fast is not None and await self._create_in_one_statement(
                 row, request, slots, keys, caps):
             return Lease.of(row), preempted
@@ -273,14 +278,15 @@ class Store:
     _PG_CREATE = (
         "WITH lease AS (INSERT INTO leases (id, tenant, customer, terminal, subscription, "
         "region, bandwidth_mbps, priority, first_slot, end_slot, latitude_deg, longitude_deg, "
-        "altitude_m, state, state_reason, plan, plan_revision, create_s, update_s) VALUES "
+        "altitude_m, state, state_reason, plan, plan_revision, create_time, update_time) VALUES "
         "(%(id)s, %(tenant)s, %(customer)s, %(terminal)s, %(subscription)s, %(region)s, "
         "%(bw)s, %(priority)s, %(first_slot)s, %(end_slot)s, %(lat)s, %(lon)s, %(alt)s, "
         f"'{LinkState.ACTIVE}', '', %(plan)s, 1, %(now)s, %(now)s)), "
-        "event AS (INSERT INTO lease_events (lease_id, kind, state, reason, create_s) VALUES "
+        "event AS (INSERT INTO lease_events (lease_id, kind, state, reason, create_time) "
+        "VALUES "
         f"(%(id)s, '{EventKind.CREATED}', '{LinkState.ACTIVE}', '', %(now)s)), "
         "request AS (INSERT INTO requests (tenant, request_id, method, fingerprint, response, "
-        "create_s) VALUES (%(key_tenant)s, %(request_id)s, %(method)s, %(digest)s, %(response)s, "
+        "create_time) VALUES (%(key_tenant)s, %(request_id)s, %(method)s, %(digest)s, %(response)s, "
         "%(now)s)) "
         + ledger.PG_RESERVE_SQL.replace(":bw", "%(bw)s").replace(":slots", "%(slots)s")
         .replace(":keys", "%(keys)s").replace(":caps", "%(caps)s"))
@@ -299,7 +305,9 @@ class Store:
                   "priority": str(row["priority"]), "first_slot": row["first_slot"],
                   "end_slot": row["end_slot"], "lat": row["latitude_deg"],
                   "lon": row["longitude_deg"], "alt": row["altitude_m"], "plan": row["plan"],
-                  "now": row["create_s"], "key_tenant": request.tenant,
+                  # Naive UTC, as UTCDateTime binds it (this SQL bypasses the column type).
+                  "now": row["create_time"].astimezone(UTC).replace(tzinfo=None),
+                  "key_tenant": request.tenant,
                   "request_id": request.request_id, "method": request.method,
                   "digest": request.fingerprint, "response": row["id"].encode(),
                   # Array literals as text: much cheaper to send than element-wise dumping
@@ -326,7 +334,7 @@ class Store:
             .where(leases.c.priority == Priority.BEST_EFFORT, leases.c.state.in_(LIVE_STATES),
                    leases.c.first_slot < full.slot + LEDGER_BUCKET_SLOTS,
                    leases.c.end_slot > full.slot)
-            .order_by(leases.c.create_s.desc(), leases.c.id))
+            .order_by(leases.c.create_time.desc(), leases.c.id))
         for lease_id, blob, bw, _end in (await conn.execute(query)).all():
             plan = LinkPlan.decode(blob)
             if full.resource in plan.resources_in_bucket(full.slot):
@@ -334,9 +342,9 @@ class Store:
                           f"({full.resource} in slot {full.slot})")
                 await self._free(conn, plan, bw, now_slot)
                 await conn.execute(leases.update().where(leases.c.id == lease_id).values(
-                    state=LinkState.PREEMPTED, state_reason=reason, update_s=self.clock()))
+                    state=LinkState.PREEMPTED, state_reason=reason, update_time=self._now()))
                 await self._event(conn, lease_id, EventKind.STATE_CHANGED, LinkState.PREEMPTED,
-                                  reason, self.clock())
+                                  reason, self._now())
                 return Preempted(lease_id, full.slot, full.resource)
         return None
 
@@ -348,9 +356,9 @@ class Store:
         await ledger.release(conn, bw, slots, keys)
 
     async def _event(self, conn: AsyncConnection, lease_id: str, kind: EventKind,
-                     state: LinkState, reason: str, when: float) -> None:
+                     state: LinkState, reason: str, when: datetime) -> None:
         await conn.execute(lease_events.insert().values(
-            lease_id=lease_id, kind=kind, state=state, reason=reason[:500], create_s=when))
+            lease_id=lease_id, kind=kind, state=state, reason=reason[:500], create_time=when))
 
     async def lease(self, lease_id: str) -> Lease | None:
         async with self.engine.connect() as conn:
@@ -358,17 +366,17 @@ class Store:
             return Lease.of(row._mapping) if row else None
 
     async def list_leases(self, tenant: str | None, customer: str | None,
-                          after: tuple[float, str] | None, limit: int) -> list[Lease]:
-        """Newest first; ``after`` is the (create_s, id) of the previous page's last row."""
+                          after: tuple[datetime, str] | None, limit: int) -> list[Lease]:
+        """Newest first; ``after`` is the (create_time, id) of the previous page's last row."""
         query = sa.select(leases)
         if tenant is not None:
             query = query.where(leases.c.tenant == tenant)
         if customer is not None:
             query = query.where(leases.c.customer == customer)
         if after is not None:
-            query = query.where(sa.or_(leases.c.create_s < after[0], sa.and_(
-                leases.c.create_s == after[0], leases.c.id > after[1])))
-        query = query.order_by(leases.c.create_s.desc(), leases.c.id).limit(limit)
+            query = query.where(sa.or_(leases.c.create_time < after[0], sa.and_(
+                leases.c.create_time == after[0], leases.c.id > after[1])))
+        query = query.order_by(leases.c.create_time.desc(), leases.c.id).limit(limit)
         async with self.engine.connect() as conn:
             return [Lease.of(r._mapping) for r in await conn.execute(query)]
 
@@ -390,9 +398,9 @@ class Store:
             if row is not None and row.state in LIVE_STATES:
                 await self._free(conn, LinkPlan.decode(row.plan), row.bandwidth_mbps,
                                  max(now_slot, row.first_slot))
-                now = self.clock()
+                now = self._now()
                 await conn.execute(leases.update().where(leases.c.id == lease_id).values(
-                    state=state, state_reason=reason, update_s=now))
+                    state=state, state_reason=reason, update_time=now))
                 await self._event(conn, lease_id, EventKind.STATE_CHANGED, state, reason, now)
         return await self.lease(lease_id if first is None else first.response.decode())
 
@@ -414,7 +422,7 @@ class Store:
             old = LinkPlan.decode(row.plan)
             start = max(from_slot, row.first_slot)
             await self._free(conn, old, row.bandwidth_mbps, start)
-            now = self.clock()
+            now = self._now()
             try:
                 new = old.splice(await plan_of(Lease.of(row._mapping), start, conn))
                 # The current ledger bucket holds both the old path (slots before
@@ -429,7 +437,7 @@ class Store:
                 plan, kind = old, EventKind.STATE_CHANGED
             await conn.execute(leases.update().where(leases.c.id == lease_id).values(
                 state=state, state_reason=reason, plan=plan.encode(),
-                plan_revision=row.plan_revision + 1, update_s=now))
+                plan_revision=row.plan_revision + 1, update_time=now))
             await self._event(conn, lease_id, kind, state, reason, now)
             return state, reason
 
@@ -471,7 +479,7 @@ class Store:
             await conn.execute(sa.text("DELETE FROM capacity_usage WHERE slot < :s"),
                                {"s": bucket_of(now_slot) - LEDGER_BUCKET_SLOTS})
             await conn.execute(requests.delete().where(
-                requests.c.create_s < self.clock() - 48 * 3600))
+                requests.c.create_time < self._now() - timedelta(hours=48)))
         return len(due)
 
     # --- provisioning feed cursor -----------------------------------------------------------
@@ -484,13 +492,13 @@ class Store:
     async def save_cursor(self, name: str, cursor: str) -> None:
         async with self.engine.begin() as conn:
             updated = await conn.execute(feed_cursors.update().where(
-                feed_cursors.c.name == name).values(cursor=cursor, update_s=self.clock()))
+                feed_cursors.c.name == name).values(cursor=cursor, update_time=self._now()))
             if not updated.rowcount:
                 try:
                     async with conn.begin_nested():
                         await conn.execute(feed_cursors.insert().values(
-                            name=name, cursor=cursor, update_s=self.clock()))
+                            name=name, cursor=cursor, update_time=self._now()))
                 except sa.exc.IntegrityError:
                     await conn.execute(feed_cursors.update().where(
                         feed_cursors.c.name == name).values(cursor=cursor,
-                                                           update_s=self.clock()))
+                                                           update_time=self._now()))

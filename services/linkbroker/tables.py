@@ -1,6 +1,6 @@
 """The link broker's tables (SQLAlchemy Core; SQLite and PostgreSQL).
 
-Times are Unix seconds (float, UTC); slots are integers (``slot_index`` of
+Times are timezone-aware UTC datetimes (`shared.columns.UTCDateTime`); slots are integers (``slot_index`` of
 :mod:`services.linkbroker.slots`). Bandwidth and capacity are Mbit/s.
 
 - `gateways`: the ground gateways (seeded from the defaults on first start).
@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from shared.columns import UTCDateTime
+
 metadata = sa.MetaData()
 _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
@@ -35,8 +37,8 @@ gateways = sa.Table(
     sa.Column("antennas", sa.Integer, nullable=False),
     sa.Column("region", sa.String(40), nullable=False),
     sa.Column("state", sa.String(16), nullable=False),
-    sa.Column("create_s", sa.Double, nullable=False),
-    sa.Column("update_s", sa.Double, nullable=False),
+    sa.Column("create_time", UTCDateTime, nullable=False),
+    sa.Column("update_time", UTCDateTime, nullable=False),
 )
 
 leases = sa.Table(
@@ -58,9 +60,9 @@ leases = sa.Table(
     sa.Column("state_reason", sa.String(500), nullable=False, default=""),
     sa.Column("plan", sa.LargeBinary, nullable=False),
     sa.Column("plan_revision", sa.Integer, nullable=False),
-    sa.Column("create_s", sa.Double, nullable=False),
-    sa.Column("update_s", sa.Double, nullable=False),
-    sa.Index("ix_leases_tenant", "tenant", "create_s", "id"),
+    sa.Column("create_time", UTCDateTime, nullable=False),
+    sa.Column("update_time", UTCDateTime, nullable=False),
+    sa.Index("ix_leases_tenant", "tenant", "create_time", "id"),
     sa.Index("ix_leases_state_end", "state", "end_slot"),
     sa.Index("ix_leases_subscription", "subscription", "state"),
 )
@@ -82,7 +84,7 @@ lease_events = sa.Table(
     sa.Column("kind", sa.String(20), nullable=False),
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("reason", sa.String(500), nullable=False),
-    sa.Column("create_s", sa.Double, nullable=False),
+    sa.Column("create_time", UTCDateTime, nullable=False),
     sa.Index("ix_lease_events_lease", "lease_id", "id"),
 )
 
@@ -93,13 +95,13 @@ requests = sa.Table(
     sa.Column("method", sa.String(40), nullable=False),
     sa.Column("fingerprint", sa.String(64), nullable=False),
     sa.Column("response", sa.LargeBinary, nullable=True),
-    sa.Column("create_s", sa.Double, nullable=False),
-    sa.Index("ix_requests_create", "create_s"),
+    sa.Column("create_time", UTCDateTime, nullable=False),
+    sa.Index("ix_requests_create", "create_time"),
 )
 
 feed_cursors = sa.Table(
     "feed_cursors", metadata,
     sa.Column("name", sa.String(40), primary_key=True),
     sa.Column("cursor", sa.String(200), nullable=False),
-    sa.Column("update_s", sa.Double, nullable=False),
+    sa.Column("update_time", UTCDateTime, nullable=False),
 )
