@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 import re
 import secrets
-from datetime import UTC, datetime
+from datetime import datetime
 
 import grpc
 from skybridge.common.v1 import common_pb2
@@ -49,6 +49,12 @@ from services.linkbroker.convert import (
     slot_pb,
     slot_ts,
 )
+from services.linkbroker.fields import (
+    links_after,
+    location_field,
+    require_request_id,
+    window_field,
+)
 from services.linkbroker.ledger import Oversubscribed
 from services.linkbroker.plan import LinkPlan, SlotPath
 from services.linkbroker.records import (
@@ -63,7 +69,7 @@ from services.linkbroker.records import (
     Priority,
 )
 from services.linkbroker.regions import UnknownRegionError, normalize_region_name
-from services.linkbroker.slots import SLOT_SECONDS, slot_start
+from services.linkbroker.slots import slot_start
 from services.linkbroker.store import fingerprint
 from shared.auth import current_principal, requires
 from shared.clients.entitlements import EntitlementChecker
@@ -75,10 +81,10 @@ from shared.errors import (
     Unavailable,
     Violations,
 )
-from shared.idempotency import Key, key_tenant, request_id_problem
+from shared.idempotency import Key, key_tenant
 from shared.paging import decode_token, encode_token, page_size
 from shared.wakeup import woken
-from shared.wire import datetime_to_timestamp, timestamp_to_unix
+from shared.wire import datetime_to_timestamp
 
 READ, WRITE, OPERATOR = "links.read", "links.write", "linkbroker.operator"
 _ID = re.compile(r"^[a-z][a-z0-9-]{2,39}$")
@@ -91,28 +97,6 @@ _PRIORITY = {prov_res.PRIORITY_CLASS_GOVERNMENT_PRIORITY: Priority.GOVERNMENT,
              prov_res.PRIORITY_CLASS_BEST_EFFORT: Priority.BEST_EFFORT}
 _FINAL_STATES = {LinkState.PREEMPTED, LinkState.SUSPENDED, LinkState.RELEASED,
                  LinkState.EXPIRED}
-
-
-def _links_after(key) -> tuple[datetime, str] | None:
-    """The (create_time, id) a ListLinks page token holds: the time as ISO 8601, or as
-    Unix seconds in the tokens issued before the times were datetimes."""
-    if key is None:
-        return None
-    try:
-        when, lease_id = key
-        if isinstance(when, str):
-            created = datetime.fromisoformat(when)
-        elif isinstance(when, int | float) and not isinstance(when, bool):
-            created = datetime.fromtimestamp(when, UTC)
-        else:
-            raise TypeError
-        if created.tzinfo is None or not isinstance(lease_id, str):
-            raise TypeError
-    except (TypeError, ValueError, OverflowError, OSError):
-        raise InvalidArgument("page_token is not valid for this request", violations=[(
-            "page_token", "is not a token from a previous response to the same request")]
-        ) from None
-    return created, lease_id
 
 
 class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
@@ -140,52 +124,6 @@ class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
             check.add(path, f"{value[:80]!r} is not a known Azure region (see ListRegions)")
             return None
         return name
-
-    @staticmethod
-    def _location(point: common_pb2.GeodeticPoint, path: str, check: Violations,
-                  present: bool) -> None:
-        if not present:
-            check.add(path, "is required")
-            return
-        check.check(math.isfinite(point.latitude_deg) and -90 <= point.latitude_deg <= 90,
-                    f"{path}.latitude_deg", "must be within [-90, 90] degrees")
-        check.check(math.isfinite(point.longitude_deg) and -180 <= point.longitude_deg <= 180,
-                    f"{path}.longitude_deg", "must be within [-180, 180] degrees")
-        check.check(math.isfinite(point.altitude_m) and -500 <= point.altitude_m <= 10_000,
-                    f"{path}.altitude_m", "must be within [-500, 10000] m")
-
-    def _window(self, request, check: Violations) -> tuple[int, int] | None:
-        """(first slot, end slot): start clamped to the current slot, end rounded up."""
-        settings = self.broker.settings
-        if not request.HasField("window"):
-            check.add("window", "is required")
-            return None
-        w = request.window
-        ok = check.check(w.HasField("start_time"), "window.start_time", "is required")
-        ok &= check.check(w.HasField("end_time"), "window.end_time", "is required")
-        if not ok:
-            return None
-        start = timestamp_to_unix(w.start_time)
-        end = timestamp_to_unix(w.end_time)
-        now = self.broker.clock()
-        if not check.check(end > start, "window.end_time", "must be after window.start_time"):
-            return None
-        ok = check.check(end > now, "window.end_time", "is in the past")
-        ok &= check.check(start <= now + settings.max_lead_days * 86_400, "window.start_time",
-                          f"must be at most {settings.max_lead_days:g} days ahead")
-        ok &= check.check(end - start <= settings.max_window_hours * 3600 + 1e-6,
-                          "window", f"must span at most {settings.max_window_hours:g} hours")
-        if not ok:
-            return None
-        first = int(max(start, now) // SLOT_SECONDS)
-        end_slot = int(-(-end // SLOT_SECONDS))
-        return first, max(end_slot, first + 1)
-
-    @staticmethod
-    def _request_id(value: str, check: Violations) -> None:
-        problem = request_id_problem(value, required=True)
-        if problem:
-            check.add("request_id", problem)
 
     def _visible_tenant(self) -> str | None:
         principal = current_principal()
@@ -249,9 +187,9 @@ class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
         check = Violations()
         if not _ID.match(request.gateway_id):
             check.add("gateway_id", "must be 3 to 40 of a-z, 0-9 and '-', starting with a letter")
-        self._request_id(request.request_id, check)
+        require_request_id(check, request.request_id)
         g = request.gateway
-        self._location(g.location, "gateway.location", check, g.HasField("location"))
+        location_field(g.location, "gateway.location", check, g.HasField("location"))
         check.check(1 <= g.antennas <= 64, "gateway.antennas", "must be 1 to 64")
         region = self._region(g.region, "gateway.region", check)
         check.check(len(g.display_name) <= 200, "gateway.display_name",
@@ -270,7 +208,7 @@ class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
         """Drain or restore once per request_id; every retry gets the first answer (the
         links it re-planned included), stored serialized under the key."""
         check = Violations()
-        self._request_id(request.request_id, check)
+        require_request_id(check, request.request_id)
         check.raise_if_any()
         row = await self._gateway_row(request.name)
         key = Key(key_tenant(), request.request_id, method, fingerprint(method, request.name))
@@ -299,9 +237,9 @@ class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
     @requires(READ, WRITE, OPERATOR)
     async def EstimatePath(self, request, context):
         check = Violations()
-        self._location(request.location, "location", check, request.HasField("location"))
+        location_field(request.location, "location", check, request.HasField("location"))
         region = self._region(request.region, "region", check)
-        window = self._window(request, check)
+        window = window_field(request, check, self.broker.clock(), self.broker.settings)
         check.raise_if_any()
         loc = request.location
         plan = await self._plan(loc.latitude_deg, loc.longitude_deg, loc.altitude_m,
@@ -336,8 +274,8 @@ class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
         region = self._region(request.region, "region", check)
         check.check(math.isfinite(request.bandwidth_mbps) and request.bandwidth_mbps > 0,
                     "bandwidth_mbps", "must be a finite number above 0")
-        window = self._window(request, check)
-        self._request_id(request.request_id, check)
+        window = window_field(request, check, self.broker.clock(), self.broker.settings)
+        require_request_id(check, request.request_id)
         check.raise_if_any()
         principal = current_principal()
         digest = fingerprint("RequestLink", request.customer, request.terminal, region,
@@ -427,7 +365,7 @@ class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
         size = page_size(request.page_size, check)
         scope = f"links:{request.customer}"
         try:
-            after = _links_after(decode_token(request.page_token, scope))
+            after = links_after(decode_token(request.page_token, scope))
         except InvalidArgument as error:
             check.extend((v.field, v.description) for v in error.violations)
             after = None
@@ -442,7 +380,7 @@ class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
     @requires(WRITE, OPERATOR)
     async def ReleaseLink(self, request, context):
         check = Violations()
-        self._request_id(request.request_id, check)
+        require_request_id(check, request.request_id)
         check.raise_if_any()
         row = await self._link_row(request.name)
         key = Key(key_tenant(), request.request_id, "ReleaseLink",

@@ -33,7 +33,6 @@ from collections.abc import Callable
 
 import grpc
 import numpy as np
-from google.protobuf import duration_pb2
 from skybridge.common.v1 import common_pb2
 from skybridge.linkbroker.v1 import contacts_pb2, contacts_pb2_grpc
 from skybridge.orbit.v1 import orbit_pb2
@@ -45,10 +44,8 @@ from shared.errors import (
     Unavailable,
     Violations,
 )
-from shared.idempotency import request_id_problem
-from shared.paging import decode_token, encode_token, page_size
+from shared.paging import decode_token, encode_token
 from shared.wire import (
-    duration_to_seconds,
     seconds_to_duration,
     timestamp_to_unix,
     unix_to_timestamp,
@@ -62,82 +59,21 @@ from .contact_store import (
 from .contacts import State
 from .contacts_app import ContactBookings, MutationKey
 from .convert import contact_message, profile_message, station_message
+from .fields import (
+    contact_id_field,
+    duration_field,
+    page_of,
+    require_request_id,
+    resource_id,
+    spacecraft_field,
+    time_field,
+)
 
 OPERATOR = "linkbroker.operator"
 READ = ("contacts.read", "contacts.write", OPERATOR)
 WRITE = ("contacts.write", OPERATOR)
 MAX_REASON, MAX_DISPLAY_NAME = 500, 200
-_MIN_TS, _MAX_TS = -62_135_596_800, 253_402_300_799  # 0001-01-01 .. 9999-12-31 (UTC)
 _Contact = contacts_pb2.Contact
-
-
-# --------------------------------------------------------------------------- conversions
-
-def _time(check: Violations, message, name: str, field: str) -> float | None:
-    """The Timestamp field `name` of `message` in Unix seconds; a violation when unset or
-    out of range."""
-    if not message.HasField(name):
-        check.add(field, "is required")
-        return None
-    ts = getattr(message, name)
-    if not (0 <= ts.nanos < 1_000_000_000 and _MIN_TS <= ts.seconds <= _MAX_TS):
-        check.add(field, "is not a valid timestamp")
-        return None
-    return timestamp_to_unix(ts)
-
-
-def _duration_s(check: Violations, duration: duration_pb2.Duration, field: str
-                ) -> float | None:
-    if abs(duration.nanos) >= 1_000_000_000 or (duration.seconds and duration.nanos
-                                                  and (duration.seconds > 0) != (
-                                                      duration.nanos > 0)):
-        check.add(field, "is not a valid duration")
-        return None
-    return duration_to_seconds(duration)
-
-
-def _resource_id(check: Violations, value: str, collection: str, field: str) -> str | None:
-    """The id of ``{collection}/{id}``; a violation when missing or malformed."""
-    if not value:
-        check.add(field, "is required")
-        return None
-    prefix, _, rid = value.partition("/")
-    if prefix != collection or rules.profile_id_problem(rid):
-        check.add(field, f"must be {collection}/{{id}} with an id of 3 to 40 of a-z, 0-9 "
-                         "and '-'")
-        return None
-    return rid
-
-
-def _contact_id(check: Violations, value: str, field: str = "name") -> str | None:
-    prefix, _, cid = (value or "").partition("/")
-    if not value:
-        check.add(field, "is required")
-    elif prefix != "contacts" or not cid or len(cid) > 32 or not cid.isalnum():
-        check.add(field, "must be contacts/{id}")
-    else:
-        return cid
-    return None
-
-
-def _spacecraft(check: Violations, value: str, field: str = "spacecraft") -> int | None:
-    if not value:
-        check.add(field, "is required")
-        return None
-    number = rules.parse_spacecraft(value)
-    if number is None:
-        check.add(field, "must be satellites/{catalog_number} or a catalog number")
-    return number
-
-
-def _request_id(check: Violations, value: str) -> None:
-    problem = request_id_problem(value, required=True)
-    if problem:
-        check.add("request_id", problem)
-
-
-def _page(check: Violations, size: int) -> int:
-    return page_size(size, check)
 
 
 class GroundStationServicer(contacts_pb2_grpc.GroundStationServiceServicer):
@@ -210,7 +146,7 @@ class GroundStationServicer(contacts_pb2_grpc.GroundStationServiceServicer):
     @requires(*READ)
     async def ListGroundStations(self, request, context):
         check = Violations()
-        size = _page(check, request.page_size)
+        size = page_of(check, request.page_size)
         check.raise_if_any()
         after = decode_token(request.page_token, "stations", kinds=(str,))
         rows = await self.store.list_stations(after[0] if after else None, size + 1)
@@ -223,7 +159,7 @@ class GroundStationServicer(contacts_pb2_grpc.GroundStationServiceServicer):
     @requires(*READ)
     async def GetGroundStation(self, request, context):
         check = Violations()
-        station_id = _resource_id(check, request.name, "groundStations", "name")
+        station_id = resource_id(check, request.name, "groundStations", "name")
         check.raise_if_any()
         return contacts_pb2.GetGroundStationResponse(
             ground_station=station_message(await self._station(station_id, "name")))
@@ -243,10 +179,10 @@ class GroundStationServicer(contacts_pb2_grpc.GroundStationServiceServicer):
                         f"must be at most {MAX_DISPLAY_NAME} characters")
             duration = gap = None
             if p.HasField("min_viable_contact_duration"):
-                duration = _duration_s(check, p.min_viable_contact_duration,
+                duration = duration_field(check, p.min_viable_contact_duration,
                                        "contact_profile.min_viable_contact_duration")
             if p.HasField("guard_gap"):
-                gap = _duration_s(check, p.guard_gap, "contact_profile.guard_gap")
+                gap = duration_field(check, p.guard_gap, "contact_profile.guard_gap")
             malformed = {v.field for v in check.items}
             for field, problem in rules.profile_problems(p.min_elevation_deg, duration, gap):
                 if f"contact_profile.{field}" not in malformed:
@@ -254,7 +190,7 @@ class GroundStationServicer(contacts_pb2_grpc.GroundStationServiceServicer):
             values = {"id": request.contact_profile_id, "display_name": p.display_name,
                       "min_elevation_deg": p.min_elevation_deg, "min_duration_s": duration,
                       "guard_gap_s": rules.DEFAULT_GUARD_GAP_S if gap is None else gap}
-        _request_id(check, request.request_id)
+        require_request_id(check, request.request_id)
         check.raise_if_any("the contact profile is invalid")
         answer = await self.bookings.create_profile(
             self._key("CreateContactProfile", request), values,
@@ -265,7 +201,7 @@ class GroundStationServicer(contacts_pb2_grpc.GroundStationServiceServicer):
     @requires(*READ)
     async def GetContactProfile(self, request, context):
         check = Violations()
-        profile_id = _resource_id(check, request.name, "contactProfiles", "name")
+        profile_id = resource_id(check, request.name, "contactProfiles", "name")
         check.raise_if_any()
         row = await self._profile(profile_id, "name")
         return contacts_pb2.GetContactProfileResponse(contact_profile=profile_message(row))
@@ -273,7 +209,7 @@ class GroundStationServicer(contacts_pb2_grpc.GroundStationServiceServicer):
     @requires(*READ)
     async def ListContactProfiles(self, request, context):
         check = Violations()
-        size = _page(check, request.page_size)
+        size = page_of(check, request.page_size)
         check.raise_if_any()
         after = decode_token(request.page_token, "profiles", kinds=(str,))
         rows = await self.store.list_profiles(current_principal().tenant,
@@ -287,8 +223,8 @@ class GroundStationServicer(contacts_pb2_grpc.GroundStationServiceServicer):
     @requires(*WRITE)
     async def DeleteContactProfile(self, request, context):
         check = Violations()
-        profile_id = _resource_id(check, request.name, "contactProfiles", "name")
-        _request_id(check, request.request_id)
+        profile_id = resource_id(check, request.name, "contactProfiles", "name")
+        require_request_id(check, request.request_id)
         check.raise_if_any()
         answer = await self.bookings.delete_profile(
             self._key("DeleteContactProfile", request), profile_id,
@@ -300,16 +236,16 @@ class GroundStationServicer(contacts_pb2_grpc.GroundStationServiceServicer):
     @requires(*READ)
     async def ListAvailableContacts(self, request, context):
         check = Violations()
-        number = _spacecraft(check, request.spacecraft)
-        station_id = _resource_id(check, request.ground_station, "groundStations",
+        number = spacecraft_field(check, request.spacecraft)
+        station_id = resource_id(check, request.ground_station, "groundStations",
                                   "ground_station")
-        profile_id = _resource_id(check, request.contact_profile, "contactProfiles",
+        profile_id = resource_id(check, request.contact_profile, "contactProfiles",
                                   "contact_profile")
-        size = _page(check, request.page_size)
+        size = page_of(check, request.page_size)
         start_s = end_s = None
         if check.require(request.HasField("window") or None, "window"):
-            start_s = _time(check, request.window, "start_time", "window.start_time")
-            end_s = _time(check, request.window, "end_time", "window.end_time")
+            start_s = time_field(check, request.window, "start_time", "window.start_time")
+            end_s = time_field(check, request.window, "end_time", "window.end_time")
         now = self.clock()
         if start_s is not None and end_s is not None:
             check.extend(rules.window_problems(start_s, end_s, now,
@@ -354,14 +290,14 @@ class GroundStationServicer(contacts_pb2_grpc.GroundStationServiceServicer):
     @requires(*WRITE)
     async def ReserveContact(self, request, context):
         check = Violations()
-        number = _spacecraft(check, request.spacecraft)
-        station_id = _resource_id(check, request.ground_station, "groundStations",
+        number = spacecraft_field(check, request.spacecraft)
+        station_id = resource_id(check, request.ground_station, "groundStations",
                                   "ground_station")
-        profile_id = _resource_id(check, request.contact_profile, "contactProfiles",
+        profile_id = resource_id(check, request.contact_profile, "contactProfiles",
                                   "contact_profile")
-        start_s = _time(check, request, "start_time", "start_time")
-        end_s = _time(check, request, "end_time", "end_time")
-        _request_id(check, request.request_id)
+        start_s = time_field(check, request, "start_time", "start_time")
+        end_s = time_field(check, request, "end_time", "end_time")
+        require_request_id(check, request.request_id)
         check.raise_if_any("the reservation is invalid")
 
         async def passes(station, mask_deg, min_duration_s, start, end, window_field):
@@ -378,7 +314,7 @@ class GroundStationServicer(contacts_pb2_grpc.GroundStationServiceServicer):
     @requires(*READ)
     async def GetContact(self, request, context):
         check = Violations()
-        contact_id = _contact_id(check, request.name)
+        contact_id = contact_id_field(check, request.name)
         check.raise_if_any()
         row = await self.store.get_contact(contact_id, self._contact_scope())
         if row is None:
@@ -391,16 +327,16 @@ class GroundStationServicer(contacts_pb2_grpc.GroundStationServiceServicer):
         check = Violations()
         station_id = number = state = None
         if request.ground_station:
-            station_id = _resource_id(check, request.ground_station, "groundStations",
+            station_id = resource_id(check, request.ground_station, "groundStations",
                                       "ground_station")
         if request.spacecraft:
-            number = _spacecraft(check, request.spacecraft)
+            number = spacecraft_field(check, request.spacecraft)
         if request.state:
             if request.state in State._value2member_map_:
                 state = State(request.state)
             else:
                 check.add("state", "is not a Contact.State")
-        size = _page(check, request.page_size)
+        size = page_of(check, request.page_size)
         check.raise_if_any("the contact filter is invalid")
         scope = self._contact_scope()
         query = fingerprint("ListContacts", f"{scope}|{station_id}|{number}|{state}".encode())
@@ -420,8 +356,8 @@ class GroundStationServicer(contacts_pb2_grpc.GroundStationServiceServicer):
         """The contact id of `request.name`, and the violations of the name and
         request_id (the caller adds its own, then raises)."""
         check = Violations()
-        contact_id = _contact_id(check, request.name)
-        _request_id(check, request.request_id)
+        contact_id = contact_id_field(check, request.name)
+        require_request_id(check, request.request_id)
         return contact_id, check
 
     async def _change_state(self, method: str, request, contact_id: str, scope: str | None,
