@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from services.linkbroker import constellation as constellation_module
+from services.linkbroker import blocks as blocks_module
 from services.linkbroker.broker import LinkBroker
 from services.linkbroker.capacity_model import DEFAULT_CAPACITY_MODEL
 from services.linkbroker.ephemeris import block_from_states
@@ -131,7 +131,7 @@ async def test_float32_positions_choose_the_same_paths_as_float64(propagator, mo
     0.1 µs plans are rounded to (measured: equal, or one rounding step apart)."""
     places = [SEATTLE, (-33.9, 151.2, 20.0, "australiaeast"), (52.4, 4.9, 0.0, "westeurope")]
     single = broker_with(propagator, 2**34)
-    monkeypatch.setattr(constellation_module, "POSITION_DTYPE", np.float64)
+    monkeypatch.setattr(blocks_module, "POSITION_DTYPE", np.float64)
     double = broker_with(propagator, 2**34)
     plans64 = [await double.plan(lat, lon, alt, FIRST, FIRST + 2 * BLOCK, region)
                for lat, lon, alt, region in places]
