@@ -17,9 +17,10 @@ stream ends with it, the earlier batches ingested).
 from __future__ import annotations
 
 import zlib
+from datetime import UTC, datetime
 
 import numpy as np
-from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf import timestamp_pb2
 from skybridge.common.v1 import common_pb2
 from skybridge.threat.v1 import threat_pb2, threat_pb2_grpc
 
@@ -39,6 +40,12 @@ from shared.auth import requires
 from shared.errors import DomainError, InvalidArgument, NotFound, Violations
 from shared.idempotency import Key, fingerprint, key_tenant, request_id_problem
 from shared.paging import page_size
+from shared.wire import (
+    datetime_to_timestamp,
+    from_double_array,
+    seconds_to_duration,
+    unix_to_timestamp,
+)
 
 MAX_ASSET_RADIUS_M = 500e3
 DEFENSE = "defense"
@@ -48,16 +55,12 @@ DEFENSE = "defense"
 
 
 def _timestamp(epoch_unix: float, t_s: float) -> timestamp_pb2.Timestamp:
-    total = epoch_unix + t_s
-    seconds = int(np.floor(total))
-    return timestamp_pb2.Timestamp(seconds=seconds,
-                                   nanos=min(int(round((total - seconds) * 1e9)), 999_999_999))
+    """Tracker seconds ``t_s`` after the epoch (Unix seconds ``epoch_unix``) as a Timestamp."""
+    return unix_to_timestamp(epoch_unix + t_s)
 
 
-def _wall(value) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
+def _wall(value: datetime) -> timestamp_pb2.Timestamp:
+    return datetime_to_timestamp(value if value.tzinfo else value.replace(tzinfo=UTC))
 
 
 def _ground(epoch_unix: float, g: Ground | None) -> threat_pb2.GroundPrediction | None:
@@ -88,8 +91,7 @@ def alert_message(a: AlertRecord, epoch_unix: float) -> threat_pb2.Alert:
     return threat_pb2.Alert(
         name=f"alerts/{a.alert_id}", track=f"tracks/{a.track_id}", asset=f"assets/{a.asset_id}",
         state=a.state, severity=a.severity,
-        time_to_impact=duration_pb2.Duration(seconds=int(tti),
-                                             nanos=int((tti - int(tti)) * 1e9)),
+        time_to_impact=seconds_to_duration(tti),
         impact=_ground(epoch_unix, a.impact),
         evaluation_time=_timestamp(epoch_unix, a.evaluation_s),
         create_time=_wall(a.create_time), update_time=_wall(a.update_time),
@@ -136,33 +138,32 @@ def _key(request_id: str | None, method: str, payload: bytes) -> Key | None:
 def _column(check: Violations, message, field: str, n: int | None, width: int = 1,
             optional: bool = False) -> np.ndarray | None:
     """A DoubleArray as numpy ``(n,)`` or ``(n, width)``; None when optional and empty."""
-    kind = message.WhichOneof("values")
-    if kind is None:
-        if optional:
-            return None
-        check.add(field, "is required")
+    if message.WhichOneof("values") is None:
+        if not optional:
+            check.add(field, "is required")
         return None
-    if kind == "packed":
-        values = np.asarray(message.packed.values, float)
-    else:
-        if len(message.le_bytes) % 8:
-            check.add(field, "le_bytes must hold whole float64 values (a multiple of 8 bytes)")
-            return None
-        values = np.frombuffer(message.le_bytes, "<f8")
+    try:
+        values = from_double_array(message)
+    except ValueError as error:
+        check.add(field, str(error))
+        return None
     if optional and values.size == 0:
         return None
-    shape = tuple(message.shape) or ((values.size,) if width == 1 else (values.size // width,
-                                                                      width))
+    if not message.shape and width > 1:
+        if values.size % width:
+            check.add(field, f"{values.size} values do not fill rows of {width}; "
+                             f"expected shape [N, {width}]")
+            return None
+        values = values.reshape(-1, width)
     expected_rank = 1 if width == 1 else 2
-    if (len(shape) != expected_rank or int(np.prod(shape)) != values.size
-            or (width > 1 and shape[1] != width)):
-        check.add(field, f"shape {list(shape)} does not match {values.size} values; "
-                         f"expected {'[N]' if width == 1 else f'[N, {width}]'}")
+    if values.ndim != expected_rank or (width > 1 and values.shape[1] != width):
+        check.add(field, f"shape {list(values.shape)} does not match "
+                         f"{'[N]' if width == 1 else f'[N, {width}]'}")
         return None
-    if n is not None and shape[0] != n:
-        check.add(field, f"has {shape[0]} rows; time_offsets_s has {n}")
+    if n is not None and values.shape[0] != n:
+        check.add(field, f"has {values.shape[0]} rows; time_offsets_s has {n}")
         return None
-    return values.reshape(shape)
+    return values
 
 
 def decode_batch(request: threat_pb2.IngestDetectionsRequest, settings: ThreatSettings,
