@@ -58,9 +58,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp  # type: ignore[import-untyped]  # no stubs installed
+import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
-from scipy.sparse.csgraph import dijkstra  # type: ignore[import-untyped]
+from scipy.sparse.csgraph import dijkstra
 
 from services.linkbroker.capacity_model import DEFAULT_CAPACITY_MODEL, CapacityModel
 from services.linkbroker.gateways import FibreModel, GatewayTable

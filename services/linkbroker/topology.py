@@ -45,7 +45,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp  # type: ignore[import-untyped]  # no stubs installed
+import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 
 from services.linkbroker.capacity_model import DEFAULT_CAPACITY_MODEL

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from sgp4.api import WGS72, Satrec  # type: ignore[import-untyped]  # no stubs
+from sgp4.api import WGS72, Satrec
 
 __all__ = [
     "ElementFormat",

@@ -46,9 +46,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import heyoka as hy  # type: ignore[import-untyped]  # no stubs
+import heyoka as hy
 import numpy as np
-from sgp4.api import SatrecArray  # type: ignore[import-untyped]  # no stubs
+from sgp4.api import SatrecArray
 
 from services.orbit.elements import ElementSet
 from shared.frames import julian_date

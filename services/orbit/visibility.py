@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import heyoka as hy  # type: ignore[import-untyped]  # no stubs
+import heyoka as hy
 import numpy as np
 
 from shared.geodesy import geodetic_to_ecef

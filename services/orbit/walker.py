@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
-from sgp4.earth_gravity import wgs72  # type: ignore[import-untyped]  # no stubs
+from sgp4.earth_gravity import wgs72
 
 from services.orbit.elements import ElementSet
 
