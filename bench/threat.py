@@ -105,11 +105,11 @@ if str(ROOT / "shared" / "gen") not in sys.path:  # a separate benchmark venv ha
 import numpy as np  # noqa: E402
 
 from services.threat import dynamics as dyn  # noqa: E402
-from services.threat import scenario as sc  # noqa: E402
 from services.threat.detections import Detections  # noqa: E402
-from services.threat.evaluation import assign_frames, rmse  # noqa: E402
 from services.threat.tracker import MahalanobisGate, Tracker, TrackTable  # noqa: E402
 from services.threat.tracker.lifecycle import held  # noqa: E402
+from tools.threatsim import scenario as sc  # noqa: E402
+from tools.threatsim.evaluation import assign_frames, rmse  # noqa: E402
 
 LOST_M = 10e3
 """A track whose 3-D error to the truth it started on exceeds this (m) is lost."""
@@ -296,12 +296,12 @@ async def grpc_ingest(scen: sc.Scenario, batch_s: float = 10.0) -> dict:
     import grpc
     from skybridge.threat.v1 import threat_pb2_grpc
 
-    from services.threat.client import batch_request, chunked
     from services.threat.ephemeris import EphemerisGrid, SensorEphemeris
     from services.threat.server import build
     from services.threat.settings import TRACKER_EPOCH, ThreatSettings
     from shared.auth import TokenMinter, ensure_dev_keys
     from shared.config import Settings
+    from tools.threatsim.ingest import batch_request, chunked
 
     class Orbits(SensorEphemeris):
         def __init__(self, constellation):

@@ -16,12 +16,12 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from skybridge.threat.v1 import threat_pb2, threat_pb2_grpc
 
-from services.threat.client import batch_request
 from services.threat.detections import Detections
 from services.threat.settings import TRACKER_EPOCH
 from tests.conftest import bearer
 from tests.faults.harness import HANG, POSTGRES_ONLY, Load, channel_to, rows
 from tests.waiting import until
+from tools.threatsim.ingest import batch_request
 
 SERVICE = threat_pb2.DESCRIPTOR.services_by_name["ThreatService"]
 BATCH = 20

@@ -1,7 +1,7 @@
 import pytest
 
-from services.threat import report
-from services.threat import scenario as sc
+from tools.threatsim import report
+from tools.threatsim import scenario as sc
 
 
 @pytest.fixture(scope="session")

@@ -2,11 +2,11 @@
 
 * "the right class for at least 95 percent of targets within 30 s of confirmation":
   the live classification (snapshots every 5 s while ingesting, see
-  ``services.threat.report``) 30 s after each target's first confirmation, over the
+  ``tools.threatsim.report``) 30 s after each target's first confirmation, over the
   default seeded scenario (seed 11, the shared ``e2e_report``) and the crossing
   scenario (seeds 1 and 2);
 * "no track swaps between crossing targets in the seeded scenarios": the
-  identity-switch count (``services.threat.evaluation.identity_switches``, 10 km gate)
+  identity-switch count (``tools.threatsim.evaluation.identity_switches``, 10 km gate)
   in the crossing scenario (three pairs of ballistic missiles whose mid-course paths
   cross 3.0 km, 2.0 km and 34 m apart at the same instant; the 34 m pair inside each
   other's measurement noise, and seen as one unresolved detection by the sensors that
@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 
 from services.threat import dynamics as dyn
-from services.threat import report
-from services.threat import scenario as sc
 from services.threat.classify import classify_history
-from services.threat.evaluation import identity_switches, track_positions_on_frames
 from services.threat.tracker.lifecycle import held
+from tools.threatsim import report
+from tools.threatsim import scenario as sc
+from tools.threatsim.evaluation import identity_switches, track_positions_on_frames
 
 CROSSING_SEEDS = (1, 2)
 

@@ -1,9 +1,9 @@
 import numpy as np
 
 from services.threat import dynamics as dyn
-from services.threat import scenario as sc
-from services.threat.evaluation import gospa, ospa, rmse
 from services.threat.predict import estimate_launch_points, predict_impact_points
+from tools.threatsim import scenario as sc
+from tools.threatsim.evaluation import gospa, ospa, rmse
 
 
 def test_ospa_known_values():

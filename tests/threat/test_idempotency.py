@@ -10,10 +10,10 @@ import pytest
 from skybridge.common.v1 import common_pb2
 from skybridge.threat.v1 import threat_pb2
 
-from services.threat.client import batch_request
 from tests.conftest import bearer
 from tests.idempotency import RACERS, assert_reused, race
 from tests.threat.support import requests_of, start_threat
+from tools.threatsim.ingest import batch_request
 
 
 @pytest.fixture

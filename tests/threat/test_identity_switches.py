@@ -7,7 +7,7 @@ fixed error.  Units: metres, seconds (1 s frames).
 
 import numpy as np
 
-from services.threat.evaluation import assign_frames, identity_switches
+from tools.threatsim.evaluation import assign_frames, identity_switches
 
 T = np.arange(-60.0, 61.0)  # (F,) s
 

@@ -1,7 +1,7 @@
 import numpy as np
 
 from services.threat import dynamics as dyn
-from services.threat import scenario as sc
+from tools.threatsim import scenario as sc
 
 
 def test_ballistic_ranges_and_phases():

@@ -11,12 +11,12 @@ from skybridge.common.v1 import common_pb2
 from skybridge.threat.v1 import threat_pb2
 
 from services.threat.batch import angles_from_los
-from services.threat.client import batch_request, chunked
 from shared.geodesy import ecef_to_geodetic
 from shared.status import details_of
 from tests.conftest import bearer
 from tests.threat.support import failure, requests_of, start_threat
 from tests.waiting import until
+from tools.threatsim.ingest import batch_request, chunked
 
 DEFENSE = ("defense",)
 

@@ -15,12 +15,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from skybridge.threat.v1 import threat_pb2, threat_pb2_grpc
 
-from services.threat.client import batch_request
 from services.threat.detections import Detections
 from services.threat.settings import TRACKER_EPOCH, ThreatSettings
 from services.threat.store import detection_batches, unpack
 from tests.conftest import bearer
 from tests.threat.support import requests_of, start_threat
+from tools.threatsim.ingest import batch_request
 
 ORBIT_MISSING = importlib.util.find_spec("services.orbit.server") is None
 needs_orbit = pytest.mark.skipif(ORBIT_MISSING, reason="the orbit service (services/orbit/"

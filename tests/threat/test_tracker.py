@@ -1,8 +1,8 @@
 import numpy as np
 
-from services.threat import scenario as sc
 from services.threat.classify import classify_track
 from services.threat.tracker import Tracker, TrackerConfig
+from tools.threatsim import scenario as sc
 
 
 def _small():

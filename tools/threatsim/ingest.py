@@ -1,4 +1,4 @@
-"""Client helpers: detections (numpy columns) to IngestDetections request messages.
+"""Ingest helpers: detections (numpy columns) to IngestDetections request messages.
 
 Bulk floats travel as `skybridge.common.v1.DoubleArray.le_bytes` by default (the server
 accepts packed `repeated double` too): packed values go through a Python float each when

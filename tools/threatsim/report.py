@@ -1,6 +1,6 @@
 """End-to-end figures: simulate a seeded scenario, track it, score it.
 
-Run ``python -m services.threat.report [--scenario default|crossing|hundred] [--seed N]
+Run ``python -m tools.threatsim.report [--scenario default|crossing|hundred] [--seed N]
 [--max-range-km KM]`` from the repository root (``hundred``: 90 ballistic missiles of
 1,000 km to ``--max-range-km`` and 10 glide vehicles, launched over 60 s).  Prints, per
 target, the tracks that followed it, the classification at the end of the run and how
@@ -28,9 +28,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from services.threat import scenario as sc
 from services.threat.classify import Classification, classify_history, classify_track
-from services.threat.evaluation import (
+from services.threat.sensors import visible
+from services.threat.tracker import Tracker, TrackerConfig
+from services.threat.tracker.lifecycle import held
+from tools.threatsim import scenario as sc
+from tools.threatsim.evaluation import (
     IdentitySwitches,
     gospa,
     identity_switches,
@@ -40,9 +43,6 @@ from services.threat.evaluation import (
     rmse,
     track_positions_on_frames,
 )
-from services.threat.sensors import visible
-from services.threat.tracker import Tracker, TrackerConfig
-from services.threat.tracker.lifecycle import held
 
 
 @dataclass
