@@ -44,6 +44,7 @@ bench: install
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.lock
 	$(PY) bench/platform.py
 	$(PY) bench/orbit.py
+	$(PY) bench/orbit_kernel.py
 	$(PY) bench/provisioning.py
 	$(PY) bench/linkbroker.py
 	$(PY) bench/threat.py

@@ -1,23 +1,38 @@
-"""Throughput figures for the orbit kernel and visibility (prints, asserts nothing).
+"""The orbit kernel alone against python-sgp4's SatrecArray, and visibility, in process.
 
-Run from the repository root::
+    .venv/bin/python bench/orbit_kernel.py [path/to/catalog.tle]
 
-    .venv/bin/python -m services.orbit.benchmark [path/to/catalog.tle]
+No service and no gRPC: `CatalogPropagator` (heyoka) against `SatrecArray` on the same
+element sets and instants, the largest position difference between them, and
+`visible_satellites` for 10,000 random ground points. bench/orbit.py measures the service
+end to end. Skips cleanly (exit 0, a JSON line with "skipped") when the data file is absent.
+The last line printed is one JSON object with the figures.
 """
 
 from __future__ import annotations
 
+import os
 import sys
-import time
-from pathlib import Path
 
-import numpy as np
-from sgp4.api import SatrecArray
+# Run as a script, this file's folder comes first on sys.path, where bench/platform.py would
+# hide the standard library's `platform` module: take the folder off before anything imports.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 
-from services.orbit.kernel import CatalogPropagator
-from services.orbit.tle import parse_tle
+import json  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 
-DEFAULT_TLE = Path(__file__).resolve().parents[2].parent / "shared/data/starlink-2026-05-12.tle"
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+from sgp4.api import SatrecArray  # noqa: E402
+
+from services.orbit.kernel import CatalogPropagator  # noqa: E402
+from services.orbit.tle import parse_tle  # noqa: E402
+
+DEFAULT_TLE = ROOT.parent / "shared/data/starlink-2026-05-12.tle"
 
 
 def _best(fn, repeat: int = 3) -> float:
@@ -31,6 +46,10 @@ def _best(fn, repeat: int = 3) -> float:
 
 def main(argv: list[str]) -> None:
     path = Path(argv[1]) if len(argv) > 1 else DEFAULT_TLE
+    if not path.exists():
+        print(json.dumps({"skipped": f"{path} absent"}))
+        return
+    figures: dict[str, float | int] = {}
     sets, rejected = parse_tle(path.read_text())
     n = len(sets)
     steps, chunk = 1440, 120
@@ -64,6 +83,9 @@ def main(argv: list[str]) -> None:
     )
     print(f"python-sgp4 SatrecArray: {states / t_ref / 1e6:.1f} M states/s ({t_ref:.2f} s)")
     print(f"speed-up: {t_ref / t_kernel:.1f}x")
+    figures.update(satellites=n, kernel_states_per_s=round(states / t_kernel),
+                   satrecarray_states_per_s=round(states / t_ref),
+                   kernel_ratio=round(t_ref / t_kernel, 2))
 
     res = prop.propagate_jd(jd[:60], fr[:60])
     e, r, _ = sat_array.sgp4(jd[:60], fr[:60])
@@ -72,13 +94,12 @@ def main(argv: list[str]) -> None:
         f"max |heyoka - SatrecArray| position over 60 steps: {np.nanmax(diff) * 1e6:.3f} mm; "
         f"error-code mismatches: {int((res.error != e.T).sum())}"
     )
+    figures.update(max_difference_mm=round(float(np.nanmax(diff)) * 1e6, 3),
+                   error_code_mismatches=int((res.error != e.T).sum()))
 
-    try:
-        from services.orbit.visibility import visible_satellites
-        from shared.frames import teme_to_itrf
-    except ImportError as exc:  # pragma: no cover - depends on sibling modules
-        print(f"visibility benchmark skipped: {exc}")
-        return
+    from services.orbit.visibility import visible_satellites
+    from shared.frames import teme_to_itrf
+
     one = prop.propagate_jd(jd[:1], fr[:1])
     itrf = teme_to_itrf(one.position_km, one.jd, one.fr)[0]
     ok = np.isfinite(itrf).all(axis=1)
@@ -99,6 +120,8 @@ def main(argv: list[str]) -> None:
             f"visibility {p} points x {itrf.shape[0]} sats, min el {min_el} deg: "
             f"{t_vis * 1e3:.1f} ms, {holder['v'].sat_index.size} visible pairs"
         )
+        figures[f"visibility_ms_{min_el:g}deg"] = round(t_vis * 1e3, 1)
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":
