@@ -8,6 +8,7 @@ traces wired to Jaeger) is asserted on the parsed files.
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import subprocess
@@ -204,6 +205,27 @@ def test_dockerignore_keeps_local_state_out_of_the_image():
                .splitlines() if line.strip() and not line.startswith("#")}
     assert {".venv", "var", "shared/gen", "build", ".git", ".pytest_cache",
             ".ruff_cache"} <= ignored
+
+
+def test_dockerignore_keeps_tools_tests_and_benchmarks_out_of_the_image():
+    ignored = {line.strip().rstrip("/") for line in (ROOT / ".dockerignore").read_text()
+               .splitlines() if line.strip() and not line.startswith("#")}
+    assert {"tools", "tests", "bench", "docs"} <= ignored
+    # What the image runs must not need them: no module under services/ or shared/
+    # (shared/gen aside) imports tools, tests or bench.
+    left_out = ("tools", "tests", "bench")
+    for path in [*(ROOT / "services").rglob("*.py"), *(ROOT / "shared").rglob("*.py")]:
+        if (ROOT / "shared" / "gen") in path.parents:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                assert name.split(".")[0] not in left_out, f"{path.relative_to(ROOT)} imports {name}"
 
 
 def test_collector_receives_otlp_and_exports_traces_to_jaeger(services):
