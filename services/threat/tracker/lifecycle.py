@@ -25,15 +25,30 @@ diverging track still goes by ``max_position_sigma_m``.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
-TENTATIVE = 0
-CONFIRMED = 1
-COASTING = 2
-DROPPED = 3
-STATUS_NAMES = ("tentative", "confirmed", "coasting", "dropped")
+
+class Status(enum.IntEnum):
+    """Life-cycle codes, stored as int8 in the tracker's ``status`` column and compared
+    vectorised (an IntEnum member is its int, so ``status == Status.DROPPED`` works on
+    arrays; a StrEnum could not live in an int8 array)."""
+
+    TENTATIVE = 0
+    CONFIRMED = 1
+    COASTING = 2
+    DROPPED = 3
+
+
+TENTATIVE = Status.TENTATIVE
+CONFIRMED = Status.CONFIRMED
+COASTING = Status.COASTING
+DROPPED = Status.DROPPED
+STATUS_NAMES = tuple(s.name.lower() for s in Status)
+"""Lower-case names indexed by code: ("tentative", "confirmed", "coasting", "dropped")."""
 
 
 @dataclass(frozen=True)
@@ -51,36 +66,38 @@ class LifecycleConfig:
             raise ValueError("need 1 <= m <= n <= 63")
 
 
-def held(status: np.ndarray) -> np.ndarray:
+def held(status: npt.ArrayLike) -> npt.NDArray[np.bool_]:
     """True where a status is CONFIRMED or COASTING: the rows of a track's history that
     count as its estimates (TENTATIVE rows are not yet a track; a DROPPED row closes a
     track, tentative or not)."""
     s = np.asarray(status)
-    return (s == CONFIRMED) | (s == COASTING)
+    out: npt.NDArray[np.bool_] = (s == CONFIRMED) | (s == COASTING)
+    return out
 
 
-def popcount(bits: np.ndarray) -> np.ndarray:
+def popcount(bits: npt.ArrayLike) -> npt.NDArray[np.int64]:
     """Number of set bits of uint64 arrays."""
     b = np.asarray(bits, np.uint64)
-    return np.unpackbits(b.view(np.uint8).reshape(b.shape + (8,)), axis=-1).sum(axis=-1)
+    n: npt.NDArray[np.int64] = np.unpackbits(b.view(np.uint8).reshape(b.shape + (8,)), axis=-1).sum(axis=-1)
+    return n
 
 
 @dataclass(frozen=True)
 class LifecycleUpdate:
-    status: np.ndarray
-    hit_bits: np.ndarray
-    n_opportunities: np.ndarray
+    status: npt.NDArray[np.int8]
+    hit_bits: npt.NDArray[np.uint64]
+    n_opportunities: npt.NDArray[np.int64]
 
 
 def update_lifecycle(
-    status: np.ndarray,
-    hit_bits: np.ndarray,
-    n_opportunities: np.ndarray,
-    hit: np.ndarray,
+    status: npt.NDArray[np.int8],
+    hit_bits: npt.NDArray[np.uint64],
+    n_opportunities: npt.NDArray[np.int64],
+    hit: npt.NDArray[np.bool_],
     now_s: float,
-    last_hit_s: np.ndarray,
-    position_sigma_m: np.ndarray,
-    altitude_m: np.ndarray,
+    last_hit_s: npt.NDArray[np.float64],
+    position_sigma_m: npt.NDArray[np.float64],
+    altitude_m: npt.NDArray[np.float64],
     cfg: LifecycleConfig,
 ) -> LifecycleUpdate:
     """Advance every track by one opportunity (vectorised over tracks)."""
