@@ -151,20 +151,24 @@ class ThreatEngine:
                 raise RuntimeError(f"stored tracks use IMM models {meta.model_names}, "
                                    f"the tracker {self.model_names}")
             k, m = len(records), len(self.model_names)
+            from services.threat.tracker import TrackColumns
+
             state = TrackerState(
                 self.settings.epoch, meta.next_id, meta.processed_until_s, meta.latest_seen_s,
                 meta.detections_processed,
-                np.array([r.track_id for r in records], np.int64),
-                np.array([r.state for r in records], np.int8),
-                np.array([r.estimate_s for r in records], float),
-                np.array([r.model_x for r in records], float).reshape(k, m, 6),
-                np.array([r.model_P for r in records], float).reshape(k, m, 6, 6),
-                np.array([r.mu for r in records], float).reshape(k, m),
-                np.array([r.hit_bits for r in records], np.uint64),
-                np.array([r.opportunities for r in records], np.int64),
-                np.array([r.hits for r in records], np.int64),
-                np.array([r.created_s for r in records], float),
-                np.array([r.last_hit_s for r in records], float),
+                TrackColumns.of(
+                    track_id=[r.track_id for r in records],
+                    status=[r.state for r in records],
+                    time_s=[r.estimate_s for r in records],
+                    x=np.reshape([r.model_x for r in records], (k, m, 6)),
+                    P=np.reshape([r.model_P for r in records], (k, m, 6, 6)),
+                    mu=np.reshape([r.mu for r in records], (k, m)),
+                    hit_bits=[r.hit_bits for r in records],
+                    n_opportunities=[r.opportunities for r in records],
+                    n_hits=[r.hits for r in records],
+                    created_s=[r.created_s for r in records],
+                    last_hit_s=[r.last_hit_s for r in records],
+                ),
             )
             self.tracker.restore(state)
             for r in records:
@@ -325,7 +329,7 @@ class ThreatEngine:
                 box.put("processed_s", self.tracker.processed_until_s)
 
     def _record(self, step: _Step, i: int) -> TrackRecord:
-        s = step.state
+        s = step.state.tracks
         track_id = int(s.track_id[i])
         cls, confidence = self.classes.get(track_id, (0, 0.0))
         return TrackRecord(

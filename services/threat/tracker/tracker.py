@@ -34,14 +34,16 @@ the last processed frame time are refused, each with a reason (see
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import numpy as np
+import numpy.typing as npt
 
 from services.threat import dynamics as dyn
 from services.threat.detections import Detections
 from services.threat.tracker.associator import GNNAssociator
+from services.threat.tracker.columns import TrackColumns
 from services.threat.tracker.gating import MahalanobisGate
 from services.threat.tracker.imm import IMM
 from services.threat.tracker.initiator import TriangulationInitiator
@@ -115,17 +117,52 @@ class TrackerState:
     processed_until_s: float
     latest_seen_s: float
     detections_processed: int
-    track_id: np.ndarray  # (K,) int64
-    status: np.ndarray  # (K,) int8
-    time_s: np.ndarray  # (K,)
-    x: np.ndarray  # (K,M,6)
-    P: np.ndarray  # (K,M,6,6)
-    mu: np.ndarray  # (K,M)
-    hit_bits: np.ndarray  # (K,) uint64
-    n_opportunities: np.ndarray  # (K,) int64
-    n_hits: np.ndarray  # (K,) int64
-    created_s: np.ndarray
-    last_hit_s: np.ndarray
+    tracks: TrackColumns
+    """The live tracks' columns; the properties below are read-only views of them."""
+
+    @property
+    def track_id(self) -> npt.NDArray[np.int64]:
+        return self.tracks.track_id
+
+    @property
+    def status(self) -> npt.NDArray[np.int8]:
+        return self.tracks.status
+
+    @property
+    def time_s(self) -> npt.NDArray[np.float64]:
+        return self.tracks.time_s
+
+    @property
+    def x(self) -> npt.NDArray[np.float64]:
+        return self.tracks.x
+
+    @property
+    def P(self) -> npt.NDArray[np.float64]:
+        return self.tracks.P
+
+    @property
+    def mu(self) -> npt.NDArray[np.float64]:
+        return self.tracks.mu
+
+    @property
+    def hit_bits(self) -> npt.NDArray[np.uint64]:
+        return self.tracks.hit_bits
+
+    @property
+    def n_opportunities(self) -> npt.NDArray[np.int64]:
+        return self.tracks.n_opportunities
+
+    @property
+    def n_hits(self) -> npt.NDArray[np.int64]:
+        return self.tracks.n_hits
+
+    @property
+    def created_s(self) -> npt.NDArray[np.float64]:
+        return self.tracks.created_s
+
+    @property
+    def last_hit_s(self) -> npt.NDArray[np.float64]:
+        return self.tracks.last_hit_s
 
 
 @dataclass(frozen=True)
@@ -150,17 +187,8 @@ class Tracker:
         m = self.imm.n_models
         self.epoch = epoch
         self._next_id = 1
-        self._id = np.zeros(0, np.int64)
-        self._status = np.zeros(0, np.int8)
-        self._t = np.zeros(0)
-        self._x = np.zeros((0, m, 6))
-        self._P = np.zeros((0, m, 6, 6))
-        self._mu = np.zeros((0, m))
-        self._bits = np.zeros(0, np.uint64)
-        self._nopp = np.zeros(0, np.int64)
-        self._nhits = np.zeros(0, np.int64)
-        self._created = np.zeros(0)
-        self._last_hit = np.zeros(0)
+        self._c = TrackColumns.empty(m)
+        """The tracks (live ones, plus ones dropped in the frame being processed)."""
         self._buffer: Detections | None = None
         self._pending: Detections | None = None
         self._latest_seen = -np.inf
@@ -217,10 +245,12 @@ class Tracker:
     def _process_frame(self, t: float, frame: Detections) -> None:
         cfg = self.config
         self.detections_processed += len(frame)
-        k = self._id.shape[0]
+        c = self._c
+        k = len(c)
         if k:
-            self._x, self._P, self._mu = self.imm.predict(self._x, self._P, self._mu, t - self._t)
-            self._t[:] = t
+            x, P, mu = self.imm.predict(c.x, c.P, c.mu, t - c.time_s)
+            c = self._c = replace(c, x=x, P=P, mu=mu)
+            c.time_s[:] = t
         hit = np.zeros(k, bool)
         leftovers = []
         sensors = np.unique(frame.sensor_index)
@@ -229,8 +259,8 @@ class Tracker:
             if k == 0:
                 leftovers.append(rows)
                 continue
-            xc, Pc = self.imm.combine(self._x, self._P, self._mu)
-            live = self._status != DROPPED
+            xc, Pc = self.imm.combine(c.x, c.P, c.mu)
+            live = c.status != DROPPED
             g = cfg.gate(
                 xc, Pc, frame.sensor_position_ecef_m[rows], frame.los_unit_ecef[rows], frame.noise_rad[rows]
             )
@@ -238,23 +268,24 @@ class Tracker:
             a = cfg.associator(g)
             if a.track_index.size:
                 ti, di = a.track_index, rows[a.detection_index]
-                self._x[ti], self._P[ti], self._mu[ti] = self.imm.update(
-                    self._x[ti], self._P[ti], self._mu[ti],
+                c.x[ti], c.P[ti], c.mu[ti] = self.imm.update(
+                    c.x[ti], c.P[ti], c.mu[ti],
                     frame.sensor_position_ecef_m[di], frame.los_unit_ecef[di], frame.noise_rad[di],
                 )
                 hit[ti] = True
             leftovers.append(rows[a.unassigned_detections])
 
         if k:
-            xc, Pc = self.imm.combine(self._x, self._P, self._mu)
-            self._last_hit[hit] = t
-            self._nhits[hit] += 1
+            xc, Pc = self.imm.combine(c.x, c.P, c.mu)
+            c.last_hit_s[hit] = t
+            c.n_hits[hit] += 1
             upd = update_lifecycle(
-                self._status, self._bits, self._nopp, hit, t, self._last_hit,
+                c.status, c.hit_bits, c.n_opportunities, hit, t, c.last_hit_s,
                 np.sqrt(np.trace(Pc[:, :3, :3], axis1=1, axis2=2)), dyn.altitude_m(xc[:, :3]),
                 cfg.lifecycle,
             )
-            self._status, self._bits, self._nopp = upd.status, upd.hit_bits, upd.n_opportunities
+            self._c = replace(c, status=upd.status, hit_bits=upd.hit_bits,
+                              n_opportunities=upd.n_opportunities)
             self._record(t, xc, Pc, hit)
 
         # initiation from leftovers (this frame + recent pending ones)
@@ -278,24 +309,21 @@ class Tracker:
         xs, Ps, mus = self.imm.init_state(x, P)
         ids = np.arange(self._next_id, self._next_id + c, dtype=np.int64)
         self._next_id += c
-        self._id = np.r_[self._id, ids]
-        self._status = np.r_[self._status, np.full(c, TENTATIVE, np.int8)]
-        self._t = np.r_[self._t, np.full(c, t)]
-        self._x = np.concatenate([self._x, xs])
-        self._P = np.concatenate([self._P, Ps])
-        self._mu = np.concatenate([self._mu, mus])
-        self._bits = np.r_[self._bits, np.ones(c, np.uint64)]
-        self._nopp = np.r_[self._nopp, np.ones(c, np.int64)]
-        self._nhits = np.r_[self._nhits, np.ones(c, np.int64)]
-        self._created = np.r_[self._created, np.full(c, t)]
-        self._last_hit = np.r_[self._last_hit, np.full(c, t)]
-        self._record_rows(np.arange(len(self._id) - c, len(self._id)), t, x, P, np.ones(c, bool))
+        born = TrackColumns(
+            ids, np.full(c, TENTATIVE, np.int8), np.full(c, t), xs, Ps, mus,
+            np.ones(c, np.uint64), np.ones(c, np.int64), np.ones(c, np.int64),
+            np.full(c, t), np.full(c, t),
+        )
+        self._c = TrackColumns.concat([self._c, born])
+        k = len(self._c)
+        self._record_rows(np.arange(k - c, k), t, x, P, np.ones(c, bool))
 
     def _merge_duplicates(self) -> None:
-        live = np.flatnonzero(self._status != DROPPED)
+        c = self._c
+        live = np.flatnonzero(c.status != DROPPED)
         if live.size < 2:
             return
-        xc, Pc = self.imm.combine(self._x[live], self._P[live], self._mu[live])
+        xc, Pc = self.imm.combine(c.x[live], c.P[live], c.mu[live])
         iu, ju = np.triu_indices(live.size, k=1)
         # cheap exact pre-filter: the 6-D distance is at least the position-only one, which
         # is at least |dp|^2 / trace(S_pos); only the pairs that pass get the 6x6 solve
@@ -313,30 +341,30 @@ class Tracker:
             return
         a, b = live[iu[close]], live[ju[close]]
         # rank: confirmed beats tentative, then more hits, then older id
-        rank = (self._status != TENTATIVE) * 1e9 + self._nhits * 1e3 - self._id * 1e-9
+        rank = (c.status != TENTATIVE) * 1e9 + c.n_hits * 1e3 - c.track_id * 1e-9
         loser = np.where(rank[a] >= rank[b], b, a)
-        self._status[loser] = DROPPED
+        c.status[loser] = DROPPED
 
     def _compact(self) -> None:
-        keep = self._status != DROPPED
+        keep = self._c.status != DROPPED
         if np.all(keep):
             return
-        for name in ("_id", "_status", "_t", "_x", "_P", "_mu", "_bits", "_nopp", "_nhits", "_created", "_last_hit"):
-            setattr(self, name, getattr(self, name)[keep])
+        self._c = self._c.take(keep)
 
     # ------------------------------------------------------------------ history
     def _record(self, t: float, xc: np.ndarray, Pc: np.ndarray, hit: np.ndarray) -> None:
-        self._record_rows(np.arange(len(self._id)), t, xc, Pc, hit)
+        self._record_rows(np.arange(len(self._c)), t, xc, Pc, hit)
 
     def _record_rows(self, rows: np.ndarray, t: float, xc: np.ndarray, Pc: np.ndarray, hit: np.ndarray) -> None:
         if not self.config.keep_history:
             return
+        c = self._c
         for r, row in enumerate(rows):  # per track (not per pair): append one row
-            rows_of = self._hist.get(int(self._id[row]))
+            rows_of = self._hist.get(int(c.track_id[row]))
             if rows_of is None:
-                rows_of = self._hist[int(self._id[row])] = deque(maxlen=self.config.history_limit)
+                rows_of = self._hist[int(c.track_id[row])] = deque(maxlen=self.config.history_limit)
             rows_of.append(
-                (t, xc[r].copy(), Pc[r, :3, :3].copy(), self._mu[row].copy(), bool(hit[r]), int(self._status[row]))
+                (t, xc[r].copy(), Pc[r, :3, :3].copy(), c.mu[row].copy(), bool(hit[r]), int(c.status[row]))
             )
 
     def history(self, track_id: int) -> TrackHistory:
@@ -362,32 +390,20 @@ class Tracker:
         """A copy of the live tracks and counters (see :class:`TrackerState`)."""
         return TrackerState(
             self.epoch, self._next_id, float(self.processed_until_s), float(self._latest_seen),
-            self.detections_processed, self._id.copy(), self._status.copy(), self._t.copy(),
-            self._x.copy(), self._P.copy(), self._mu.copy(), self._bits.copy(),
-            self._nopp.copy(), self._nhits.copy(), self._created.copy(), self._last_hit.copy(),
+            self.detections_processed, self._c.copy(),
         )
 
     def restore(self, state: TrackerState) -> None:
         """Replace this tracker's tracks and counters by ``state`` (buffers emptied)."""
         m = self.imm.n_models
-        if state.x.shape[1:] != (m, 6) or state.P.shape[1:] != (m, 6, 6):
-            raise ValueError(f"state has {state.x.shape[1]} models, the tracker {m}")
+        if state.tracks.n_models != m:
+            raise ValueError(f"state has {state.tracks.n_models} models, the tracker {m}")
         self.epoch = state.epoch
         self._next_id = int(state.next_id)
         self.processed_until_s = float(state.processed_until_s)
         self._latest_seen = float(state.latest_seen_s)
         self.detections_processed = int(state.detections_processed)
-        self._id = np.asarray(state.track_id, np.int64).copy()
-        self._status = np.asarray(state.status, np.int8).copy()
-        self._t = np.asarray(state.time_s, float).copy()
-        self._x = np.asarray(state.x, float).copy()
-        self._P = np.asarray(state.P, float).copy()
-        self._mu = np.asarray(state.mu, float).copy()
-        self._bits = np.asarray(state.hit_bits, np.uint64).copy()
-        self._nopp = np.asarray(state.n_opportunities, np.int64).copy()
-        self._nhits = np.asarray(state.n_hits, np.int64).copy()
-        self._created = np.asarray(state.created_s, float).copy()
-        self._last_hit = np.asarray(state.last_hit_s, float).copy()
+        self._c = state.tracks.copy()
         self._buffer = None
         self._pending = None
         self._hist = {}
@@ -399,14 +415,14 @@ class Tracker:
     # ------------------------------------------------------------------ output
     def tracks(self, include_tentative: bool = False) -> TrackTable:
         """Current tracks (each at the time of its last processed frame)."""
-        sel = np.ones(self._id.shape[0], bool) if include_tentative else self._status != TENTATIVE
-        xc, Pc = self.imm.combine(self._x[sel], self._P[sel], self._mu[sel])
+        c = self._c
+        s = c.take(np.ones(len(c), bool) if include_tentative else c.status != TENTATIVE)
+        xc, Pc = self.imm.combine(s.x, s.P, s.mu)
         return TrackTable(
-            self._id[sel].copy(), self._status[sel].copy(), self._t[sel].copy(), xc, Pc,
-            self._mu[sel].copy(), self.imm.model_names, self._nhits[sel].copy(),
-            self._created[sel].copy(), self._last_hit[sel].copy(), self.epoch,
+            s.track_id, s.status, s.time_s, xc, Pc, s.mu, self.imm.model_names, s.n_hits,
+            s.created_s, s.last_hit_s, self.epoch,
         )
 
     @property
     def n_confirmed(self) -> int:
-        return int(np.sum(self._status == CONFIRMED))
+        return int(np.sum(self._c.status == CONFIRMED))
