@@ -34,6 +34,7 @@ the last processed frame time are refused, each with a reason (see
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -178,6 +179,13 @@ class TrackHistory:
     status: np.ndarray  # (T,) int8
 
 
+_HistoryRow = tuple[
+    float, npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64], bool, int
+]
+"""time s, combined state (6,), position covariance (3,3), model probabilities (M,), hit,
+status code."""
+
+
 class Tracker:
     """Stateful tracker.  Not thread-safe: callers serialise access."""
 
@@ -193,7 +201,7 @@ class Tracker:
         self._pending: Detections | None = None
         self._latest_seen = -np.inf
         self.processed_until_s = -np.inf
-        self._hist: dict[int, list[tuple]] = {}
+        self._hist: dict[int, deque[_HistoryRow]] = {}
         self.detections_processed = 0
 
     # ------------------------------------------------------------------ ingest
@@ -368,7 +376,7 @@ class Tracker:
             )
 
     def history(self, track_id: int) -> TrackHistory:
-        rows = self._hist.get(int(track_id), [])
+        rows: Iterable[_HistoryRow] = self._hist.get(int(track_id), ())
         m = self.imm.n_models
         if not rows:
             return TrackHistory(int(track_id), np.zeros(0), np.zeros((0, 6)), np.zeros((0, 3, 3)),
@@ -380,7 +388,7 @@ class Tracker:
     def history_ids(self) -> list[int]:
         return sorted(self._hist)
 
-    def forget_history(self, track_ids) -> None:
+    def forget_history(self, track_ids: Iterable[int]) -> None:
         """Drop the histories of ``track_ids`` (e.g. dropped tracks already persisted)."""
         for i in track_ids:
             self._hist.pop(int(i), None)
