@@ -9,9 +9,10 @@ degrees of freedom.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 from scipy.stats import chi2
 
 
@@ -55,7 +56,9 @@ def pair_distances(
     pxx, pyy, pzz = Ppos[:, 0, 0, None], Ppos[:, 1, 1, None], Ppos[:, 2, 2, None]
     pxy, pxz, pyz = Ppos[:, 0, 1, None], Ppos[:, 0, 2, None], Ppos[:, 1, 2, None]
 
-    def q(ax_, ay_, az_, bx, by, bz):
+    F = npt.NDArray[np.float64]
+
+    def q(ax_: F, ay_: F, az_: F, bx: F, by: F, bz: F) -> F:
         return (pxx * ax_ * bx + pyy * ay_ * by + pzz * az_ * bz + pxy * (ax_ * by + ay_ * bx)
                 + pxz * (ax_ * bz + az_ * bx) + pyz * (ay_ * bz + az_ * by))
 
@@ -84,6 +87,7 @@ class MahalanobisGate:
     """
 
     probability: float = 0.9999
+    _threshold: float = field(init=False, repr=False, compare=False)
 
     @property
     def threshold(self) -> float:

@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from services.threat import dynamics as dyn
 from services.threat.detections import Detections
@@ -47,7 +48,7 @@ def triangulate(
     m = np.ones(sig.shape, bool) if weight_mask is None else np.asarray(weight_mask, bool)
     A = np.eye(3) - np.einsum("cri,crj->crij", u, u)  # projectors (C,R,3,3)
     w = m / sig**2  # first pass: unit ranges
-    p = None
+    p: npt.NDArray[np.float64]
     for _ in range(2):
         info = np.einsum("cr,crij->cij", w, A)
         rhs = np.einsum("cr,crij,crj->ci", w, A, s)
