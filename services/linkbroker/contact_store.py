@@ -1,13 +1,15 @@
 """Ground-station contact tables and queries (SQLAlchemy 2.x Core, async; SQLite and
 PostgreSQL). Migration: migrations/versions/0002_contacts.py.
 
-Times are Unix seconds (float, UTC); elevations degrees; gaps and durations seconds.
+Instants are aware UTC datetimes (`shared.columns.UTCDateTime`, whole microseconds;
+migration 0005); elevations degrees; gaps and durations float seconds. The clock and the
+rules in contacts.py stay in Unix seconds: the store converts at its boundary.
 
 - `ground_stations`: reference data, inserted at start when missing.
 - `contact_profiles`: per tenant, primary key (tenant, id).
 - `contacts`: one row per reserved contact, with the antenna it holds. ``state`` is stored
   as the name of :class:`services.linkbroker.contacts.State`; a stored SCHEDULED whose
-  ``end_s`` has passed reads as SUCCEEDED (see :func:`state_clause`).
+  ``end_time`` has passed reads as SUCCEEDED (see :func:`state_clause`).
 - `contact_requests`: idempotency keys (tenant, request_id) with the first answer.
 
 Concurrency: every mutation is one transaction that first claims its idempotency key
@@ -28,16 +30,18 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared.columns import UTCDateTime
 from shared.errors import InvalidArgument
 
 from .contacts import MAX_GUARD_GAP_S, Bookings, GroundStationSpec, State
-from .records import ContactRecord, ProfileRecord, StationRecord
+from .records import ContactRecord, ProfileRecord, StationRecord, utc_instant
 from .tables import metadata
 
 ground_stations = sa.Table(
@@ -51,7 +55,7 @@ ground_stations = sa.Table(
     sa.Column("min_elevation_deg", sa.Double, nullable=False),
     sa.Column("provider", sa.String(60), nullable=False),
     sa.Column("region", sa.String(40), nullable=False),
-    sa.Column("create_s", sa.Double, nullable=False),
+    sa.Column("create_time", UTCDateTime, nullable=False),
 )
 
 contact_profiles = sa.Table(
@@ -62,7 +66,7 @@ contact_profiles = sa.Table(
     sa.Column("min_elevation_deg", sa.Double, nullable=False),
     sa.Column("min_duration_s", sa.Double, nullable=False),
     sa.Column("guard_gap_s", sa.Double, nullable=False),
-    sa.Column("create_s", sa.Double, nullable=False),
+    sa.Column("create_time", UTCDateTime, nullable=False),
 )
 
 contacts = sa.Table(
@@ -73,8 +77,8 @@ contacts = sa.Table(
     sa.Column("ground_station", sa.String(40), nullable=False),
     sa.Column("profile", sa.String(40), nullable=False),
     sa.Column("antenna", sa.Integer, nullable=False),
-    sa.Column("start_s", sa.Double, nullable=False),
-    sa.Column("end_s", sa.Double, nullable=False),
+    sa.Column("start_time", UTCDateTime, nullable=False),
+    sa.Column("end_time", UTCDateTime, nullable=False),
     sa.Column("max_elevation_deg", sa.Double, nullable=False),
     sa.Column("start_azimuth_deg", sa.Double, nullable=False),
     sa.Column("end_azimuth_deg", sa.Double, nullable=False),
@@ -82,10 +86,10 @@ contacts = sa.Table(
     sa.Column("guard_gap_s", sa.Double, nullable=False),
     sa.Column("state", sa.String(20), nullable=False),
     sa.Column("state_reason", sa.String(500), nullable=False),
-    sa.Column("create_s", sa.Double, nullable=False),
-    sa.Column("update_s", sa.Double, nullable=False),
-    sa.Index("ix_contacts_station_state_start", "ground_station", "state", "start_s"),
-    sa.Index("ix_contacts_tenant_start", "tenant", "start_s", "id"),
+    sa.Column("create_time", UTCDateTime, nullable=False),
+    sa.Column("update_time", UTCDateTime, nullable=False),
+    sa.Index("ix_contacts_station_state_start", "ground_station", "state", "start_time"),
+    sa.Index("ix_contacts_tenant_start", "tenant", "start_time", "id"),
     sa.Index("ix_contacts_profile", "tenant", "profile", "state"),
 )
 
@@ -96,7 +100,7 @@ contact_requests = sa.Table(
     sa.Column("method", sa.String(40), nullable=False),
     sa.Column("fingerprint", sa.String(64), nullable=False),
     sa.Column("response", sa.LargeBinary, nullable=True),
-    sa.Column("create_s", sa.Double, nullable=False),
+    sa.Column("create_time", UTCDateTime, nullable=False),
 )
 
 Row = Any  # a SQLAlchemy Row of contact_requests
@@ -115,11 +119,12 @@ def fingerprint(method: str, payload: bytes) -> str:
 def state_clause(state: State, now_s: float):
     """The SQL test for a contact's state *as read* (see contacts.effective_state)."""
     c = contacts.c
+    now = utc_instant(now_s)
     if state == State.SCHEDULED:
-        return sa.and_(c.state == State.SCHEDULED.name, c.end_s > now_s)
+        return sa.and_(c.state == State.SCHEDULED.name, c.end_time > now)
     if state == State.SUCCEEDED:
         return sa.or_(c.state == State.SUCCEEDED.name,
-                      sa.and_(c.state == State.SCHEDULED.name, c.end_s <= now_s))
+                      sa.and_(c.state == State.SCHEDULED.name, c.end_time <= now))
     return c.state == state.name
 
 
@@ -143,7 +148,7 @@ class ContactStore:
                     id=s.station_id, display_name=s.display_name, latitude_deg=s.latitude_deg,
                     longitude_deg=s.longitude_deg, altitude_m=s.altitude_m,
                     antennas=s.antennas, min_elevation_deg=s.min_elevation_deg,
-                    provider=s.provider, region=s.region, create_s=now,
+                    provider=s.provider, region=s.region, create_time=utc_instant(now),
                 ).on_conflict_do_nothing())
                 added += max(result.rowcount or 0, 0)
         return added
@@ -183,7 +188,7 @@ class ContactStore:
             claimed = await session.execute(
                 self._insert(contact_requests).values(
                     tenant=tenant, request_id=request_id, method=method, fingerprint=print_,
-                    response=None, create_s=now)
+                    response=None, create_time=utc_instant(now))
                 .on_conflict_do_nothing().returning(contact_requests.c.request_id))
             if claimed.first() is None:
                 row = (await session.execute(sa.select(contact_requests).where(
@@ -257,12 +262,15 @@ class ContactStore:
         """SCHEDULED contacts on the station that could clash with ``[start_s, end_s)``
         (any guard gap is at most MAX_GUARD_GAP_S)."""
         c = contacts.c
+        reach = timedelta(seconds=MAX_GUARD_GAP_S)
         rows = (await session.execute(
-            sa.select(c.start_s, c.end_s, c.guard_gap_s, c.antenna).where(
+            sa.select(c.start_time, c.end_time, c.guard_gap_s, c.antenna).where(
                 c.ground_station == station_id, c.state == State.SCHEDULED.name,
-                c.start_s < end_s + MAX_GUARD_GAP_S,
-                c.end_s > start_s - MAX_GUARD_GAP_S))).all()
-        return Bookings.of([tuple(r) for r in rows])
+                c.start_time < utc_instant(end_s) + reach,
+                c.end_time > utc_instant(start_s) - reach))).all()
+        # The rules compute in float seconds: convert at this boundary.
+        return Bookings.of([(r.start_time.timestamp(), r.end_time.timestamp(), r.guard_gap_s,
+                             r.antenna) for r in rows])
 
     async def station_bookings(self, station_id: str, start_s: float, end_s: float
                                ) -> Bookings:
@@ -293,14 +301,14 @@ class ContactStore:
     async def set_state(session: AsyncSession, contact_id: str, state: State, reason: str,
                         now_s: float) -> None:
         await session.execute(sa.update(contacts).where(contacts.c.id == contact_id).values(
-            state=state.name, state_reason=reason, update_s=now_s))
+            state=state.name, state_reason=reason, update_time=utc_instant(now_s)))
 
     async def list_contacts(self, tenant: str | None, *, station: str | None,
                             spacecraft: int | None, state: State | None, now_s: float,
-                            after: tuple[float, str] | None, limit: int
+                            after: tuple[datetime, str] | None, limit: int
                             ) -> list[ContactRecord]:
         c = contacts.c
-        query = sa.select(contacts).order_by(c.start_s, c.id).limit(limit)
+        query = sa.select(contacts).order_by(c.start_time, c.id).limit(limit)
         if tenant is not None:
             query = query.where(c.tenant == tenant)
         if station is not None:
@@ -310,7 +318,8 @@ class ContactStore:
         if state is not None:
             query = query.where(state_clause(state, now_s))
         if after is not None:
-            query = query.where(sa.tuple_(c.start_s, c.id) > sa.tuple_(after[0], after[1]))
+            query = query.where(sa.tuple_(c.start_time, c.id) > sa.tuple_(
+                sa.literal(after[0], UTCDateTime), after[1]))
         async with self.sessions() as session:
             return [ContactRecord.of(r._mapping) for r in await session.execute(query)]
 

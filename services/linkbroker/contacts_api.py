@@ -68,6 +68,7 @@ from .fields import (
     spacecraft_field,
     time_field,
 )
+from .records import instant_micros, micros_instant
 
 OPERATOR = "linkbroker.operator"
 READ = ("contacts.read", "contacts.write", OPERATOR)
@@ -308,7 +309,7 @@ class GroundStationServicer(contacts_pb2_grpc.GroundStationServiceServicer):
             self._key("ReserveContact", request), number=number, station_id=station_id,
             profile_id=profile_id, start_s=start_s, end_s=end_s, passes=passes,
             encode=lambda row: contacts_pb2.ReserveContactResponse(contact=contact_message(
-                row, row.create_s)).SerializeToString(deterministic=True))
+                row, row.create_time.timestamp())).SerializeToString(deterministic=True))
         return contacts_pb2.ReserveContactResponse.FromString(answer)
 
     @requires(*READ)
@@ -340,14 +341,22 @@ class GroundStationServicer(contacts_pb2_grpc.GroundStationServiceServicer):
         check.raise_if_any("the contact filter is invalid")
         scope = self._contact_scope()
         query = fingerprint("ListContacts", f"{scope}|{station_id}|{number}|{state}".encode())
-        after = decode_token(request.page_token, query, kinds=(float, str))
+        # The key is (start in integer microseconds, id): exact order and equality. A token
+        # from before the times became DateTime (a float start) is refused as invalid.
+        after = decode_token(request.page_token, query, kinds=(int, str))
+        start_after = None if after is None else micros_instant(after[0])
+        if after is not None and start_after is None:
+            raise InvalidArgument("page_token is not valid for this request", violations=[
+                ("page_token", "is not a token from a previous response to the same request")])
         now = self.clock()
         rows = await self.store.list_contacts(
             scope, station=station_id, spacecraft=number, state=state, now_s=now,
-            after=(float(after[0]), str(after[1])) if after else None, limit=size + 1)
+            after=None if start_after is None else (start_after, str(after[1])),
+            limit=size + 1)
         more = len(rows) > size
         rows = rows[:size]
-        token = encode_token(query, [rows[-1].start_s, rows[-1].id]) if more else ""
+        token = (encode_token(query, [instant_micros(rows[-1].start_time), rows[-1].id])
+                 if more else "")
         return contacts_pb2.ListContactsResponse(
             contacts=[contact_message(r, now) for r in rows], next_page_token=token)
 

@@ -21,7 +21,7 @@ from shared.wire import timestamp_to_unix
 from . import contacts as rules
 from .contact_store import ContactStore, new_contact_id
 from .contacts import State
-from .records import ContactRecord, ProfileRecord, StationRecord
+from .records import ContactRecord, ProfileRecord, StationRecord, utc_instant
 
 __all__ = ["ContactBookings", "MutationKey", "Passes"]
 
@@ -81,7 +81,7 @@ class ContactBookings:
         tenant = key[0]
 
         async def work(session: Any, now: float) -> ProfileRecord:
-            row = ProfileRecord(tenant=tenant, create_s=now, **values)
+            row = ProfileRecord(tenant=tenant, create_time=utc_instant(now), **values)
             if not await self.store.insert_profile(session, row):
                 raise AlreadyExists(
                     f"contactProfiles/{row.id} already exists",
@@ -126,6 +126,10 @@ class ContactBookings:
             return first
         station = await self.station(station_id)
         profile = await self.profile(tenant, profile_id)
+        # The row keeps whole microseconds: check the rules on exactly what it will keep,
+        # so a contact read back never lands on the other side of a guard-gap boundary.
+        start_time, end_time = utc_instant(start_s), utc_instant(end_s)
+        start_s, end_s = start_time.timestamp(), end_time.timestamp()
         now = self.clock()
         problems = rules.reservation_problems(start_s, end_s, now, profile.min_duration_s,
                                               self.lead_time_s)
@@ -166,11 +170,12 @@ class ContactBookings:
             row = ContactRecord(
                 id=new_contact_id(), tenant=tenant, spacecraft=number,
                 ground_station=station_id, profile=profile_id, antenna=antenna,
-                start_s=start_s, end_s=end_s, max_elevation_deg=chosen.max_elevation_deg,
+                start_time=start_time, end_time=end_time, max_elevation_deg=chosen.max_elevation_deg,
                 start_azimuth_deg=chosen.rise_azimuth_deg,
                 end_azimuth_deg=chosen.set_azimuth_deg, min_elevation_deg=mask,
                 guard_gap_s=profile.guard_gap_s, state=State.SCHEDULED.name,
-                state_reason="", create_s=now, update_s=now)
+                state_reason="", create_time=utc_instant(now),
+                update_time=utc_instant(now))
             await self.store.insert_contact(session, row)
             return row
 
@@ -195,6 +200,6 @@ class ContactBookings:
             new_state = target(current)
             await self.store.set_state(session, contact_id, new_state, reason, now)
             return dataclasses.replace(row, state=new_state.name, state_reason=reason,
-                                       update_s=now), now
+                                       update_time=utc_instant(now)), now
 
         return await self._mutate(key, work, encode)

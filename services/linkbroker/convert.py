@@ -23,7 +23,7 @@ from services.linkbroker.records import (
     StationRecord,
 )
 from services.linkbroker.slots import slot_start
-from shared.wire import datetime_to_timestamp, seconds_to_duration, unix_to_timestamp
+from shared.wire import datetime_to_timestamp, seconds_to_duration
 
 if TYPE_CHECKING:
     from services.linkbroker.broker import LinkBroker
@@ -108,7 +108,7 @@ def profile_message(m: ProfileRecord) -> contacts_pb2.ContactProfile:
         name=f"contactProfiles/{m.id}", display_name=m.display_name,
         min_elevation_deg=m.min_elevation_deg,
         min_viable_contact_duration=seconds_to_duration(m.min_duration_s),
-        guard_gap=seconds_to_duration(m.guard_gap_s), create_time=unix_to_timestamp(m.create_s))
+        guard_gap=seconds_to_duration(m.guard_gap_s), create_time=datetime_to_timestamp(m.create_time))
 
 
 def contact_message(m: ContactRecord, now_s: float) -> contacts_pb2.Contact:
@@ -117,9 +117,10 @@ def contact_message(m: ContactRecord, now_s: float) -> contacts_pb2.Contact:
         name=f"contacts/{m.id}", spacecraft=f"satellites/{m.spacecraft}",
         ground_station=f"groundStations/{m.ground_station}",
         contact_profile=f"contactProfiles/{m.profile}", antenna_index=m.antenna,
-        start_time=unix_to_timestamp(m.start_s), end_time=unix_to_timestamp(m.end_s),
+        start_time=datetime_to_timestamp(m.start_time),
+        end_time=datetime_to_timestamp(m.end_time),
         max_elevation_deg=m.max_elevation_deg, start_azimuth_deg=m.start_azimuth_deg,
         end_azimuth_deg=m.end_azimuth_deg, min_elevation_deg=m.min_elevation_deg,
         guard_gap=seconds_to_duration(m.guard_gap_s), state=int(state),
-        state_reason=m.state_reason, create_time=unix_to_timestamp(m.create_s),
-        update_time=unix_to_timestamp(m.update_s))
+        state_reason=m.state_reason, create_time=datetime_to_timestamp(m.create_time),
+        update_time=datetime_to_timestamp(m.update_time))

@@ -11,7 +11,7 @@ still Unix seconds (float, UTC), as those tables hold them. Slots are slot indic
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Self
 
@@ -205,7 +205,7 @@ class StationRecord:
     min_elevation_deg: float
     provider: str
     region: str
-    create_s: float
+    create_time: datetime
 
     @classmethod
     def of(cls, mapping: Any) -> Self:
@@ -223,7 +223,7 @@ class ProfileRecord:
     min_elevation_deg: float
     min_duration_s: float
     guard_gap_s: float
-    create_s: float
+    create_time: datetime
 
     @classmethod
     def of(cls, mapping: Any) -> Self:
@@ -242,8 +242,8 @@ class ContactRecord:
     ground_station: str
     profile: str
     antenna: int
-    start_s: float
-    end_s: float
+    start_time: datetime
+    end_time: datetime
     max_elevation_deg: float
     start_azimuth_deg: float
     end_azimuth_deg: float
@@ -251,10 +251,42 @@ class ContactRecord:
     guard_gap_s: float
     state: str
     state_reason: str
-    create_s: float
-    update_s: float
+    create_time: datetime
+    update_time: datetime
+
+    @property
+    def start_s(self) -> float:
+        """The start in Unix seconds (what the contact rules compute with)."""
+        return self.start_time.timestamp()
+
+    @property
+    def end_s(self) -> float:
+        """The end in Unix seconds."""
+        return self.end_time.timestamp()
 
     @classmethod
     def of(cls, mapping: Any) -> Self:
         record: Self = _of(cls, mapping)
         return record
+
+
+def utc_instant(seconds: float) -> datetime:
+    """Unix seconds as an aware UTC datetime, rounded to the whole microsecond a
+    contact-table column holds (so what the rules check is what the row keeps)."""
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def instant_micros(value: datetime) -> int:
+    """An aware datetime as integer microseconds since the epoch (exact: page tokens)."""
+    return (value - _EPOCH) // timedelta(microseconds=1)
+
+
+def micros_instant(micros: int) -> datetime | None:
+    """Integer microseconds since the epoch as an aware datetime; None when out of range."""
+    try:
+        return _EPOCH + timedelta(microseconds=micros)
+    except OverflowError:
+        return None
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
