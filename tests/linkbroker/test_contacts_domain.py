@@ -168,3 +168,19 @@ def test_default_ground_stations_are_sane():
         assert -90 <= s.latitude_deg <= 90 and -180 <= s.longitude_deg <= 180
         assert 1 <= s.antennas <= 64 and 0 <= s.min_elevation_deg < 90
     assert {"quincy-wa", "columbus-oh"} <= set(ids)
+
+
+def test_guard_gap_boundary_survives_the_microsecond_round_trip():
+    """Epoch-scale times at whole microseconds (what the DateTime columns keep): a contact
+    starting exactly one guard gap after another ends is free, one microsecond earlier it
+    is not, and the round trip through an aware datetime keeps both values exactly."""
+    from datetime import UTC, datetime
+
+    end = 1_765_000_000.123456
+    back = datetime.fromtimestamp(end, UTC).timestamp()
+    assert back == end
+    booked = Bookings.of([(end - 600.0, back, 120.0, 0)])
+    exact, early = 1_765_000_120.123456, 1_765_000_120.123455
+    busy = rules.busy_antennas(np.array([exact, early]), np.array([exact + 300, early + 300]),
+                               120.0, booked, 1)
+    np.testing.assert_array_equal(busy, [[False], [True]])

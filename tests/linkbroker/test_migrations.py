@@ -57,3 +57,52 @@ async def test_0004_keeps_every_stored_time(settings):
     assert cursor.update_time == updated and cursor.cursor == "x"
     assert [row.id for row in page] == ["ab"]
     assert created.microsecond == 123456
+
+
+START, END = 1_765_000_600.000001, 1_765_001_200.654321
+
+
+async def test_0005_keeps_every_contact_time(settings):
+    """A contact written at 0004 reads back at head as the same instants; its durations
+    stay float seconds and the page index serves the new column."""
+    from services.linkbroker import contact_store
+
+    location = db.locate(settings.database_url, "linkbroker", settings.db_schema_prefix)
+    engine = db.create_engine(location)
+    try:
+        await migrations.upgrade(engine, location, HISTORY, "0004")
+        async with engine.begin() as conn:
+            await conn.execute(sa.text(
+                "INSERT INTO ground_stations VALUES ('gs-one', 'One', 1.0, 2.0, 3.0, 2, 5.0, "
+                "'p', 'westeurope', :c)"), {"c": CREATED})
+            await conn.execute(sa.text(
+                "INSERT INTO contact_profiles VALUES ('t', 'prof', 'P', 10.0, 300.0, 120.0, :c)"),
+                {"c": CREATED})
+            await conn.execute(sa.text(
+                "INSERT INTO contacts VALUES ('c1', 't', 25544, 'gs-one', 'prof', 1, :s, :e, "
+                "45.0, 10.0, 200.0, 10.0, 120.0, 'SCHEDULED', '', :c, :u)"),
+                {"s": START, "e": END, "c": CREATED, "u": UPDATED})
+            await conn.execute(sa.text(
+                "INSERT INTO contact_requests VALUES ('t', 'r-1', 'ReserveContact', 'f', NULL, "
+                ":c)"), {"c": CREATED})
+        await migrations.upgrade(engine, location, HISTORY)
+        at = lambda s: datetime.fromtimestamp(s, UTC)  # noqa: E731
+        async with engine.connect() as conn:
+            station = (await conn.execute(sa.select(contact_store.ground_stations))).one()
+            profile = (await conn.execute(sa.select(contact_store.contact_profiles))).one()
+            contact = (await conn.execute(sa.select(contact_store.contacts))).one()
+            request = (await conn.execute(sa.select(contact_store.contact_requests))).one()
+            page = (await conn.execute(sa.select(contact_store.contacts.c.id).where(
+                contact_store.contacts.c.tenant == "t",
+                contact_store.contacts.c.start_time == at(START)))).all()
+    finally:
+        await engine.dispose()
+    assert station.create_time == at(CREATED) and profile.create_time == at(CREATED)
+    assert (profile.min_duration_s, profile.guard_gap_s) == (300.0, 120.0)
+    assert (contact.start_time, contact.end_time) == (at(START), at(END))
+    assert (contact.create_time, contact.update_time) == (at(CREATED), at(UPDATED))
+    assert contact.start_time.timestamp() == START and contact.end_time.timestamp() == END
+    assert contact.guard_gap_s == 120.0 and contact.antenna == 1
+    assert request.create_time == at(CREATED)
+    assert [row.id for row in page] == ["c1"]
+    assert (at(START).microsecond, at(END).microsecond) == (1, 654321)
