@@ -4,7 +4,9 @@ link broker on loopback, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
+import json
 import time
 from dataclasses import replace
 
@@ -18,8 +20,14 @@ from skybridge.linkbroker.v1 import contacts_pb2_grpc
 from skybridge.orbit.v1 import orbit_pb2, orbit_pb2_grpc
 
 from services.linkbroker.contact_store import contact_profiles, contacts
+from shared.paging import decode_token, encode_token
 from shared.status import details_of
 from tests.conftest import bearer
+
+
+def timestamp_to_s(ts: timestamp_pb2.Timestamp) -> float:
+    return ts.seconds + ts.nanos * 1e-9
+
 
 SAT = "satellites/900000"  # the first satellite of the seeded Starlink Gen1 shells
 QUINCY = "groundStations/quincy-wa"  # 2 antennas
@@ -246,6 +254,17 @@ async def test_reserve_guard_gap_next_antenna_and_all_busy(env):
         ground_station=QUINCY, page_size=2, page_token=listed.next_page_token),
         metadata=env.customer())
     assert [c.name for c in rest.contacts] == [third.name] and not rest.next_page_token
+    # The key is (start in integer microseconds, id); a token from before the times became
+    # DateTime held the start as float seconds and is refused, naming page_token.
+    scope = json.loads(base64.urlsafe_b64decode(listed.next_page_token + "==="))["s"]
+    micros, last = decode_token(listed.next_page_token, scope, kinds=(int, str))
+    assert micros == int(round(timestamp_to_s(second.start_time) * 1e6))
+    with pytest.raises(grpc.aio.AioRpcError) as old:
+        await env.stub.ListContacts(pb.ListContactsRequest(
+            ground_station=QUINCY, page_size=2,
+            page_token=encode_token(scope, [micros / 1e6, last])), metadata=env.customer())
+    assert old.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "page_token" in old.value.details()
 
 
 async def test_lead_time_and_contact_outside_a_pass(env):
