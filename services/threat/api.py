@@ -17,7 +17,6 @@ stream ends with it, the earlier batches ingested).
 from __future__ import annotations
 
 import zlib
-from datetime import UTC, datetime
 
 import numpy as np
 from google.protobuf import timestamp_pb2
@@ -59,10 +58,6 @@ def _timestamp(epoch_unix: float, t_s: float) -> timestamp_pb2.Timestamp:
     return unix_to_timestamp(epoch_unix + t_s)
 
 
-def _wall(value: datetime) -> timestamp_pb2.Timestamp:
-    return datetime_to_timestamp(value if value.tzinfo else value.replace(tzinfo=UTC))
-
-
 def _ground(epoch_unix: float, g: Ground | None) -> threat_pb2.GroundPrediction | None:
     if g is None:
         return None
@@ -94,7 +89,7 @@ def alert_message(a: AlertRecord, epoch_unix: float) -> threat_pb2.Alert:
         time_to_impact=seconds_to_duration(tti),
         impact=_ground(epoch_unix, a.impact),
         evaluation_time=_timestamp(epoch_unix, a.evaluation_s),
-        create_time=_wall(a.create_time), update_time=_wall(a.update_time),
+        create_time=datetime_to_timestamp(a.create_time), update_time=datetime_to_timestamp(a.update_time),
         withdraw_reason=a.withdraw_reason)
 
 
@@ -102,7 +97,7 @@ def asset_message(a: AssetRecord) -> threat_pb2.DefendedAsset:
     return threat_pb2.DefendedAsset(
         name=f"assets/{a.asset_id}", display_name=a.display_name,
         location=common_pb2.GeodeticPoint(latitude_deg=a.lat_deg, longitude_deg=a.lon_deg),
-        radius_m=a.radius_m, create_time=_wall(a.create_time))
+        radius_m=a.radius_m, create_time=datetime_to_timestamp(a.create_time))
 
 
 def _resource_id(name: str, collection: str, field: str = "name") -> int:

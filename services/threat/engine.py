@@ -56,11 +56,13 @@ from services.threat.store import (
     CLASS_BALLISTIC,
     CLASS_HGV,
     CLASS_UNKNOWN,
+    CLASS_UNSPECIFIED,
     AlertRecord,
     AssetRecord,
     Ground,
     MetaRecord,
     Store,
+    ThreatClass,
     TrackRecord,
     now,
 )
@@ -128,7 +130,7 @@ class ThreatEngine:
         self._eval_lock = asyncio.Lock()
         self._step: _Step | None = None
         self._dropped: dict[int, TrackRecord | None] = {}  # None: delete (never confirmed)
-        self.classes: dict[int, tuple[int, float]] = {}
+        self.classes: dict[int, tuple[ThreatClass, float]] = {}
         self.impacts: dict[int, Ground] = {}
         self.launches: dict[int, Ground] = {}
         self.open_alerts: dict[tuple[int, int], AlertRecord] = {}
@@ -331,7 +333,7 @@ class ThreatEngine:
     def _record(self, step: _Step, i: int) -> TrackRecord:
         s = step.state.tracks
         track_id = int(s.track_id[i])
-        cls, confidence = self.classes.get(track_id, (0, 0.0))
+        cls, confidence = self.classes.get(track_id, (CLASS_UNSPECIFIED, 0.0))
         return TrackRecord(
             track_id, int(s.status[i]), float(s.time_s[i]), float(s.created_s[i]),
             float(s.last_hit_s[i]), int(s.n_hits[i]), int(s.hit_bits[i]),
@@ -433,7 +435,7 @@ class ThreatEngine:
         await self.withdraw_asset(asset_id)
         return True
 
-    def _classify_cpu(self, ids: np.ndarray) -> dict[int, tuple[int, float]]:
+    def _classify_cpu(self, ids: np.ndarray) -> dict[int, tuple[ThreatClass, float]]:
         out = {}
         codes = {BALLISTIC: CLASS_BALLISTIC, HGV: CLASS_HGV}
         for track_id in ids:  # per confirmed track: its own history

@@ -26,12 +26,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import IntEnum
 
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared import idempotency
+from shared.columns import UTCDateTime
 from shared.idempotency import Key
 from shared.paging import decode_token, encode_token
 
@@ -54,7 +56,7 @@ tracks = sa.Table(
     sa.Column("class_confidence", sa.Double, nullable=False),
     sa.Column("impact", sa.LargeBinary, nullable=True),
     sa.Column("launch", sa.LargeBinary, nullable=True),
-    sa.Column("update_time", sa.DateTime, nullable=False),
+    sa.Column("update_time", UTCDateTime, nullable=False),
     sa.Index("ix_tracks_state", "state", "id"),
 )
 
@@ -66,7 +68,7 @@ tracker_meta = sa.Table(
     sa.Column("latest_seen_s", sa.Double, nullable=True),
     sa.Column("detections_processed", sa.BigInteger, nullable=False),
     sa.Column("model_names", sa.String(200), nullable=False),
-    sa.Column("update_time", sa.DateTime, nullable=False),
+    sa.Column("update_time", UTCDateTime, nullable=False),
 )
 
 detection_batches = sa.Table(
@@ -76,7 +78,7 @@ detection_batches = sa.Table(
     sa.Column("max_time_s", sa.Double, nullable=False),
     sa.Column("count", sa.Integer, nullable=False),
     sa.Column("payload", sa.LargeBinary, nullable=False),
-    sa.Column("create_time", sa.DateTime, nullable=False),
+    sa.Column("create_time", UTCDateTime, nullable=False),
     sa.Index("ix_detection_batches_max_time", "max_time_s"),
 )
 
@@ -87,7 +89,7 @@ assets = sa.Table(
     sa.Column("lat_deg", sa.Double, nullable=False),
     sa.Column("lon_deg", sa.Double, nullable=False),
     sa.Column("radius_m", sa.Double, nullable=False),
-    sa.Column("create_time", sa.DateTime, nullable=False),
+    sa.Column("create_time", UTCDateTime, nullable=False),
 )
 
 requests = sa.Table(
@@ -97,7 +99,7 @@ requests = sa.Table(
     sa.Column("method", sa.String(64), nullable=False),
     sa.Column("fingerprint", sa.String(64), nullable=False),
     sa.Column("response", sa.LargeBinary, nullable=True),
-    sa.Column("create_time", sa.DateTime, nullable=False),
+    sa.Column("create_time", UTCDateTime, nullable=False),
 )
 
 alerts = sa.Table(
@@ -111,21 +113,42 @@ alerts = sa.Table(
     sa.Column("impact", sa.LargeBinary, nullable=False),
     sa.Column("evaluation_s", sa.Double, nullable=False),
     sa.Column("withdraw_reason", sa.String(64), nullable=False),
-    sa.Column("create_time", sa.DateTime, nullable=False),
-    sa.Column("update_time", sa.DateTime, nullable=False),
+    sa.Column("create_time", UTCDateTime, nullable=False),
+    sa.Column("update_time", UTCDateTime, nullable=False),
     sa.Index("ix_alerts_state", "state", "id"),
 )
 
-# Track states as stored (and on the wire: Track.State = stored + 1).
-ALERT_ACTIVE, ALERT_UPDATED, ALERT_WITHDRAWN = 1, 2, 3
-CLASS_UNSPECIFIED, CLASS_UNKNOWN, CLASS_BALLISTIC, CLASS_HGV = 0, 1, 2, 3
+class AlertState(IntEnum):
+    """An alert's state as stored: the number of `skybridge.threat.v1.Alert.State` (ADR 0010)."""
+
+    ACTIVE = 1
+    UPDATED = 2
+    WITHDRAWN = 3
+
+
+class ThreatClass(IntEnum):
+    """A track's class as stored: the number of `skybridge.threat.v1.Track.ThreatClass`."""
+
+    UNSPECIFIED = 0
+    UNKNOWN = 1
+    BALLISTIC = 2
+    HGV = 3
+
+
+# Track states as stored are the tracker's int8 lifecycle codes
+# (`services.threat.tracker.lifecycle.Status`; on the wire Track.State = stored + 1).
+ALERT_ACTIVE, ALERT_UPDATED, ALERT_WITHDRAWN = (AlertState.ACTIVE, AlertState.UPDATED,
+                                                AlertState.WITHDRAWN)
+CLASS_UNSPECIFIED, CLASS_UNKNOWN, CLASS_BALLISTIC, CLASS_HGV = (
+    ThreatClass.UNSPECIFIED, ThreatClass.UNKNOWN, ThreatClass.BALLISTIC, ThreatClass.HGV)
 DETECTION_COLUMNS = 10  # time, sensor index, sensor xyz, los xyz, noise, intensity
 #: How long a batch's idempotency key is kept (a retry later than that is late data anyway).
 BATCH_KEY_RETENTION = timedelta(hours=48)
 
 
 def now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
+    """The wall clock as an aware UTC datetime (the time columns are `UTCDateTime`)."""
+    return datetime.now(UTC)
 
 
 def pack(*arrays: np.ndarray) -> bytes:
@@ -176,7 +199,7 @@ class TrackRecord:
     model_x: np.ndarray  # (M,6)
     model_P: np.ndarray  # (M,6,6)
     mu: np.ndarray  # (M,)
-    threat_class: int = CLASS_UNSPECIFIED
+    threat_class: ThreatClass = ThreatClass.UNSPECIFIED
     class_confidence: float = 0.0
     impact: Ground | None = None
     launch: Ground | None = None
@@ -203,7 +226,7 @@ class TrackRecord:
             est[:6].copy(), est[6:42].reshape(6, 6).copy(),
             models[m:m + 6 * m].reshape(m, 6).copy(),
             models[7 * m:7 * m + 36 * m].reshape(m, 6, 6).copy(), models[:m].copy(),
-            int(row.threat_class), float(row.class_confidence), Ground.from_blob(row.impact),
+            ThreatClass(int(row.threat_class)), float(row.class_confidence), Ground.from_blob(row.impact),
             Ground.from_blob(row.launch),
         )
 
@@ -232,7 +255,7 @@ class AlertRecord:
     alert_id: int
     track_id: int
     asset_id: int
-    state: int
+    state: AlertState
     severity: int
     time_to_impact_s: float
     impact: Ground
@@ -250,7 +273,7 @@ class AlertRecord:
 
     @classmethod
     def from_row(cls, row) -> AlertRecord:
-        return cls(int(row.id), int(row.track_id), int(row.asset_id), int(row.state),
+        return cls(int(row.id), int(row.track_id), int(row.asset_id), AlertState(int(row.state)),
                    int(row.severity), float(row.time_to_impact_s), Ground.from_blob(row.impact),
                    float(row.evaluation_s), row.withdraw_reason, row.create_time,
                    row.update_time)

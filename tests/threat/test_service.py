@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC
 
 import grpc
 import numpy as np
 import pytest
+import sqlalchemy as sa
 from skybridge.common.v1 import common_pb2
 from skybridge.threat.v1 import threat_pb2
 
 from services.threat.batch import angles_from_los
+from services.threat.store import AlertState, ThreatClass, assets
 from shared.geodesy import ecef_to_geodetic
 from shared.status import details_of
 from tests.conftest import bearer
@@ -438,3 +441,29 @@ async def test_assets_validation_and_deletion(threat, minter):
     error = await failure(stub.DeleteDefendedAsset(
         threat_pb2.DeleteDefendedAssetRequest(name=names[0]), metadata=bearer(minter, *DEFENSE)))
     assert error.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_times_are_aware_utc_and_stored_as_naive_utc(threat, minter):
+    """The store hands out aware UTC datetimes; the column holds the same instant as naive
+    UTC (`shared.columns.UTCDateTime`), and the answer carries that instant."""
+    made = await threat.stub.CreateDefendedAsset(threat_pb2.CreateDefendedAssetRequest(
+        defended_asset=threat_pb2.DefendedAsset(
+            display_name="times", location=common_pb2.GeodeticPoint(latitude_deg=1))),
+        metadata=bearer(minter, *DEFENSE))
+    answered = made.defended_asset.create_time.ToDatetime(tzinfo=UTC)
+    store = threat.engine.store
+    [record] = [a for a in await store.list_assets() if a.display_name == "times"]
+    assert record.create_time.utcoffset() is not None
+    assert record.create_time == answered
+    async with store.sessions() as session:
+        raw = await session.scalar(sa.select(sa.column("create_time", sa.DateTime()))
+                                   .select_from(assets).where(assets.c.id == record.asset_id))
+    assert raw.tzinfo is None and raw == answered.replace(tzinfo=None)
+
+
+def test_stored_states_are_the_wire_enum_numbers():
+    """Alert states and threat classes are stored as the numbers of their proto enums."""
+    assert {s.name: int(s) for s in AlertState} == {
+        n.removeprefix("STATE_"): v for n, v in threat_pb2.Alert.State.items() if v}
+    assert {c.name: int(c) for c in ThreatClass} == {
+        n.removeprefix("THREAT_CLASS_"): v for n, v in threat_pb2.Track.ThreatClass.items()}
