@@ -14,6 +14,7 @@ los = cos(el) cos(az) x + cos(el) sin(az) y + sin(el) z.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -84,6 +85,7 @@ def check(batch: RawBatch, *, known_sensor_ids: np.ndarray, min_time_s: float,
                 f"{_rows(off)}: not a unit vector (norm must be within {UNIT_TOLERANCE:g} of 1)"))
     else:
         az, el = batch.azimuth_rad, batch.elevation_rad
+        assert az is not None and el is not None  # one of the two line-of-sight forms
         bad_az = ~np.isfinite(az)
         if np.any(bad_az):
             out.append(FieldViolation("batch.los_sensor_frame.azimuth_rad",
@@ -122,7 +124,7 @@ def los_from_angles(azimuth_rad: np.ndarray, elevation_rad: np.ndarray,
     local = np.stack([ce * np.cos(azimuth_rad), ce * np.sin(azimuth_rad),
                       np.sin(elevation_rad)], axis=1)
     los = np.einsum("nk,nki->ni", local, sensor_frame(position_m, velocity_m_s))
-    return los / np.linalg.norm(los, axis=1, keepdims=True)
+    return cast(np.ndarray, los / np.linalg.norm(los, axis=1, keepdims=True))
 
 
 def angles_from_los(los: np.ndarray, position_m: np.ndarray, velocity_m_s: np.ndarray

@@ -43,11 +43,15 @@ Labels: ``"ballistic"``, ``"hgv"``, ``"unknown"`` with a confidence in [0,1].
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from services.threat import dynamics as dyn
 from services.threat.tracker.lifecycle import held
+
+if TYPE_CHECKING:
+    from services.threat.tracker import Tracker
 
 BALLISTIC = "ballistic"
 HGV = "hgv"
@@ -145,7 +149,7 @@ def _boost_label(alt: np.ndarray, gamma_deg: np.ndarray, dt: np.ndarray,
     return None
 
 
-def classify_track(tracker, track_id: int, config: ClassifierConfig | None = None) -> Classification:
+def classify_track(tracker: Tracker, track_id: int, config: ClassifierConfig | None = None) -> Classification:
     """Classify a track of a :class:`services.threat.tracker.Tracker` by id."""
     h = tracker.history(track_id)
     keep = held(h.status)  # confirmed and coasting rows only

@@ -43,7 +43,7 @@ class Detections:
     epoch: datetime = field(default=DEFAULT_EPOCH)
 
     def __post_init__(self) -> None:
-        cols = {
+        cols: dict[str, np.ndarray] = {
             "time": np.asarray(self.time, dtype=np.float64).reshape(-1),
             "sensor_index": np.asarray(self.sensor_index, dtype=np.int32).reshape(-1),
             "sensor_position_ecef_m": np.asarray(

@@ -19,6 +19,7 @@ loops over objects; loops only run over integration sub-steps.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 import numpy as np
 
@@ -61,7 +62,7 @@ def ellipsoid_radius_m(r_ecef_m: np.ndarray) -> np.ndarray:
     n2 = rho2 + z2
     # point t*r on x^2/a^2 + z^2/b^2 = 1  ->  t = 1/sqrt(rho2/a^2 + z2/b^2)
     denom = np.sqrt(rho2 / R_EQ_M**2 + z2 / R_POL_M**2)
-    return np.sqrt(n2) / np.where(denom > 0, denom, 1.0)
+    return cast(np.ndarray, np.sqrt(n2) / np.where(denom > 0, denom, 1.0))
 
 
 def altitude_m(r_ecef_m: np.ndarray) -> np.ndarray:
@@ -70,13 +71,13 @@ def altitude_m(r_ecef_m: np.ndarray) -> np.ndarray:
     than ~10 m below 1,000 km; used inside integrators where speed matters.
     Use ``shared.geodesy.ecef_to_geodetic`` for reporting."""
     r = np.asarray(r_ecef_m, dtype=float)
-    return np.linalg.norm(r, axis=-1) - ellipsoid_radius_m(r)
+    return cast(np.ndarray, np.linalg.norm(r, axis=-1) - ellipsoid_radius_m(r))
 
 
 def local_up(r_ecef_m: np.ndarray) -> np.ndarray:
     """Unit geocentric radial ("up") direction, ``(..., 3)``."""
     r = np.asarray(r_ecef_m, dtype=float)
-    return r / np.linalg.norm(r, axis=-1, keepdims=True)
+    return cast(np.ndarray, r / np.linalg.norm(r, axis=-1, keepdims=True))
 
 
 # --------------------------------------------------------------------------- forces
@@ -110,7 +111,7 @@ def atmosphere_density_kg_m3(
     Altitudes below zero are clamped to zero (density stays finite).
     """
     h = np.maximum(np.asarray(alt_m, dtype=float), 0.0)
-    return rho0_kg_m3 * np.exp(-h / scale_height_m)
+    return cast(np.ndarray, rho0_kg_m3 * np.exp(-h / scale_height_m))
 
 
 def drag_acceleration(
@@ -128,7 +129,7 @@ def drag_acceleration(
     speed = np.linalg.norm(v, axis=-1)
     with np.errstate(divide="ignore"):
         k = np.where(np.isfinite(beta), 0.5 * rho * speed / beta, 0.0)
-    return -k[..., None] * v
+    return cast(np.ndarray, -k[..., None] * v)
 
 
 def frame_acceleration(r_ecef_m: np.ndarray, v_ecef_m_s: np.ndarray) -> np.ndarray:
@@ -180,7 +181,7 @@ def rk4_step(
     k2 = ecef_derivative(x + 0.5 * h * k1, beta_kg_m2)
     k3 = ecef_derivative(x + 0.5 * h * k2, beta_kg_m2)
     k4 = ecef_derivative(x + h * k3, beta_kg_m2)
-    return x + (h / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+    return cast(np.ndarray, x + (h / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4))
 
 
 def propagate(
@@ -330,4 +331,4 @@ def _radial_speed(x: np.ndarray) -> np.ndarray:
     """Geocentric radial speed ``r . v / |r|`` of ECEF states ``(..., 6)``, m/s (the rate
     of :func:`altitude_m` to within the ellipsoid's slope)."""
     r, v = x[..., :3], x[..., 3:]
-    return np.einsum("...i,...i->...", r, v) / np.linalg.norm(r, axis=-1)
+    return cast(np.ndarray, np.einsum("...i,...i->...", r, v) / np.linalg.norm(r, axis=-1))

@@ -19,6 +19,7 @@ import asyncio
 from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 
@@ -42,7 +43,7 @@ class EphemerisGrid:
 
     @property
     def end_s(self) -> float:
-        return self.start_s + self.step_s * (self.positions_m.shape[0] - 1)
+        return self.start_s + self.step_s * float(self.positions_m.shape[0] - 1)
 
     def interpolate(self, sat: np.ndarray, t_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Cubic-Hermite position and velocity of satellite columns ``sat`` at ``t_s``."""
@@ -75,7 +76,7 @@ class SensorEphemeris:
         self.window_s = float(np.ceil(window_s / step_s) * step_s)
         self._cache: OrderedDict[int, EphemerisGrid] = OrderedDict()
         self._cache_windows = cache_windows
-        self._inflight: dict[int, asyncio.Future] = {}
+        self._inflight: dict[int, asyncio.Future[EphemerisGrid]] = {}
 
     async def fetch_grid(self, start_s: float, step_s: float, count: int) -> EphemerisGrid:
         raise NotImplementedError
@@ -135,7 +136,7 @@ class OrbitEphemeris(SensorEphemeris):
     service seeds), resolved on first use with `ListSatellites` (catalog-number order).
     """
 
-    def __init__(self, stub, catalog_numbers: Sequence[int], epoch: datetime, *,
+    def __init__(self, stub: Any, catalog_numbers: Sequence[int], epoch: datetime, *,
                  group: str = "groups/tracking-sensors", step_s: float = 10.0,
                  window_s: float = 600.0) -> None:
         super().__init__(epoch, len(catalog_numbers), step_s, window_s)

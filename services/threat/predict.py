@@ -59,7 +59,8 @@ def sigma_points(x: np.ndarray, P: np.ndarray, kappa: float = 0.0) -> tuple[np.n
     return pts, w
 
 
-def _ground_points(x, P, beta, backwards, max_step_s, max_time_s) -> GroundPointPrediction:
+def _ground_points(x: np.ndarray, P: np.ndarray, beta: float | np.ndarray, backwards: bool,
+                   max_step_s: float, max_time_s: float) -> GroundPointPrediction:
     x = np.atleast_2d(np.asarray(x, float))
     P = np.asarray(P, float).reshape(-1, 6, 6)
     k = x.shape[0]
@@ -82,7 +83,10 @@ def _ground_points(x, P, beta, backwards, max_step_s, max_time_s) -> GroundPoint
     major = np.sqrt(np.maximum(ev[:, 1], 0) * CHI2_2DOF_95)
     minor = np.sqrt(np.maximum(ev[:, 0], 0) * CHI2_2DOF_95)
     az = np.degrees(np.arctan2(evec[:, 0, 1], evec[:, 1, 1])) % 180.0
-    nan = lambda a: np.where(valid.reshape((-1,) + (1,) * (a.ndim - 1)), a, np.nan)  # noqa: E731
+
+    def nan(a: np.ndarray) -> np.ndarray:
+        return np.where(valid.reshape((-1,) + (1,) * (a.ndim - 1)), a, np.nan)
+
     return GroundPointPrediction(nan(mean), nan(lat), nan(lon), nan(t_mean), nan(t_sig), nan(major),
                                  nan(minor), nan(az), nan(C), valid)
 

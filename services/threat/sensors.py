@@ -28,6 +28,7 @@ noise 5-50 microradians, frame rate 1-10 Hz.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -145,16 +146,17 @@ def in_field_of_regard(
     s = np.asarray(sensor_ecef_m, float)
     u, _ = los_unit(s, target_ecef_m)
     nadir = -s / np.linalg.norm(s, axis=-1, keepdims=True)
-    return np.einsum("...i,...i->...", u, nadir) >= np.cos(np.radians(half_angle_deg))
+    cos_angle = np.einsum("...i,...i->...", u, nadir)
+    return cast(np.ndarray, cos_angle >= np.cos(np.radians(half_angle_deg)))
 
 
 def visible(
     sensor_ecef_m: np.ndarray, target_ecef_m: np.ndarray, model: IRSensorModel
 ) -> np.ndarray:
     """Visibility mask (occlusion and field of regard), broadcasting ``(...,3)``."""
-    return ~earth_occluded(sensor_ecef_m, target_ecef_m, model.limb_margin_m) & in_field_of_regard(
-        sensor_ecef_m, target_ecef_m, model.field_of_regard_half_angle_deg
-    )
+    clear = ~earth_occluded(sensor_ecef_m, target_ecef_m, model.limb_margin_m)
+    return cast(np.ndarray, clear & in_field_of_regard(
+        sensor_ecef_m, target_ecef_m, model.field_of_regard_half_angle_deg))
 
 
 def perturb_los(u: np.ndarray, sigma_rad: np.ndarray | float, rng: np.random.Generator) -> np.ndarray:
@@ -163,7 +165,7 @@ def perturb_los(u: np.ndarray, sigma_rad: np.ndarray | float, rng: np.random.Gen
     b = tangent_basis(u)
     e = rng.standard_normal(u.shape[:-1] + (2,)) * np.asarray(sigma_rad, float)[..., None]
     z = u + np.einsum("...k,...ki->...i", e, b)
-    return z / np.linalg.norm(z, axis=-1, keepdims=True)
+    return cast(np.ndarray, z / np.linalg.norm(z, axis=-1, keepdims=True))
 
 
 def random_los_in_field_of_regard(
@@ -179,11 +181,11 @@ def random_los_in_field_of_regard(
     sin_t = np.sqrt(1.0 - cos_t**2)
     phi = rng.random(n) * 2 * np.pi
     b = tangent_basis(nadir)
-    return (
+    return cast(np.ndarray, (
         cos_t[:, None] * nadir
         + (sin_t * np.cos(phi))[:, None] * b[:, 0]
         + (sin_t * np.sin(phi))[:, None] * b[:, 1]
-    )
+    ))
 
 
 def merge_unresolved(
@@ -233,4 +235,5 @@ def merge_unresolved(
 
 def irradiance(radiant_intensity_w_sr: np.ndarray, range_m: np.ndarray) -> np.ndarray:
     """Irradiance at the sensor, W/m^2 (inverse-square, no atmosphere)."""
-    return np.asarray(radiant_intensity_w_sr, float) / np.asarray(range_m, float) ** 2
+    range_sq = np.asarray(range_m, float) ** 2
+    return cast(np.ndarray, np.asarray(radiant_intensity_w_sr, float) / range_sq)

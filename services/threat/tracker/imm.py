@@ -42,6 +42,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 
@@ -57,6 +58,10 @@ def default_models() -> tuple[BallisticModel, ...]:
         BallisticModel(name="manoeuvre", q_m2_s3=100.0),
         BallisticModel(name="boost", q_m2_s3=1e4),
     )
+
+
+#: (eigenvalues (M,), eigenvectors (M,M), their inverse (M,M)) of a rate matrix.
+_Eig = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,11 @@ class IMM:
         (1.0 / 40.0, 1.0 / 40.0, 0.0),
     )
     exo_altitude_m: float = 150e3
+    # Eigen-decompositions of the rate matrices (set in __post_init__): the phases'
+    # transition matrices for any dt are then one einsum.
+    _eig: _Eig = field(init=False, repr=False, compare=False)
+    _eig_terminal: _Eig | None = field(init=False, repr=False, compare=False)
+    _eig_exo: _Eig | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         m = len(self.models)
@@ -97,7 +107,7 @@ class IMM:
         object.__setattr__(self, "_eig_exo", exo)
 
     @staticmethod
-    def _decompose(rates, m: int):
+    def _decompose(rates: Sequence[Sequence[float]], m: int) -> _Eig:
         lam = np.array(rates, float)
         if lam.shape != (m, m):
             raise ValueError("switch rates must be (M,M)")
@@ -119,9 +129,10 @@ class IMM:
         whose ``regime`` (K,) is ``TERMINAL`` or ``EXO`` use those phases' rates."""
         dt = np.abs(np.atleast_1d(np.asarray(dt_s, float)))
 
-        def of(eig):
+        def of(eig: _Eig) -> np.ndarray:
             w, v, vinv = eig
-            return np.einsum("ij,kj,jl->kil", v, np.exp(w[None, :] * dt[:, None]), vinv).real
+            return cast(np.ndarray, np.einsum("ij,kj,jl->kil", v,
+                                              np.exp(w[None, :] * dt[:, None]), vinv).real)
 
         pi = of(self._eig)
         if regime is not None:
@@ -130,7 +141,7 @@ class IMM:
                 if eig is not None and np.any(rows):
                     pi = np.where(rows[:, None, None], of(eig), pi)
         pi = np.clip(pi, 0.0, None)
-        return pi / pi.sum(axis=2, keepdims=True)
+        return cast(np.ndarray, pi / pi.sum(axis=2, keepdims=True))
 
     def regime(self, x: np.ndarray, mu: np.ndarray) -> np.ndarray:
         """``(K,)`` flight regime of the combined estimate of per-model states
@@ -184,7 +195,10 @@ class IMM:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Update ``K`` tracks with one detection each (row-aligned ``(K,3)``)."""
         k, m = mu.shape
-        rep = lambda a: np.repeat(a[:, None], m, axis=1).reshape((k * m,) + a.shape[1:])  # noqa: E731
+
+        def rep(a: np.ndarray) -> np.ndarray:
+            return np.repeat(a[:, None], m, axis=1).reshape((k * m,) + a.shape[1:])
+
         xu, Pu, ll = ekf_update(
             x.reshape(k * m, 6), P.reshape(k * m, 6, 6), rep(sensor_m), rep(z_unit), rep(sigma_rad)
         )
@@ -205,7 +219,8 @@ class IMM:
         Pc = np.einsum("km,kmab->kab", mu, P) + np.einsum("km,kma,kmb->kab", mu, dx, dx)
         return xc, Pc
 
-    def gate_distance(self, x, P, mu, sensor_m, z_unit, sigma_rad) -> np.ndarray:
+    def gate_distance(self, x: np.ndarray, P: np.ndarray, mu: np.ndarray, sensor_m: np.ndarray,
+                      z_unit: np.ndarray, sigma_rad: np.ndarray) -> np.ndarray:
         """Mahalanobis ``d2 (K,N)`` of every track (combined) x detection pair."""
         xc, Pc = self.combine(x, P, mu)
         _, _, _, _, d2 = innovation(
