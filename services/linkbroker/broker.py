@@ -23,7 +23,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import astuple
 from datetime import UTC, datetime
 
+import numpy as np
 import sqlalchemy as sa
+from numpy.typing import NDArray
 
 from services.linkbroker.capacity_model import CapacityModel
 from services.linkbroker.constellation import Constellation, GeometryUnloaded
@@ -267,6 +269,29 @@ class LinkBroker:
                 return LinkPlan.from_paths(paths)
         raise Unavailable(f"the constellation's geometry changed {PLAN_ATTEMPTS} times while "
                           "this link was planned; retry", reason="GEOMETRY_CHANGED")
+
+    async def positions(self, slots: NDArray[np.int64], catalog_numbers: NDArray[np.int64]
+                        ) -> NDArray[np.float64]:
+        """``(M, 3)`` ITRF metres of satellite ``catalog_numbers[i]`` at the midpoint of slot
+        ``slots[i]``, from the blocks a plan of those slots uses (held, and loaded when
+        needed, as :meth:`plan` does); NaN where the catalog lacks the satellite or its
+        propagation failed."""
+        slots = np.asarray(slots, np.int64)
+        catalog_numbers = np.asarray(catalog_numbers, np.int64)
+        out = np.full((slots.size, 3), np.nan)
+        size = self.settings.block_slots
+        for start in np.unique(slots // size * size).tolist():
+            async with self.holding(int(start)) as block:
+                sel = np.flatnonzero((slots >= block.first_slot) & (slots < block.end_slot))
+                if sel.size == 0 or block.catalog_numbers.size == 0:
+                    continue
+                order = np.argsort(block.catalog_numbers)
+                at = np.searchsorted(block.catalog_numbers, catalog_numbers[sel], sorter=order)
+                rows = order[np.minimum(at, order.size - 1)]
+                k = slots[sel] - block.first_slot
+                ok = (block.catalog_numbers[rows] == catalog_numbers[sel]) & block.ok[k, rows]
+                out[sel[ok]] = block.positions_m[k[ok], rows[ok]]
+        return out
 
     # --- links ----------------------------------------------------------------------------------
 
