@@ -3,11 +3,12 @@ transactions, caches or idempotency here (those are :mod:`services.orbit.catalog
 
 The RPCs are written by concern: the catalog's in :mod:`services.orbit.api_catalog`, the
 geometry's (propagation, visibility, passes) in :mod:`services.orbit.api_geometry`, the
-field rules and message conversions both use in :mod:`services.orbit.api_fields`.
+ephemeris export (CCSDS OEM, CZML) in :mod:`services.orbit.api_exports`, the field rules
+and message conversions they share in :mod:`services.orbit.api_fields`.
 
 Scopes: ``orbit.read`` for GetSatellite, ListSatellites, ListElementSets, GetGroup,
-ListGroups, Propagate, VisibleSatellites, PredictPasses; ``orbit.write`` for
-ImportElementSets and GenerateConstellation.
+ListGroups, Propagate, VisibleSatellites, PredictPasses, ExportEphemeris; ``orbit.write``
+for ImportElementSets and GenerateConstellation.
 
 Limits (module constants; every refusal names the field and the limit in a BadRequest):
 
@@ -28,9 +29,17 @@ ground points (VisibleSatellites)  100,000; answer at most 48 MiB of pairs      
 PredictPasses                      1,000 points, 7-day window,                    INVALID_ARGUMENT /
                                    points x satellites x coarse steps <= 2e8,     RESOURCE_EXHAUSTED
                                    100,000 passes
-Propagate streams computing        2 at once (more wait their turn; a stream      -
-                                   waiting on its reader holds no slot)
+ExportEphemeris samples            1 .. 100,000 per satellite                     INVALID_ARGUMENT
+                                   (window / step, plus the window's end)
+satellites x samples per export    20,000,000                                     RESOURCE_EXHAUSTED
+export step, window bounds         1 ms .. 1 day; whole microseconds              INVALID_ARGUMENT
+Propagate and export streams       2 at once (more wait their turn; a stream      -
+computing                          waiting on its reader holds no slot)
 =================================  =============================================  ===================
+
+ExportEphemeris streams its document in messages of at most 1 MiB, computed in satellite
+batches of at most 200,000 satellites x samples (``services.orbit.export_app``), one batch
+being sent while the next is computed.
 
 Propagate streams time-major chunks of at most ``CHUNK_STATE_BUDGET`` states
 (satellites x instants; ~15 MB of float64 positions), computing the next ``PIPELINE_DEPTH``
@@ -46,6 +55,7 @@ import asyncio
 from skybridge.orbit.v1 import orbit_pb2_grpc
 
 from services.orbit.api_catalog import CatalogRpcs
+from services.orbit.api_exports import ExportRpcs
 from services.orbit.api_fields import (
     MAX_CONCURRENT_PROPAGATIONS,
     MAX_IMPORT_BYTES,
@@ -86,7 +96,8 @@ REQUEST_RULES = Rules(
 )
 
 
-class OrbitServicer(CatalogRpcs, GeometryRpcs, orbit_pb2_grpc.OrbitServiceServicer):
+class OrbitServicer(CatalogRpcs, GeometryRpcs, ExportRpcs,
+                    orbit_pb2_grpc.OrbitServiceServicer):
     """Translates OrbitService calls to the catalog application and the orbit domain."""
 
     request_rules = REQUEST_RULES
