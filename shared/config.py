@@ -27,6 +27,7 @@ SERVICE_PORTS: dict[str, int] = {
     "provisioning": 50052,
     "linkbroker": 50053,
     "threat": 50054,
+    "gateway": 8080,
 }
 
 
@@ -152,6 +153,12 @@ class Settings:
     log_format: str = "json"
     #: Worker threads for CPU work (propagation, geometry, filtering) (`SKYBRIDGE_CPU_THREADS`).
     cpu_threads: int = 2
+    #: The gateway mints development tokens at `POST /dev/tokens`
+    #: (`SKYBRIDGE_GATEWAY_DEV_TOKENS`; `make run` sets it; never in production: it needs
+    #: `SKYBRIDGE_DEV_KEYS`).
+    gateway_dev_tokens: bool = False
+    #: The built console the gateway serves at `/` (`SKYBRIDGE_CONSOLE_DIR`).
+    console_dir: Path = ROOT / "services" / "gateway" / "console" / "dist"
     #: Services the supervisor starts (`SKYBRIDGE_SERVICES`, comma separated).
     services: tuple[str, ...] = tuple(SERVICE_PORTS)
 
@@ -197,6 +204,13 @@ class Settings:
                 "SKYBRIDGE_DATABASE_URL must start with sqlite+aiosqlite:// or "
                 "postgresql+psycopg://"
             )
+        dev_keys = read.bool("DEV_KEYS", defaults.dev_keys)
+        gateway_dev_tokens = read.bool("GATEWAY_DEV_TOKENS", defaults.gateway_dev_tokens)
+        if gateway_dev_tokens and not dev_keys:
+            raise ConfigError(
+                "SKYBRIDGE_GATEWAY_DEV_TOKENS=true needs SKYBRIDGE_DEV_KEYS=true: the gateway "
+                "mints development tokens only with development keys, never in production"
+            )
         return cls(
             host=read.str("HOST", defaults.host),
             ports=ports,
@@ -209,7 +223,9 @@ class Settings:
             jwt_private_key_path=Path(
                 read.str("JWT_PRIVATE_KEY", str(defaults.jwt_private_key_path))
             ),
-            dev_keys=read.bool("DEV_KEYS", defaults.dev_keys),
+            dev_keys=dev_keys,
+            gateway_dev_tokens=gateway_dev_tokens,
+            console_dir=Path(read.str("CONSOLE_DIR", str(defaults.console_dir))),
             jwt_issuer=read.str("JWT_ISSUER", defaults.jwt_issuer),
             jwt_audience=read.str("JWT_AUDIENCE", defaults.jwt_audience),
             grace_seconds=read.float("GRACE_SECONDS", defaults.grace_seconds, minimum=0),

@@ -95,6 +95,11 @@ class Unauthenticated(DomainError):
     default_reason = "UNAUTHENTICATED"
 
 
+class Unimplemented(DomainError):
+    code = code_pb2.UNIMPLEMENTED
+    default_reason = "UNIMPLEMENTED"
+
+
 class Unavailable(DomainError):
     code = code_pb2.UNAVAILABLE
     default_reason = "UNAVAILABLE"

@@ -58,6 +58,8 @@ async def serve(kits: Sequence[ServiceKit], stop: asyncio.Event,
         raise
     for kit in kits:
         announce(f"{kit.name:<13} listening on {kit.settings.host}:{kit.server.port}")
+        for line in getattr(kit, "banner", ()):  # the gateway: where the console is
+            announce(line)
     await stop.wait()
     await asyncio.gather(*(kit.server.drain() for kit in kits))
 

@@ -1,0 +1,1 @@
+"""The gateway: every RPC of the suite over HTTP/JSON (the Connect protocol), and the console."""

@@ -1,0 +1,217 @@
+"""Forwarding one Connect call to the gRPC service that owns it.
+
+One endpoint per `Procedure`, built by kind from the descriptors (`endpoints`): the request
+goes out on the owner's channel with the caller's bearer token, the trace context of the
+gateway's SERVER span, and the caller's deadline (`Connect-Timeout-Ms`) as the call's
+timeout, capped like every outgoing call of the suite (`shared.channels`: unary calls at
+`SKYBRIDGE_CALL_TIMEOUT_SECONDS`). The answer, or the gRPC error with its code and
+`google.rpc` details, goes back to the caller.
+
+Streams the gateway forwards are tracked so that a drain ends them at once (UNAVAILABLE,
+"the gateway is draining") instead of waiting out the grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import grpc
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError
+from connectrpc.request import RequestContext
+from connectrpc.server import Endpoint
+from google.protobuf.message import Message
+from opentelemetry import trace
+from opentelemetry.propagate import extract
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from services.gateway.procedures import Kind, Procedure
+from services.gateway.translate import connect_error, forwarded_metadata, trace_carrier
+from shared.interceptors import inbound_deadline
+
+Context = RequestContext[Message, Message]
+
+
+class Forwarder:
+    """Sends each procedure's calls to its owner's channel."""
+
+    def __init__(self, channels: Mapping[str, grpc.aio.Channel], tracer: trace.Tracer) -> None:
+        self.channels = channels
+        self.tracer = tracer
+        self.open_calls: set[Any] = set()
+        self.draining = False
+
+    def drain(self) -> None:
+        """End every forwarded call now; new calls are refused by the application."""
+        self.draining = True
+        for call in list(self.open_calls):
+            call.cancel()
+
+    def _start_span(self, procedure: Procedure, ctx: Context) -> trace.Span:
+        """The gateway's SERVER span, parented by the caller's trace context."""
+        parent = extract(trace_carrier(ctx.request_headers()))
+        attributes = {"rpc.system": "connect_rpc", "rpc.service": procedure.info.service_name,
+                      "rpc.method": procedure.info.name}
+        return self.tracer.start_span(procedure.path, context=parent, kind=SpanKind.SERVER,
+                                      attributes=attributes)
+
+    @contextmanager
+    def _span(self, procedure: Procedure, ctx: Context) -> Iterator[trace.Span]:
+        with trace.use_span(self._start_span(procedure, ctx), end_on_exit=True) as span:
+            yield span
+
+    @staticmethod
+    def _deadline(ctx: Context) -> Any:
+        remaining_ms = ctx.timeout_ms()
+        return inbound_deadline.set(
+            None if remaining_ms is None else time.monotonic() + remaining_ms / 1000.0)
+
+    def _ended_by_drain(self, call: Any) -> bool:
+        """grpc.aio raises CancelledError from a call `drain` cancelled; that is the drain,
+        not this task being cancelled (a client that went away)."""
+        task = asyncio.current_task()
+        return self.draining and call.cancelled() and (task is None or task.cancelling() == 0)
+
+    def _draining(self, span: trace.Span) -> ConnectError:
+        span.set_status(Status(StatusCode.ERROR, "UNAVAILABLE"))
+        return ConnectError(Code.UNAVAILABLE, "the gateway is draining; call again")
+
+    def _failed(self, span: trace.Span, error: grpc.aio.AioRpcError) -> ConnectError:
+        if self.draining and error.code() is grpc.StatusCode.CANCELLED:
+            failure = ConnectError(Code.UNAVAILABLE, "the gateway is draining; call again")
+        else:
+            failure = connect_error(error)
+        span.set_status(Status(StatusCode.ERROR, failure.code.name))
+        return failure
+
+    def unary(self, procedure: Procedure) -> Callable[[Message, Context], Any]:
+        channel = self.channels[procedure.service]
+        multicallable = channel.unary_unary(
+            procedure.path, request_serializer=procedure.request_type.SerializeToString,
+            response_deserializer=procedure.response_type.FromString)
+
+        async def call(request: Message, ctx: Context) -> Message:
+            with self._span(procedure, ctx) as span:
+                token = self._deadline(ctx)
+                try:
+                    pending = multicallable(request, metadata=forwarded_metadata(
+                        ctx.request_headers()))
+                finally:
+                    inbound_deadline.reset(token)
+                self.open_calls.add(pending)
+                try:
+                    response: Message = await pending
+                    return response
+                except grpc.aio.AioRpcError as error:
+                    raise self._failed(span, error) from None
+                except asyncio.CancelledError:
+                    if self._ended_by_drain(pending):
+                        raise self._draining(span) from None
+                    raise
+                finally:
+                    self.open_calls.discard(pending)
+
+        return call
+
+    def server_stream(self, procedure: Procedure) -> Callable[[Message, Context], Any]:
+        channel = self.channels[procedure.service]
+        multicallable = channel.unary_stream(
+            procedure.path, request_serializer=procedure.request_type.SerializeToString,
+            response_deserializer=procedure.response_type.FromString)
+
+        async def call(request: Message, ctx: Context) -> AsyncIterator[Message]:
+            # The span lasts as long as the stream, but is current only while the call is
+            # made (a context attached across the generator's yields would leak).
+            span = self._start_span(procedure, ctx)
+            with trace.use_span(span, end_on_exit=False):
+                token = self._deadline(ctx)
+                try:
+                    pending = multicallable(request, metadata=forwarded_metadata(
+                        ctx.request_headers()))
+                finally:
+                    inbound_deadline.reset(token)
+            self.open_calls.add(pending)
+            try:
+                async for response in pending:
+                    yield response
+            except grpc.aio.AioRpcError as error:
+                raise self._failed(span, error) from None
+            except asyncio.CancelledError:
+                if self._ended_by_drain(pending):
+                    raise self._draining(span) from None
+                raise
+            finally:
+                self.open_calls.discard(pending)
+                pending.cancel()
+                span.end()
+
+        return call
+
+    def client_stream(self, procedure: Procedure) -> Callable[[AsyncIterator[Message], Context],
+                                                               Any]:
+        channel = self.channels[procedure.service]
+        multicallable = channel.stream_unary(
+            procedure.path, request_serializer=procedure.request_type.SerializeToString,
+            response_deserializer=procedure.response_type.FromString)
+
+        async def call(requests: AsyncIterator[Message], ctx: Context) -> Message:
+            # A request message that does not parse ends the upload: the call is cancelled
+            # and the caller gets that error (as gRPC ends a call on a bad message).
+            refused: list[ConnectError] = []
+
+            async def relay() -> AsyncIterator[Message]:
+                try:
+                    async for request in requests:
+                        yield request
+                except ConnectError as error:
+                    refused.append(error)
+                    pending.cancel()
+
+            with self._span(procedure, ctx) as span:
+                token = self._deadline(ctx)
+                try:
+                    pending = multicallable(relay(), metadata=forwarded_metadata(
+                        ctx.request_headers()))
+                finally:
+                    inbound_deadline.reset(token)
+                self.open_calls.add(pending)
+                try:
+                    response: Message = await pending
+                    return response
+                except grpc.aio.AioRpcError as error:
+                    if refused:
+                        raise refused[0] from None
+                    raise self._failed(span, error) from None
+                except asyncio.CancelledError:
+                    if refused:
+                        raise refused[0] from None
+                    if self._ended_by_drain(pending):
+                        raise self._draining(span) from None
+                    raise
+                finally:
+                    self.open_calls.discard(pending)
+
+        return call
+
+    def endpoints(self, procedures: Sequence[Procedure]) -> dict[str, Any]:
+        """Connect endpoints by path for `procedures` (bidirectional streams, which no
+        service of the suite declares, are left out)."""
+        made: dict[str, Any] = {}
+        for procedure in procedures:
+            if procedure.kind is Kind.UNARY:
+                made[procedure.path] = Endpoint.unary(procedure.info, self.unary(procedure))
+            elif procedure.kind is Kind.SERVER_STREAM:
+                made[procedure.path] = Endpoint.server_stream(
+                    procedure.info, self.server_stream(procedure))
+            elif procedure.kind is Kind.CLIENT_STREAM:
+                made[procedure.path] = Endpoint.client_stream(
+                    procedure.info, self.client_stream(procedure))
+        return made
+
+
+async def close_channels(channels: Mapping[str, grpc.aio.Channel]) -> None:
+    await asyncio.gather(*(channel.close() for channel in channels.values()))
