@@ -28,7 +28,8 @@ CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
 
 #: Who calls whom (DESIGN.md): each caller needs the target and a healthy callee.
 CALLS = {"orbit": set(), "provisioning": set(), "linkbroker": {"orbit", "provisioning"},
-         "threat": {"orbit"}}
+         "threat": {"orbit"},
+         "gateway": {"orbit", "provisioning", "linkbroker", "threat"}}
 APP_DIR = "/app"
 VENV_PYTHON = f"{APP_DIR}/.venv/bin/python"
 
@@ -81,7 +82,7 @@ def validate_document(path: Path, doc: dict) -> subprocess.CompletedProcess:
     return validate(path)
 
 
-def test_the_four_services_are_built_from_the_one_dockerfile(services):
+def test_the_services_are_built_from_the_one_dockerfile(services):
     assert set(CALLS) == set(SERVICE_PORTS)
     built = {name: (svc.get("build"), svc.get("image")) for name, svc in services.items()
              if "build" in svc}
@@ -99,6 +100,8 @@ def test_health_check_uses_the_grpc_health_protocol_on_the_own_port(services, na
     check = services[name]["healthcheck"]
     assert check["test"][:5] == ["CMD", VENV_PYTHON, "-m", "shared.healthcheck",
                                  f"127.0.0.1:{port}"]
+    # The gateway speaks HTTP: its check asks /healthz (shared.healthcheck --http).
+    assert ("--http" in check["test"]) == (name == "gateway")
     assert check.get("disable") is not True
     published = [str(entry).rsplit(":", 1)[-1] for entry in services[name].get("ports", [])]
     assert published == [str(port)]
