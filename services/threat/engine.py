@@ -37,7 +37,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,6 +47,7 @@ from services.threat import batch as batch_rules
 from services.threat.classify import BALLISTIC, HGV, classify_history
 from services.threat.detections import Detections
 from services.threat.ephemeris import SensorEphemeris
+from services.threat.exports import TrackPath, thin
 from services.threat.predict import estimate_launch_points, predict_impact_points
 from services.threat.settings import ThreatSettings
 from services.threat.store import (
@@ -376,6 +377,59 @@ class ThreatEngine:
     @property
     def processed_until_s(self) -> float:
         return float(self.tracker.processed_until_s)
+
+    # ------------------------------------------------------------------ exports
+    def live_track_ids(self, include_tentative: bool) -> list[int]:
+        """Ids of the live tracks (confirmed and coasting; tentative too if asked), by id."""
+        step = self._step
+        if step is None:
+            return []
+        keep = (np.ones(len(step.state.track_id), bool) if include_tentative
+                else step.state.status != TENTATIVE)
+        return sorted(int(t) for t in step.state.track_id[keep])
+
+    async def track_paths(self, track_ids: Sequence[int], max_points: int
+                          ) -> list[TrackPath | None]:
+        """Each track of ``track_ids`` as it is now with its positions over its history
+        (thinned to at most ``max_points``, the first and the newest kept; a dropped track
+        whose history is gone has its last estimate only); None for an id that is no
+        track."""
+        async with self.lock:
+            step = self._step
+            rows = ({} if step is None else
+                    {int(t): i for i, t in enumerate(step.state.track_id.tolist())})
+            live = {t: self._record(step, rows[t]) for t in track_ids
+                    if step is not None and t in rows}
+            pending = {t: r for t in track_ids if (r := self._dropped.get(t)) is not None}
+            histories = {t: self.tracker.history(t) for t in track_ids}
+        out: list[TrackPath | None] = []
+        for t in track_ids:
+            record = live.get(t) or pending.get(t) or await self.store.get_track(t)
+            if record is None:
+                out.append(None)
+                continue
+            h = histories[t]
+            time_s, position = h.time_s, h.state[:, :3]
+            if not time_s.size or record.estimate_s > time_s[-1] + 1e-9:
+                time_s = np.append(time_s, record.estimate_s)
+                position = np.vstack([position, record.x[None, :3]])
+            keep = thin(time_s.size, max(max_points, 2))
+            out.append(TrackPath(record, np.asarray(time_s[keep], float),
+                                 np.asarray(position[keep], float)))
+        return out
+
+    async def alerts_for_export(self, alert_ids: Sequence[int] | None, show_withdrawn: bool,
+                                limit: int) -> tuple[list[AlertRecord | None],
+                                                     dict[int, AssetRecord]]:
+        """The alerts ``alert_ids`` (None where there is no such alert), or, when None,
+        those ListAlerts lists, at most ``limit + 1`` (so a caller sees there are more);
+        and the defended assets by id."""
+        if alert_ids is None:
+            alerts: list[AlertRecord | None] = list(
+                await self.store.list_alerts(show_withdrawn, 0, limit + 1))
+        else:
+            alerts = [await self.store.get_alert(a) for a in alert_ids]
+        return alerts, {a.asset_id: a for a in await self.assets()}
 
     # ------------------------------------------------------------------ persistence
     async def persist(self) -> None:
