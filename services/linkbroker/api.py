@@ -309,11 +309,10 @@ class LinkBrokerServicer(linkbroker_pb2_grpc.LinkBrokerServiceServicer):
         if n_slots > MAX_EXPORT_SLOTS:
             raise ResourceExhausted(
                 f"{field} spans {n_slots} slots; an export holds at most {MAX_EXPORT_SLOTS} "
-                f"({MAX_EXPORT_SLOTS * SLOT_SECONDS / 3600:g} hours)",
+                "(6 hours, aligned outward to slots)",
                 reason="EXPORT_TOO_LARGE", metadata={"limit_slots": MAX_EXPORT_SLOTS},
                 violations=[(field, f"spans {n_slots} slots; at most {MAX_EXPORT_SLOTS} "
-                                    f"slots ({MAX_EXPORT_SLOTS * SLOT_SECONDS / 3600:g} h) "
-                                    "an export: choose a shorter window")])
+                                    "slots (6 hours) an export: choose a shorter window")])
 
     async def _link_export(self, request):
         row = await self._link_row(request.link, "link")

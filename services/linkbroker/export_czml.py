@@ -55,8 +55,9 @@ __all__ = ["CZML_MEDIA_TYPE", "CHUNK_BYTES", "MAX_EXPORT_SLOTS", "Place", "Sampl
            "chunks", "path_czml", "wanted_samples"]
 
 CZML_MEDIA_TYPE = "application/json"
-#: Slots one export may hold (6 hours): the document stays a few MB.
-MAX_EXPORT_SLOTS = 1_440
+#: Slots one export may hold: 6 hours of slots, plus the one a window that does not start
+#: on a slot boundary gains when it is aligned outward (the document stays a few MB).
+MAX_EXPORT_SLOTS = 6 * 3600 // SLOT_SECONDS + 1
 #: Bytes a streamed chunk holds at most.
 CHUNK_BYTES = 1 << 20
 
