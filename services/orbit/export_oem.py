@@ -116,9 +116,10 @@ def fixed_point(values: np.ndarray, decimals: int) -> np.ndarray:
     """Finite floats ``(..., C)`` as fixed-point text, one ``uint8`` row per leading index:
     each value takes ``2 + digits + 1 + decimals`` characters (a blank separator, then
     the number right-aligned with its sign next to the first digit, e.g. ``  -12.345600``),
-    ``digits`` being the integer digits of the largest magnitude. Rounded half to even at
-    ``decimals``; ``-0`` prints without its sign. Raises ValueError for NaN, infinities or
-    magnitudes beyond int64 at that scale.
+    ``digits`` being the integer digits of the largest magnitude. Rounded to the nearest
+    unit of the last decimal (``numpy.rint`` of the scaled value, so a value within an ulp
+    of a tie may round either way); ``-0`` prints without its sign. Raises ValueError for
+    NaN, infinities or magnitudes beyond int64 at that scale.
 
     Vectorized: one division per four digits over the whole array, each giving four
     characters from a digit table, then the leading zeros blanked and the signs placed."""
