@@ -55,6 +55,14 @@ _POINT_RGBA = [255, 214, 0, 255]
 _LABEL_RGBA = [230, 230, 230, 255]
 
 
+#: Every satellite's point, and its label but for the text (built and validated once).
+_POINT = Point(pixelSize=5.0, color=Color(rgba=_POINT_RGBA),
+               outlineColor=Color(rgba=[0, 0, 0, 255]), outlineWidth=1.0)
+_LABEL = Label(text="", font="11px sans-serif", style=LabelStyles.FILL,
+               fillColor=Color(rgba=_LABEL_RGBA), horizontalOrigin=HorizontalOrigins.LEFT,
+               verticalOrigin=VerticalOrigins.CENTER, pixelOffset=Cartesian2Value(values=[8, 0]))
+
+
 @dataclass(frozen=True, slots=True)
 class CzmlObject:
     """A satellite's packet identity: ``id`` (unique in the document) and ``name``."""
@@ -109,13 +117,7 @@ def satellite_packets(objects: Sequence[CzmlObject], epoch: datetime, offsets_s:
         packet = Packet(
             id=obj.id, name=obj.name,
             availability=TimeInterval(start=first, end=last),
-            position=position,
-            point=Point(pixelSize=5.0, color=Color(rgba=_POINT_RGBA),
-                        outlineColor=Color(rgba=[0, 0, 0, 255]), outlineWidth=1.0),
-            label=Label(text=obj.name, font="11px sans-serif", style=LabelStyles.FILL,
-                        fillColor=Color(rgba=_LABEL_RGBA),
-                        horizontalOrigin=HorizontalOrigins.LEFT,
-                        verticalOrigin=VerticalOrigins.CENTER,
-                        pixelOffset=Cartesian2Value(values=[8, 0])))
+            position=position, point=_POINT,
+            label=_LABEL.model_copy(update={"text": obj.name}))  # validated once, below
         packets.append(packet.dumps())
     return packets, omitted
