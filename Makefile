@@ -71,6 +71,7 @@ bench: install
 	$(PY) bench/provisioning.py
 	$(PY) bench/linkbroker.py
 	$(PY) bench/threat.py
+	$(PY) bench/gateway.py
 
 clean:
 	rm -rf $(VENV) shared/gen build var .pytest_cache .ruff_cache $(CONSOLE)/dist $(CONSOLE)/node_modules $(CONSOLE)/src/gen

@@ -337,3 +337,12 @@ async def test_the_gateway_forwards_the_callers_token_not_its_own(probe_gateway,
     via = await http(probe_gateway.url + ECHO, b'{"message": "d"}',
                      headers=json_headers(token(minter, "probe.read", subject="zed")))
     assert via.json()["subject"] == direct.subject == "zed"
+
+
+def test_the_gateway_socket_sends_without_waiting_for_acks(probe_gateway):
+    """uvicorn writes a response's head and body apart: with Nagle's algorithm on, the body
+    waits for the client's delayed ACK. Accepted sockets inherit TCP_NODELAY from this one."""
+    import socket
+
+    listening = probe_gateway.gateway.server._socket
+    assert listening.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
