@@ -7,8 +7,10 @@ timeout, capped like every outgoing call of the suite (`shared.channels`: unary 
 `SKYBRIDGE_CALL_TIMEOUT_SECONDS`). The answer, or the gRPC error with its code and
 `google.rpc` details, goes back to the caller.
 
-Streams the gateway forwards are tracked so that a drain ends them at once (UNAVAILABLE,
-"the gateway is draining") instead of waiting out the grace period.
+Server streams the gateway forwards are tracked so that a drain ends them at once
+(UNAVAILABLE, "the gateway is draining"; the client reconnects elsewhere) instead of waiting
+out the grace period; unary calls and uploads in flight finish, as in the services' drain
+(ADR 0007).
 """
 
 from __future__ import annotations
@@ -42,13 +44,13 @@ class Forwarder:
     def __init__(self, channels: Mapping[str, grpc.aio.Channel], tracer: trace.Tracer) -> None:
         self.channels = channels
         self.tracer = tracer
-        self.open_calls: set[Any] = set()
+        self.open_streams: set[Any] = set()
         self.draining = False
 
     def drain(self) -> None:
-        """End every forwarded call now; new calls are refused by the application."""
+        """End every forwarded server stream now (new calls are refused by the app)."""
         self.draining = True
-        for call in list(self.open_calls):
+        for call in list(self.open_streams):
             call.cancel()
 
     def _start_span(self, procedure: Procedure, ctx: Context) -> trace.Span:
@@ -102,18 +104,11 @@ class Forwarder:
                         ctx.request_headers()))
                 finally:
                     inbound_deadline.reset(token)
-                self.open_calls.add(pending)
                 try:
                     response: Message = await pending
                     return response
                 except grpc.aio.AioRpcError as error:
                     raise self._failed(span, error) from None
-                except asyncio.CancelledError:
-                    if self._ended_by_drain(pending):
-                        raise self._draining(span) from None
-                    raise
-                finally:
-                    self.open_calls.discard(pending)
 
         return call
 
@@ -134,7 +129,7 @@ class Forwarder:
                         ctx.request_headers()))
                 finally:
                     inbound_deadline.reset(token)
-            self.open_calls.add(pending)
+            self.open_streams.add(pending)
             try:
                 async for response in pending:
                     yield response
@@ -145,7 +140,7 @@ class Forwarder:
                     raise self._draining(span) from None
                 raise
             finally:
-                self.open_calls.discard(pending)
+                self.open_streams.discard(pending)
                 pending.cancel()
                 span.end()
 
@@ -178,7 +173,6 @@ class Forwarder:
                         ctx.request_headers()))
                 finally:
                     inbound_deadline.reset(token)
-                self.open_calls.add(pending)
                 try:
                     response: Message = await pending
                     return response
@@ -189,11 +183,7 @@ class Forwarder:
                 except asyncio.CancelledError:
                     if refused:
                         raise refused[0] from None
-                    if self._ended_by_drain(pending):
-                        raise self._draining(span) from None
                     raise
-                finally:
-                    self.open_calls.discard(pending)
 
         return call
 

@@ -62,6 +62,8 @@ class GatewayServer:
         self._socket: socket.socket | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._stopped = False
+        #: Set when a drain begins (health NOT_SERVING, new calls refused).
+        self.draining = asyncio.Event()
 
     async def start(self) -> int:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
@@ -90,6 +92,7 @@ class GatewayServer:
             return
         self._stopped = True
         self.app.serving = False
+        self.draining.set()
         if grace_seconds is None:
             await asyncio.sleep(self.drain_delay_seconds)
         else:

@@ -346,3 +346,16 @@ def test_the_gateway_socket_sends_without_waiting_for_acks(probe_gateway):
 
     listening = probe_gateway.gateway.server._socket
     assert listening.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+
+
+async def test_a_drain_lets_unary_calls_in_flight_finish(probe_gateway, minter):
+    call = asyncio.create_task(http(probe_gateway.url + "/skybridge.testing.v1.ProbeService/Sleep",
+                                    b'{"duration": "1s"}',
+                                    headers=json_headers(token(minter, "probe.read"))))
+    await probe_gateway.probe.servicer.sleeping.wait()
+    drain = asyncio.create_task(probe_gateway.gateway.server.drain(10.0))
+    await probe_gateway.gateway.server.draining.wait()
+    probe_gateway.release_sleeps.set()  # the call, held in its handler, may now answer
+    reply = await call
+    await drain
+    assert reply.status == 200, reply.body
