@@ -1,0 +1,149 @@
+"""The console in a real browser (Debian's Chromium, WebGL on SwiftShader) against the
+whole running suite: the globe renders, the satellites drawn are the catalog, an estimated
+link draws its path and re-draws it each slot, and a defense sign-in shows a replayed
+scenario's tracks with their impact ellipses and the alert for a defended asset. Every test
+fails on any error the browser reports (see conftest.py) and leaves a screenshot in
+var/artifacts/console/."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+import grpc
+from google.protobuf import timestamp_pb2
+from skybridge.common.v1 import common_pb2
+from skybridge.linkbroker.v1 import linkbroker_pb2, linkbroker_pb2_grpc
+from skybridge.orbit.v1 import orbit_pb2, orbit_pb2_grpc
+from skybridge.provisioning.v1 import provisioning_pb2, provisioning_pb2_grpc, resources_pb2
+
+from tests.console.conftest import ARTIFACTS
+from tests.console.imaging import image_stats
+from tests.console.replay import replay
+
+TERMINAL = (47.64, -122.13)  # Redmond, WA
+REGION = "regions/westus2"
+
+
+def _stamp(when: datetime) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(when)
+    return stamp
+
+
+def _record(name: str, value) -> None:
+    """Keeps a figure the run saw (var/artifacts/console/figures.json)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / "figures.json"
+    figures = json.loads(path.read_text()) if path.exists() else {}
+    figures[name] = value
+    path.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+async def test_the_globe_renders_the_bundled_imagery(watched, browser):
+    await watched.sign_in("orbit.read")
+    await watched.wait_for("s.globeReady && s.timings.tilesLoaded !== undefined")
+    png = await watched.page.locator("#globe canvas").first.screenshot()
+    stats = await image_stats(browser, png)
+    # The camera looks at the Earth's centre: the middle of the canvas is lit imagery (a
+    # blank or black canvas has neither brightness there nor texture anywhere).
+    assert stats["centreMean"] > 60, stats
+    assert stats["std"] > 20, stats
+    assert stats["colours"] > 200, stats
+
+
+async def test_the_satellites_drawn_are_the_whole_catalog_and_they_move(watched, suite):
+    async with grpc.aio.insecure_channel(suite.target("orbit")) as channel:
+        page = await orbit_pb2_grpc.OrbitServiceStub(channel).ListSatellites(
+            orbit_pb2.ListSatellitesRequest(page_size=1), metadata=suite.bearer("orbit.read"),
+            timeout=60)
+    assert page.total_size > 4000  # the seeded constellation and sensors
+    await watched.sign_in("orbit.read")
+    await watched.wait_for("s.firstMotionMs !== null && s.catalogTotal > 0")
+    state = await watched.state()
+    assert state["satelliteCount"] == page.total_size
+    assert state["catalogTotal"] == page.total_size
+    assert await watched.page.inner_text("#satellite-count") == str(page.total_size)
+    assert state["propagatedSteps"] >= 2
+    _record("firstMotionMs", state["firstMotionMs"])
+    _record("satellites", state["satelliteCount"])
+    _record("timings", state["timings"])
+
+
+async def test_an_estimated_link_draws_its_path_and_redraws_it_each_slot(watched, suite):
+    await watched.sign_in("orbit.read", "links.read")
+    await watched.wait_for("s.firstMotionMs !== null && s.regionCount > 0 && s.gatewayCount > 0")
+    page = watched.page
+    await page.fill("#link-form input[name=latitude]", str(TERMINAL[0]))
+    await page.fill("#link-form input[name=longitude]", str(TERMINAL[1]))
+    await page.select_option("#link-form select[name=region]", REGION)
+    await page.fill("#link-form input[name=minutes]", "3")
+    await page.click("#link-submit")
+    await watched.wait_for("s.linkPathDrawn && s.linkSlot !== null")
+    first = await watched.state()
+    assert first["linkRoundTripMs"] > 0
+    assert await page.get_attribute("#link", "data-path-drawn") == "true"
+
+    # The slot drawn has the round trip the link broker computes for it over gRPC.
+    slot = datetime.fromisoformat(first["linkSlot"].replace("Z", "+00:00"))
+    async with grpc.aio.insecure_channel(suite.target("linkbroker")) as channel:
+        answer = await linkbroker_pb2_grpc.LinkBrokerServiceStub(channel).EstimatePath(
+            linkbroker_pb2.EstimatePathRequest(
+                location=common_pb2.GeodeticPoint(latitude_deg=TERMINAL[0],
+                                                  longitude_deg=TERMINAL[1]),
+                region=REGION,
+                window=common_pb2.TimeWindow(start_time=_stamp(slot),
+                                             end_time=_stamp(slot + timedelta(minutes=1)))),
+            metadata=suite.bearer("links.read"), timeout=60)
+    assert answer.slots[0].start_time.ToDatetime().replace(tzinfo=slot.tzinfo) == slot
+    assert abs(answer.slots[0].round_trip_ms - first["linkRoundTripMs"]) < 1e-6
+    assert await page.inner_text("#link-round-trip") == f"{first['linkRoundTripMs']:.1f}"
+
+    # The next 15 s slot comes due: the path is drawn again for it.
+    await watched.wait_for(f"s.linkRedraws > {first['linkRedraws']} && s.linkSlot !== "
+                           f"{json.dumps(first['linkSlot'])} && s.linkPathDrawn")
+    later = await watched.state()
+    gap = (datetime.fromisoformat(later["linkSlot"].replace("Z", "+00:00")) - slot)
+    assert gap.total_seconds() % 15 == 0 and gap.total_seconds() > 0
+
+
+async def test_a_defense_sign_in_shows_the_replayed_tracks_with_their_ellipses(watched, suite):
+    async with grpc.aio.insecure_channel(suite.target("orbit")) as orbit, \
+            grpc.aio.insecure_channel(suite.target("threat")) as threat:
+        replayed = await replay(orbit, threat, read_metadata=suite.bearer("orbit.read"),
+                                write_metadata=suite.bearer("orbit.write"),
+                                defense_metadata=suite.bearer("defense"))
+    # What the service holds after the replay (the precondition of what the page shows).
+    assert replayed.accepted > 100
+    assert replayed.tracks and replayed.with_impact, replayed
+    await watched.sign_in("defense")
+    await watched.wait_for(f"s.trackCount === {len(replayed.tracks)} && "
+                           f"s.ellipseCount === {len(replayed.with_impact)} && s.alertCount > 0")
+    rows = await watched.page.locator("#tracks-table tbody tr td:first-child").all_inner_texts()
+    assert set(rows) == set(replayed.tracks)
+    classes = await watched.page.locator("#tracks-table tbody tr td:nth-child(3)").all_inner_texts()
+    assert "BALLISTIC" in classes
+    alerts = await watched.page.locator("#alerts-table tbody tr td:nth-child(3)").all_inner_texts()
+    assert replayed.asset in alerts
+
+
+async def test_a_pasted_token_signs_in_and_the_cosell_tables_list_the_tenants_customers(
+        watched, suite):
+    async with grpc.aio.insecure_channel(suite.target("provisioning")) as channel:
+        created = await provisioning_pb2_grpc.ProvisioningServiceStub(channel).CreateCustomer(
+            provisioning_pb2.CreateCustomerRequest(
+                customer=resources_pb2.Customer(
+                    display_name="Fabrikam Maritime", sector=resources_pb2.SECTOR_PRIVATE,
+                    country="NO", contact_email="noc@fabrikam.example"),
+                request_id="console-customer-1"),
+            metadata=suite.bearer("provisioning.write", tenant="fabrikam"), timeout=60)
+    token = suite.minter.mint("console-test", ["provisioning.read"], "fabrikam")
+    page = watched.page
+    await page.goto(suite.url)
+    await page.fill("#token-form textarea[name=token]", token)
+    async with page.expect_navigation():
+        await page.click("#token-submit")
+    await watched.wait_for("s.scopes.length > 0 && s.customerRows > 0")
+    assert (await watched.state())["scopes"] == ["provisioning.read"]
+    rows = await page.locator("#customers-table tbody tr td:first-child").all_inner_texts()
+    assert rows == [created.customer.name]
