@@ -78,6 +78,7 @@ export function startDefense(globe: Globe, session: Session, signal: AbortSignal
     for (const a of assets) entities.remove(a);
   });
   const status = byId("defense-status");
+  let looked = false;
 
   function drawTrack(track: Track): void {
     const color = Color.fromCssColorString(CLASS_COLORS[track.threatClass] ?? "#ffffff");
@@ -163,6 +164,16 @@ export function startDefense(globe: Globe, session: Session, signal: AbortSignal
       "no open alerts");
   }
 
+  /** Turns the camera to the first track shown (once): over its impact point if known. */
+  function lookAt(track: Track): void {
+    const point = track.impact?.point;
+    const [x = 0, y = 0, z = 0] = track.stateEcef;
+    const carto = point ? undefined : Cartographic.fromCartesian(new Cartesian3(x, y, z));
+    const lat = point?.latitudeDeg ?? (carto ? (carto.latitude * 180) / Math.PI : 0);
+    const lon = point?.longitudeDeg ?? (carto ? (carto.longitude * 180) / Math.PI : 0);
+    globe.widget.camera.flyTo({ destination: Cartesian3.fromDegrees(lon, lat, 4_000_000), duration: 1.5 });
+  }
+
   async function followTracks(): Promise<void> {
     for await (const step of clients.threat.streamTracks({ includeTentative: false }, { signal })) {
       for (const track of step.tracks) {
@@ -172,6 +183,11 @@ export function startDefense(globe: Globe, session: Session, signal: AbortSignal
           tracks.set(track.name, track);
           drawTrack(track);
         }
+      }
+      const first = tracks.values().next();
+      if (!looked && !first.done) {
+        looked = true;
+        lookAt(first.value);
       }
       status.textContent = step.processedTime
         ? `tracker at ${timestampDate(step.processedTime).toISOString().slice(11, 19)}` : "live";

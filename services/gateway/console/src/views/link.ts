@@ -121,6 +121,8 @@ export function startLink(globe: Globe, session: Session, constellation: Constel
     plan = { terminal: toCartesian(location), region, slots };
     drawnSlot = -1;
     draw(Date.now());
+    globe.widget.camera.flyTo({ destination: Cartesian3.fromDegrees(longitudeDeg, latitudeDeg - 20, 7_000_000),
+                                orientation: { heading: 0, pitch: -Math.PI / 3, roll: 0 }, duration: 1.5 });
   }
 
   function currentSlot(nowMs: number): number {
