@@ -2,6 +2,8 @@
 
     /<package>.<Service>/<Method>   every RPC of the suite (Connect: JSON or binary, unary
                                     and streaming; GET for side-effect-free unary calls)
+    /download/<package>.<Service>/<Method>
+                                    an export as a file (downloads.py)
     /dev/tokens                     development tokens (GET: enabled?; POST: mint)
     /healthz                        200 SERVING, 503 while starting or draining
     anything else (GET/HEAD)        the console's files
@@ -22,7 +24,7 @@ from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 from connectrpc.server import ConnectASGIApplication
 
-from services.gateway import dev_tokens
+from services.gateway import dev_tokens, downloads
 from services.gateway.console_files import NOT_BUILT, ConsoleFiles
 from services.gateway.responses import send_bytes, send_error, send_json
 from services.gateway.translate import domain_error
@@ -72,8 +74,10 @@ def _limited(receive: Receive, limit: int) -> Receive:
 
 class GatewayApp:
     def __init__(self, endpoints: Mapping[str, Any], *, max_body_bytes: int,
-                 console: ConsoleFiles, minter: TokenMinter | None) -> None:
+                 console: ConsoleFiles, minter: TokenMinter | None,
+                 files: Mapping[str, downloads.Download] | None = None) -> None:
         self.paths = frozenset(endpoints)
+        self.files = dict(files or {})
         self.procedures = _Procedures(service=None, endpoints=lambda _: endpoints,
                                       read_max_bytes=max_body_bytes)
         self.max_body_bytes = max_body_bytes
@@ -93,6 +97,8 @@ class GatewayApp:
         path: str = scope["path"]
         if path in self.paths:
             await self._procedure(scope, receive, send)
+        elif path.startswith(downloads.PREFIX + "/"):
+            await self._download(scope, receive, send)
         elif path == "/healthz":
             await send_json(send, 200 if self.serving else 503,
                             {"status": "SERVING" if self.serving else "NOT_SERVING"})
@@ -119,6 +125,33 @@ class GatewayApp:
                 await send_error(send, too_large(self.max_body_bytes))
                 return
         await self.procedures(scope, _limited(receive, self.max_body_bytes), send)
+
+    async def _download(self, scope: Scope, receive: Receive, send: Send) -> None:
+        found = self.files.get(scope["path"])
+        if found is None:
+            await send_error(send, domain_error(errors.NotFound(
+                f"no export at {scope['path'][:200]}; exports are the server-streaming "
+                "methods whose messages carry `data`", reason="UNKNOWN_EXPORT")))
+            return
+        if not self.serving:
+            await send_error(send, ConnectError(Code.UNAVAILABLE,
+                                                "the gateway is starting or draining"))
+            return
+        if scope["method"] not in ("GET", "POST"):
+            await send_bytes(send, 405, b"", b"text/plain", [(b"allow", b"GET, POST")])
+            return
+        body = b""
+        try:
+            if scope["method"] == "POST":
+                async for chunk in _body(_limited(receive, self.max_body_bytes)):
+                    body += chunk
+            request = downloads.request_from(found, scope["method"],
+                                             scope.get("query_string", b""), body)
+        except ConnectError as error:
+            await send_error(send, error)
+            return
+        ctx = downloads.context(found, scope["method"], scope.get("headers", []))
+        await downloads.send(found, request, ctx, send, lambda e: send_error(send, e))
 
     async def _dev_tokens(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.minter is None:

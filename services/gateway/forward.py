@@ -46,6 +46,8 @@ class Forwarder:
         self.tracer = tracer
         self.open_streams: set[Any] = set()
         self.draining = False
+        #: The server-stream forwarders by path (the download route reuses them).
+        self.streams: dict[str, Callable[[Message, Context], Any]] = {}
 
     def drain(self) -> None:
         """End every forwarded server stream now (new calls are refused by the app)."""
@@ -195,8 +197,9 @@ class Forwarder:
             if procedure.kind is Kind.UNARY:
                 made[procedure.path] = Endpoint.unary(procedure.info, self.unary(procedure))
             elif procedure.kind is Kind.SERVER_STREAM:
+                self.streams[procedure.path] = self.server_stream(procedure)
                 made[procedure.path] = Endpoint.server_stream(
-                    procedure.info, self.server_stream(procedure))
+                    procedure.info, self.streams[procedure.path])
             elif procedure.kind is Kind.CLIENT_STREAM:
                 made[procedure.path] = Endpoint.client_stream(
                     procedure.info, self.client_stream(procedure))

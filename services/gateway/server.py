@@ -25,6 +25,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from services.gateway import codecs
 from services.gateway.app import GatewayApp
 from services.gateway.console_files import ConsoleFiles
+from services.gateway.downloads import downloads
 from services.gateway.forward import Forwarder
 from services.gateway.procedures import SUITE_SERVICES, owner, procedures
 from shared.auth import minter_from_settings
@@ -154,8 +155,10 @@ async def build(settings: Settings, *, port: int | None = None,
     factory = ChannelFactory(settings, telemetry, credentials=None)
     forwarder = Forwarder(_channels(factory, services), telemetry.tracer)
     minter = minter_from_settings(settings) if settings.gateway_dev_tokens else None
-    app = GatewayApp(forwarder.endpoints(procedures(services)), max_body_bytes=max_body_bytes,
-                     console=ConsoleFiles(settings.console_dir), minter=minter)
+    served = procedures(services)
+    app = GatewayApp(forwarder.endpoints(served), max_body_bytes=max_body_bytes,
+                     console=ConsoleFiles(settings.console_dir), minter=minter,
+                     files=downloads(list(served), forwarder.streams))
     server = GatewayServer(app, forwarder, factory, telemetry, host=settings.host,
                            port=settings.port("gateway") if port is None else port,
                            grace_seconds=settings.grace_seconds,

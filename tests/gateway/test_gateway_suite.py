@@ -165,3 +165,61 @@ def test_every_rpc_of_the_four_services_is_served():
                 for method in service.methods}
     assert {p.path for p in procedures()} == expected
     assert np.unique([p.path for p in procedures()]).size == len(expected)
+
+
+def _export_request(fmt: str) -> dict:
+    return {"selection": {"group": "groups/small"},
+            "window": {"startTime": "2026-12-01T00:00:00Z", "endTime": "2026-12-01T00:30:00Z"},
+            "step": "60s", "format": fmt}
+
+
+@pytest.mark.parametrize("fmt, media, suffix, start", [
+    ("FORMAT_OEM", "text/plain", ".oem", b"CCSDS_OEM_VERS = 3.0"),
+    ("FORMAT_CZML", "application/json", ".czml", b"["),
+])
+async def test_an_export_downloads_as_the_file_grpc_streams(orbit_gateway, minter, fmt, media,
+                                                            suffix, start):
+    await _generate(orbit_gateway, minter)
+    read = minter.mint("ada", ["orbit.read"], "contoso")
+    message = urllib.parse.quote(json.dumps(_export_request(fmt)))
+    reply = await http(orbit_gateway.url + f"/download{ORBIT}/ExportEphemeris?message={message}",
+                       headers={"Authorization": f"Bearer {read}"})
+    assert reply.status == 200, reply.body[:300]
+    assert reply.headers["content-type"].startswith(media)
+    assert reply.headers["content-disposition"].startswith("attachment; filename=")
+    assert reply.headers["content-disposition"].endswith(f'{suffix}"')
+    request = json_format.ParseDict(_export_request(fmt), orbit_pb2.ExportEphemerisRequest())
+    async with grpc.aio.insecure_channel(orbit_gateway.orbit_target) as channel:
+        chunks = [c.data async for c in orbit_pb2_grpc.OrbitServiceStub(channel).ExportEphemeris(
+            request, metadata=(("authorization", f"Bearer {read}"),))]
+    assert reply.body.startswith(start)
+    # The same document but for its creation time (OEM's CREATION_DATE line).
+    def strip(text: bytes) -> bytes:
+        return b"\n".join(line for line in text.split(b"\n")
+                          if not line.startswith(b"CREATION_DATE"))
+
+    assert strip(reply.body) == strip(b"".join(chunks))
+    posted = await http(orbit_gateway.url + f"/download{ORBIT}/ExportEphemeris",
+                        json.dumps(_export_request(fmt)).encode(),
+                        headers=json_headers(read))
+    assert posted.status == 200 and strip(posted.body) == strip(reply.body)
+
+
+async def test_a_bad_export_request_is_a_connect_error_before_any_byte(orbit_gateway, minter):
+    await _generate(orbit_gateway, minter)
+    read = minter.mint("ada", ["orbit.read"], "contoso")
+    bad = dict(_export_request("FORMAT_OEM"), step="0s")
+    reply = await http(orbit_gateway.url + f"/download{ORBIT}/ExportEphemeris",
+                       json.dumps(bad).encode(), headers=json_headers(read))
+    assert reply.status == 400 and reply.json()["code"] == "invalid_argument"
+    malformed = await http(orbit_gateway.url + f"/download{ORBIT}/ExportEphemeris",
+                           b'{"step": ', headers=json_headers(read))
+    assert malformed.status == 400 and malformed.json()["code"] == "invalid_argument"
+    anonymous = await http(orbit_gateway.url + f"/download{ORBIT}/ExportEphemeris",
+                           json.dumps(_export_request("FORMAT_OEM")).encode(),
+                           headers=json_headers())
+    assert anonymous.status == 401
+    for path in (f"/download{ORBIT}/ListSatellites", f"/download{ORBIT}/Propagate",
+                 "/download/x"):
+        missing = await http(orbit_gateway.url + path, b"{}", headers=json_headers(read))
+        assert missing.status == 404 and missing.json()["code"] == "not_found", path
