@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 from czml3 import Packet
@@ -109,7 +110,7 @@ def satellite_packets(objects: Sequence[CzmlObject], epoch: datetime, offsets_s:
             omitted.append(i)
             continue
         first, last = (epoch + timedelta(seconds=float(offsets_s[keep[j]])) for j in (0, -1))
-        interpolation = {} if keep.size < 2 else {
+        interpolation: dict[str, Any] = {} if keep.size < 2 else {
             "interpolationAlgorithm": InterpolationAlgorithms.LAGRANGE,
             "interpolationDegree": min(INTERPOLATION_DEGREE, int(keep.size) - 1)}
         position = Position(epoch=epoch, cartesian=rows[i, keep].ravel().tolist(),
