@@ -9,6 +9,7 @@ skip with the reason, unless `SKYBRIDGE_REQUIRE_CONSOLE=1` (CI), which makes tha
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -143,6 +144,8 @@ def _artifact_name(nodeid: str) -> str:
 
 @pytest.fixture
 async def watched(browser, suite, request):
+    from playwright.async_api import Error as PlaywrightError
+
     """A fresh browser context and page; at the end a screenshot goes to
     var/artifacts/console/, and any browser error (console.error, an uncaught exception, a
     failed request, an HTTP error answer, a request to anywhere but the gateway) fails the
@@ -175,6 +178,11 @@ async def watched(browser, suite, request):
     finally:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         try:
+            # The picture shows the globe once its imagery tiles are in (a short wait).
+            with contextlib.suppress(PlaywrightError):
+                await page.wait_for_function(
+                    "!window.skybridgeConsole || window.skybridgeConsole.tilesLoaded",
+                    timeout=15_000)
             await page.screenshot(path=str(ARTIFACTS / f"{_artifact_name(request.node.nodeid)}.png"))
         finally:
             # What the browser said while the test ran; closing aborts the open streams,

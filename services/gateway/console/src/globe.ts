@@ -46,11 +46,9 @@ export function createGlobe(container: HTMLElement): Globe {
     mark("firstFrame");
     markReady();
   });
-  const tiles = widget.scene.globe.tileLoadProgressEvent.addEventListener((queued: number) => {
-    if (queued === 0 && widget.scene.globe.tilesLoaded) {
-      mark("tilesLoaded");
-      tiles();
-    }
+  widget.scene.globe.tileLoadProgressEvent.addEventListener((queued: number) => {
+    state.tilesLoaded = queued === 0 && widget.scene.globe.tilesLoaded;
+    if (state.tilesLoaded) mark("tilesLoaded");
   });
   return { widget };
 }

@@ -39,6 +39,8 @@ export interface ConsoleState {
   timings: Record<string, number>;
   /** True once the globe has rendered a frame. */
   globeReady: boolean;
+  /** True while every imagery tile the view needs is loaded (false while loading). */
+  tilesLoaded: boolean;
 }
 
 export const state: ConsoleState = {
@@ -61,6 +63,7 @@ export const state: ConsoleState = {
   errors: [],
   scopes: [],
   globeReady: false,
+  tilesLoaded: false,
   timings: {},
 };
 
