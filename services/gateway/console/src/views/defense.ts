@@ -108,7 +108,10 @@ export function startDefense(globe: Globe, session: Session, signal: AbortSignal
           position: toCartesian(impact.point, 0),
           polygon: { hierarchy, height: 0, material: color.withAlpha(0.35),
                      outline: true, outlineColor: color },
-          point: { pixelSize: 5, color } });
+          // The ellipse can be far smaller than a pixel: the impact point is marked too.
+          point: { pixelSize: 8, color: Color.WHITE, outlineColor: color, outlineWidth: 3 },
+          label: { text: `${track.name.replace("tracks/", "T")} impact`, font: "11px sans-serif",
+                   fillColor: Color.WHITE, pixelOffset: new Cartesian2(10, 10) } });
       } else {
         if (d.ellipse.polygon) {
           d.ellipse.polygon.hierarchy = new ConstantProperty(hierarchy);
