@@ -59,6 +59,14 @@ function showSignedIn(session: Session): void {
     cosellSection(session));
   const views = new AbortController();
   window.addEventListener("pagehide", () => views.abort());
+  // An expired token is refused by every service: back to the sign-in page when it lapses.
+  if (session.expires) {
+    const left = session.expires * 1000 - Date.now();
+    window.setTimeout(() => {
+      signOut();
+      window.location.reload();
+    }, Math.max(left, 0));
+  }
   // The catalog's first positions are asked for before Cesium starts (it takes a while).
   const feed = canOrbit ? new ConstellationFeed(views.signal) : null;
   feed?.refill(Date.now() / 1000);
