@@ -7,8 +7,10 @@ var/artifacts/console/."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import grpc
 from google.protobuf import timestamp_pb2
@@ -40,6 +42,14 @@ def _record(name: str, value) -> None:
     path.write_text(json.dumps(figures, indent=2) + "\n")
 
 
+async def _members(group: str, suite) -> list[str]:
+    async with grpc.aio.insecure_channel(suite.target("orbit")) as channel:
+        page = await orbit_pb2_grpc.OrbitServiceStub(channel).ListSatellites(
+            orbit_pb2.ListSatellitesRequest(group=group, page_size=1000),
+            metadata=suite.bearer("orbit.read"), timeout=60)
+    return [s.name for s in page.satellites]
+
+
 async def test_the_globe_renders_the_bundled_imagery(watched, browser):
     await watched.sign_in("orbit.read")
     await watched.wait_for("s.globeReady && s.tilesLoaded")
@@ -65,6 +75,20 @@ async def test_the_satellites_drawn_are_the_whole_catalog_and_they_move(watched,
     assert state["catalogTotal"] == page.total_size
     assert await watched.page.inner_text("#satellite-count") == str(page.total_size)
     assert state["propagatedSteps"] >= 2
+
+    # The seeded sensor group's ephemeris as CZML (ExportEphemeris), loaded by Cesium: one
+    # entity per satellite, each with a position now.
+    page = watched.page
+    await page.wait_for_selector("#ephemeris-form select[name=group] option[value='groups/tracking-sensors']",
+                                 state="attached")
+    await page.select_option("#ephemeris-form select[name=group]", "groups/tracking-sensors")
+    await page.fill("#ephemeris-form input[name=minutes]", "30")
+    await page.click("#ephemeris-export")
+    await watched.wait_for("s.czml.ephemeris !== undefined")
+    layer = (await watched.state())["czml"]["ephemeris"]
+    members = await _members("groups/tracking-sensors", suite)
+    assert sorted(layer["ids"]) == sorted(members)
+    assert layer["positioned"] == len(members)
     _record("firstMotionMs", state["firstMotionMs"])
     _record("satellites", state["satelliteCount"])
     _record("timings", state["timings"])
@@ -99,6 +123,11 @@ async def test_an_estimated_link_draws_its_path_and_redraws_it_each_slot(watched
     assert abs(answer.slots[0].round_trip_ms - first["linkRoundTripMs"]) < 1e-6
     assert await page.inner_text("#link-round-trip") == f"{first['linkRoundTripMs']:.1f}"
 
+    # The same estimate as CZML (ExportPathCzml), loaded by Cesium.
+    await page.click("#link-czml")
+    await watched.wait_for("s.czml.path !== undefined")
+    assert (await watched.state())["czml"]["path"]["entities"] > 0
+
     # The next 15 s slot comes due: the path is drawn again for it.
     await watched.wait_for(f"s.linkRedraws > {first['linkRedraws']} && s.linkSlot !== "
                            f"{json.dumps(first['linkSlot'])} && s.linkPathDrawn")
@@ -125,6 +154,23 @@ async def test_a_defense_sign_in_shows_the_replayed_tracks_with_their_ellipses(w
     assert "BALLISTIC" in classes
     alerts = await watched.page.locator("#alerts-table tbody tr td:nth-child(3)").all_inner_texts()
     assert replayed.asset in alerts
+
+    # The tracks as CZML (ExportTracksCzml), loaded by Cesium: a track, its impact point
+    # and its impact ellipse per track with a prediction.
+    await watched.page.click("#tracks-czml")
+    await watched.wait_for("s.czml.tracks !== undefined")
+    ids = set((await watched.state())["czml"]["tracks"]["ids"])
+    assert replayed.tracks <= ids
+    for name in replayed.with_impact:
+        assert {f"{name}/impact", f"{name}/impactEllipse"} <= ids
+
+    # GeoJSON of the tracks and alerts, offered as files.
+    async with watched.page.expect_download() as tracks_file:
+        await watched.page.click("#tracks-geojson")
+    saved = Path(await (await tracks_file.value).path())
+    collection = json.loads(await asyncio.to_thread(saved.read_text))
+    assert collection["type"] == "FeatureCollection"
+    assert {f["properties"]["track"] for f in collection["features"]} >= replayed.tracks
 
 
 async def test_a_pasted_token_signs_in_and_the_cosell_tables_list_the_tenants_customers(

@@ -8,6 +8,7 @@ import {
   ConstellationFeed,
   constellationSection,
   startConstellation,
+  startEphemerisExport,
   type Constellation,
 } from "./views/constellation";
 import { contactsSection, startContacts } from "./views/contacts";
@@ -75,6 +76,7 @@ function showSignedIn(session: Session): void {
   void guarded("starting the views", async () => {
     const constellation: Constellation | null = feed
       ? startConstellation(globe, feed, views.signal) : null;
+    if (feed) startEphemerisExport(globe, views.signal);
     const ground = startGround(globe, session, views.signal);
     startLink(globe, session, constellation, ground, views.signal);
     startDefense(globe, session, views.signal);

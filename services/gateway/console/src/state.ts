@@ -34,6 +34,10 @@ export interface ConsoleState {
   errors: string[];
   /** The scopes of the signed-in token (empty when signed out). */
   scopes: string[];
+  /** CZML layers loaded onto the globe, by key (`ephemeris`, `path`, `tracks`). */
+  czml: Record<string, { entities: number; positioned: number; ids: string[] }>;
+  /** Files the console offered for download (exports). */
+  downloads: { fileName: string; mediaType: string; bytes: number }[];
   /** Milestones, ms from navigation start: the script ran, the first Propagate chunk arrived,
    * the last catalog page arrived. */
   timings: Record<string, number>;
@@ -64,6 +68,8 @@ export const state: ConsoleState = {
   scopes: [],
   globeReady: false,
   tilesLoaded: false,
+  czml: {},
+  downloads: [],
   timings: {},
 };
 

@@ -5,10 +5,15 @@ import { Cartesian3, Color, PointPrimitiveCollection, type PointPrimitive } from
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 
 import { allPages, clients } from "../client";
-import { byId, el, section } from "../dom";
+import { byId, el, field, input, section, select } from "../dom";
+import { joinChunks, loadCzmlLayer, saveFile } from "../exports";
 import { Ephemeris, float64s } from "../ephemeris";
 import { guarded, isCancel, showError } from "../errors";
-import { Frame, StateLayout } from "../gen/skybridge/orbit/v1/orbit_pb";
+import {
+  ExportEphemerisRequest_Format,
+  Frame,
+  StateLayout,
+} from "../gen/skybridge/orbit/v1/orbit_pb";
 import type { Globe } from "../globe";
 import { mark, state } from "../state";
 
@@ -27,7 +32,61 @@ export function constellationSection(): HTMLElement {
     el("p", {},
       el("span", { id: "satellite-count" }, "0"), " satellites drawn; catalog: ",
       el("span", { id: "catalog-total" }, "…"), "; ",
-      el("span", { id: "constellation-status" }, "loading")));
+      el("span", { id: "constellation-status" }, "loading")),
+    el("form", { id: "ephemeris-form", class: "form" },
+      field("group", select("group", [])),
+      field("minutes", input("minutes", "60", { type: "number", min: "1", max: "1440" })),
+      field("step s", input("step", "60", { type: "number", min: "1", max: "3600" })),
+      field("format", select("format", [["czml", "CZML onto the globe"], ["oem", "CCSDS OEM file"],
+                                        ["czml-file", "CZML file"]])),
+      el("button", { type: "submit", id: "ephemeris-export" }, "export the group's ephemeris"),
+      el("span", { id: "ephemeris-status", class: "muted" }, "")));
+}
+
+/** The ephemeris export form: ListGroups fills the choice; ExportEphemeris answers. */
+export function startEphemerisExport(globe: Globe, signal: AbortSignal): void {
+  const form = byId<HTMLFormElement>("ephemeris-form");
+  const status = byId("ephemeris-status");
+  void guarded("listing groups (ListGroups)", async () => {
+    const groups = await allPages(async (pageToken) => {
+      const page = await clients.orbit.listGroups({ pageSize: 1000, pageToken }, { signal });
+      return { items: page.groups, next: page.nextPageToken };
+    }, 10);
+    (form.elements.namedItem("group") as HTMLSelectElement).replaceChildren(
+      ...groups.map((g) => el("option", { value: g.name },
+        `${g.displayName || g.name} (${g.satelliteCount})`)));
+  });
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const data = new FormData(form);
+    void guarded("exporting the ephemeris (ExportEphemeris)", async () => {
+      const format = String(data.get("format"));
+      const now = Date.now();
+      status.textContent = "exporting…";
+      let name = "ephemeris";
+      let media = "application/json";
+      const document = await joinChunks((async function* () {
+        for await (const chunk of clients.orbit.exportEphemeris({
+          selection: { group: String(data.get("group") ?? "") },
+          window: { startTime: timestampFromMs(now),
+                    endTime: timestampFromMs(now + Number(data.get("minutes")) * 60_000) },
+          step: { seconds: BigInt(Math.max(1, Math.round(Number(data.get("step"))))), nanos: 0 },
+          format: format === "oem" ? ExportEphemerisRequest_Format.OEM : ExportEphemerisRequest_Format.CZML,
+        }, { signal })) {
+          if (chunk.fileName) name = chunk.fileName;
+          if (chunk.mediaType) media = chunk.mediaType;
+          yield chunk;
+        }
+      })());
+      if (format === "czml") {
+        const layer = await loadCzmlLayer(globe, "ephemeris", document);
+        status.textContent = `${layer.entities} CZML entities loaded`;
+      } else {
+        saveFile(document, name, media);
+        status.textContent = `${name}: ${document.byteLength} bytes`;
+      }
+    });
+  });
 }
 
 /** Live satellite positions, for other views (a link's path) to draw against. */

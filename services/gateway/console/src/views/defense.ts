@@ -18,6 +18,7 @@ import { allPages, clients } from "../client";
 import { byId, el, fillTable, section } from "../dom";
 import { ellipseRing, positionSigmaM } from "../ellipse";
 import { guarded, isCancel, isDeadline, showError } from "../errors";
+import { joinChunks, loadCzmlLayer, saveFile } from "../exports";
 import {
   Alert_Severity,
   Alert_State,
@@ -54,6 +55,10 @@ export function defenseSection(session: Session): HTMLElement {
         .flatMap(([label, cls]) => [el("span", { class: "swatch", style: `background:${CLASS_COLORS[cls]}` }),
                                     `${label} `])),
     el("table", { id: "tracks-table", class: "table" }),
+    el("p", {},
+      el("button", { type: "button", id: "tracks-czml" }, "tracks as CZML onto the globe"), " ",
+      el("button", { type: "button", id: "tracks-geojson" }, "tracks GeoJSON"), " ",
+      el("button", { type: "button", id: "alerts-geojson" }, "alerts GeoJSON")),
     el("h3", {}, "Alerts"),
     el("table", { id: "alerts-table", class: "table" }));
 }
@@ -216,6 +221,25 @@ export function startDefense(globe: Globe, session: Session, signal: AbortSignal
     });
   }
 
+  byId("tracks-czml").addEventListener("click", () => {
+    void guarded("exporting tracks (ExportTracksCzml)", async () => {
+      const document = await joinChunks(clients.threat.exportTracksCzml({}, { signal }));
+      const layer = await loadCzmlLayer(globe, "tracks", document);
+      status.textContent = `tracks as CZML: ${layer.entities} entities`;
+    });
+  });
+  byId("tracks-geojson").addEventListener("click", () => {
+    void guarded("exporting tracks (ExportTracksGeoJson)", async () => {
+      saveFile(await joinChunks(clients.threat.exportTracksGeoJson({}, { signal })),
+               "tracks.geojson", "application/geo+json");
+    });
+  });
+  byId("alerts-geojson").addEventListener("click", () => {
+    void guarded("exporting alerts (ExportAlertsGeoJson)", async () => {
+      saveFile(await joinChunks(clients.threat.exportAlertsGeoJson({}, { signal })),
+               "alerts.geojson", "application/geo+json");
+    });
+  });
   showTracks();
   showAlerts();
   keep("following tracks (StreamTracks)", followTracks);

@@ -10,11 +10,12 @@ import {
   Material,
   PolylineCollection,
 } from "cesium";
-import { timestampDate, timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { timestampDate, timestampFromMs, type Timestamp } from "@bufbuild/protobuf/wkt";
 
 import { clients } from "../client";
 import { byId, el, field, fillTable, input, section, select } from "../dom";
 import { guarded, showError } from "../errors";
+import { joinChunks, loadCzmlLayer } from "../exports";
 import type { PathSlot } from "../gen/skybridge/linkbroker/v1/linkbroker_pb";
 import type { Globe } from "../globe";
 import { hasScope, type Session } from "../session";
@@ -46,6 +47,8 @@ export function linkSection(session: Session): HTMLElement {
       el("span", { id: "link-median" }, "–"), " ms, routed ",
       el("span", { id: "link-routed" }, "–"), ")"),
     el("p", { id: "link-status", class: "muted" }, ""),
+    canRead ? el("button", { type: "button", id: "link-czml", disabled: "" },
+                 "load the estimated path as CZML (ExportPathCzml)") : null,
     el("table", { id: "link-slots", class: "table" }));
 }
 
@@ -63,6 +66,19 @@ export function startLink(globe: Globe, session: Session, constellation: Constel
   const form = byId<HTMLFormElement>("link-form");
   const status = byId("link-status");
   let plan: Plan | null = null;
+  let lastEstimate: { location: { latitudeDeg: number; longitudeDeg: number; altitudeM: number };
+                      region: string; window: { startTime: Timestamp; endTime: Timestamp } } | null = null;
+  const czmlButton = byId<HTMLButtonElement>("link-czml");
+  czmlButton.addEventListener("click", () => {
+    if (lastEstimate === null) return;
+    const request = lastEstimate;
+    void guarded("exporting the path (ExportPathCzml)", async () => {
+      const document = await joinChunks(clients.linkbroker.exportPathCzml(
+        { source: { case: "estimate", value: request } }, { signal }));
+      const layer = await loadCzmlLayer(globe, "path", document);
+      status.textContent = `path as CZML: ${layer.entities} entities`;
+    });
+  });
   let drawnSlot = -1;
   let lastDraw = 0;
 
@@ -108,6 +124,8 @@ export function startLink(globe: Globe, session: Session, constellation: Constel
       setText("link-routed", `${slots.filter((s) => s.routed).length}/${slots.length} slots`);
     } else {
       const answer = await clients.linkbroker.estimatePath({ location, region, window }, { signal });
+      lastEstimate = { location, region, window };
+      czmlButton.disabled = false;
       slots = answer.slots;
       status.textContent = `estimated ${slots.length} slots`;
       setText("link-median", answer.medianRoundTripMs.toFixed(1));
