@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
@@ -31,6 +31,11 @@ def _stamp(when: datetime) -> timestamp_pb2.Timestamp:
     stamp = timestamp_pb2.Timestamp()
     stamp.FromDatetime(when)
     return stamp
+
+
+def _instant(iso: str) -> datetime:
+    """A JavaScript ISO time (`...Z`) as an aware datetime."""
+    return datetime.fromisoformat(iso.replace("Z", "+00:00"))
 
 
 def _record(name: str, value) -> None:
@@ -108,19 +113,22 @@ async def test_an_estimated_link_draws_its_path_and_redraws_it_each_slot(watched
     assert first["linkRoundTripMs"] > 0
     assert await page.get_attribute("#link", "data-path-drawn") == "true"
 
-    # The slot drawn has the round trip the link broker computes for it over gRPC.
-    slot = datetime.fromisoformat(first["linkSlot"].replace("Z", "+00:00"))
+    # The slot drawn has the round trip the link broker computes for it over gRPC, asked
+    # for the same window.
+    slot = _instant(first["linkSlot"])
     async with grpc.aio.insecure_channel(suite.target("linkbroker")) as channel:
         answer = await linkbroker_pb2_grpc.LinkBrokerServiceStub(channel).EstimatePath(
             linkbroker_pb2.EstimatePathRequest(
                 location=common_pb2.GeodeticPoint(latitude_deg=TERMINAL[0],
                                                   longitude_deg=TERMINAL[1]),
                 region=REGION,
-                window=common_pb2.TimeWindow(start_time=_stamp(slot),
-                                             end_time=_stamp(slot + timedelta(minutes=1)))),
+                window=common_pb2.TimeWindow(
+                    start_time=_stamp(_instant(first["linkWindow"]["start"])),
+                    end_time=_stamp(_instant(first["linkWindow"]["end"])))),
             metadata=suite.bearer("links.read"), timeout=60)
-    assert answer.slots[0].start_time.ToDatetime().replace(tzinfo=slot.tzinfo) == slot
-    assert abs(answer.slots[0].round_trip_ms - first["linkRoundTripMs"]) < 1e-6
+    by_start = {s.start_time.ToDatetime(tzinfo=UTC): s for s in answer.slots}
+    assert by_start[slot].routed
+    assert abs(by_start[slot].round_trip_ms - first["linkRoundTripMs"]) < 1e-6
     assert await page.inner_text("#link-round-trip") == f"{first['linkRoundTripMs']:.1f}"
 
     # The same estimate as CZML (ExportPathCzml), loaded by Cesium.
@@ -132,7 +140,7 @@ async def test_an_estimated_link_draws_its_path_and_redraws_it_each_slot(watched
     await watched.wait_for(f"s.linkRedraws > {first['linkRedraws']} && s.linkSlot !== "
                            f"{json.dumps(first['linkSlot'])} && s.linkPathDrawn")
     later = await watched.state()
-    gap = (datetime.fromisoformat(later["linkSlot"].replace("Z", "+00:00")) - slot)
+    gap = _instant(later["linkSlot"]) - slot
     assert gap.total_seconds() % 15 == 0 and gap.total_seconds() > 0
 
 

@@ -25,6 +25,8 @@ export interface ConsoleState {
   /** The slot whose path is drawn (ISO time) and its round trip. */
   linkSlot: string | null;
   linkRoundTripMs: number | null;
+  /** The window (ISO times) the last path was planned for. */
+  linkWindow: { start: string; end: string } | null;
   /** Times the drawn path was re-drawn for a new slot. */
   linkRedraws: number;
   /** Rows in the contacts and co-sell tables. */
@@ -61,6 +63,7 @@ export const state: ConsoleState = {
   linkPathDrawn: false,
   linkSlot: null,
   linkRoundTripMs: null,
+  linkWindow: null,
   linkRedraws: 0,
   contactRows: 0,
   customerRows: 0,

@@ -107,6 +107,8 @@ export function startLink(globe: Globe, session: Session, constellation: Constel
     }
     const now = Date.now();
     const window = { startTime: timestampFromMs(now), endTime: timestampFromMs(now + minutes * 60_000) };
+    state.linkWindow = { start: new Date(now).toISOString(),
+                         end: new Date(now + minutes * 60_000).toISOString() };
     const location = { latitudeDeg, longitudeDeg, altitudeM };
     status.textContent = "planning…";
     let slots: PathSlot[];
