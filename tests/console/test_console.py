@@ -203,3 +203,71 @@ async def test_a_pasted_token_signs_in_and_the_cosell_tables_list_the_tenants_cu
     assert (await watched.state())["scopes"] == ["provisioning.read"]
     rows = await page.locator("#customers-table tbody tr td:first-child").all_inner_texts()
     assert rows == [created.customer.name]
+
+
+async def _active_terminal(suite, tenant: str) -> tuple[str, str, str]:
+    """A customer of `tenant` with an active subscription and an ACTIVE terminal at
+    TERMINAL (customer, subscription and terminal names)."""
+    meta = suite.bearer("provisioning.write", tenant=tenant)
+    async with grpc.aio.insecure_channel(suite.target("provisioning")) as channel:
+        stub = provisioning_pb2_grpc.ProvisioningServiceStub(channel)
+        customer = (await stub.CreateCustomer(provisioning_pb2.CreateCustomerRequest(
+            customer=resources_pb2.Customer(display_name="Contoso Shipping",
+                                            sector=resources_pb2.SECTOR_PRIVATE, country="US",
+                                            contact_email="noc@contoso.example"),
+            request_id=f"console-{tenant}-customer"), metadata=meta, timeout=60)).customer
+        sub = (await stub.CreateSubscription(provisioning_pb2.CreateSubscriptionRequest(
+            parent=customer.name, subscription=resources_pb2.Subscription(
+                plan="plans/enterprise-100", quantity=2),
+            request_id=f"console-{tenant}-sub"), metadata=meta, timeout=60)).subscription
+        sub = (await stub.ActivateSubscription(provisioning_pb2.ActivateSubscriptionRequest(
+            name=sub.name, plan="plans/enterprise-100", quantity=2,
+            request_id=f"console-{tenant}-activate"), metadata=meta, timeout=60)).subscription
+        terminal = (await stub.CreateTerminal(provisioning_pb2.CreateTerminalRequest(
+            parent=customer.name, terminal=resources_pb2.Terminal(
+                serial_number="UT-CONSOLE-1", subscription=sub.name,
+                location=common_pb2.GeodeticPoint(latitude_deg=TERMINAL[0],
+                                                  longitude_deg=TERMINAL[1])),
+            request_id=f"console-{tenant}-terminal"), metadata=meta, timeout=60)).terminal
+        for i, step in enumerate((provisioning_pb2.ProvisionTerminalRequest,
+                                  provisioning_pb2.ActivateTerminalRequest)):
+            method = getattr(stub, step.DESCRIPTOR.name.removesuffix("Request"))
+            terminal = (await method(step(name=terminal.name, request_id=f"console-{tenant}-t{i}"),
+                                     metadata=meta, timeout=60)).terminal
+    return customer.name, sub.name, terminal.name
+
+
+async def test_a_requested_link_is_reserved_drawn_and_listed_with_the_customers_terminal(
+        watched, suite):
+    customer, subscription, terminal = await _active_terminal(suite, "northwind")
+    await watched.sign_in("orbit.read", "links.write", "provisioning.read", tenant="northwind")
+    await watched.wait_for("s.firstMotionMs !== null && s.regionCount > 0 && s.customerRows > 0")
+    page = watched.page
+    # The co-sell tables show the customer's subscription and terminal.
+    assert terminal in await page.locator("#terminals-table tbody td:first-child").all_inner_texts()
+    assert subscription in await page.locator(
+        "#subscriptions-table tbody td:first-child").all_inner_texts()
+
+    await page.select_option("#link-form select[name=mode]", "request")
+    await page.fill("#link-form input[name=latitude]", str(TERMINAL[0]))
+    await page.fill("#link-form input[name=longitude]", str(TERMINAL[1]))
+    await page.select_option("#link-form select[name=region]", REGION)
+    await page.fill("#link-form input[name=minutes]", "5")
+    await page.fill("#link-form input[name=customer]", customer)
+    await page.fill("#link-form input[name=terminal]", terminal)
+    await page.fill("#link-form input[name=bandwidth]", "20")
+    await page.click("#link-submit")
+    await watched.wait_for("s.linkPathDrawn && s.linkSlot !== null")
+    status = await page.inner_text("#link-status")
+    assert status.startswith("requested links/"), status
+    link = status.split()[1].rstrip(":")
+
+    # The reservation is the link broker's: it lists the link for the tenant, ACTIVE.
+    async with grpc.aio.insecure_channel(suite.target("linkbroker")) as channel:
+        links = await linkbroker_pb2_grpc.LinkBrokerServiceStub(channel).ListLinks(
+            linkbroker_pb2.ListLinksRequest(customer=customer),
+            metadata=suite.bearer("links.read", tenant="northwind"), timeout=60)
+    listed = {item.name: item for item in links.links}
+    assert link in listed
+    assert listed[link].terminal == terminal
+    assert listed[link].state == linkbroker_pb2.Link.STATE_ACTIVE
