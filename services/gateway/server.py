@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import socket
@@ -37,6 +38,11 @@ log = logging.getLogger("skybridge.gateway")
 
 #: Default cap on a request body (`SKYBRIDGE_GATEWAY_MAX_BODY_BYTES`).
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+#: Cap on a forwarded unary call's deadline (`SKYBRIDGE_GATEWAY_TIMEOUT_SECONDS`): people
+#: and browsers rarely send one, and a link broker's first plan of a window can take longer
+#: than the 10 s the services allow each other (`SKYBRIDGE_CALL_TIMEOUT_SECONDS`). A caller's
+#: shorter `Connect-Timeout-Ms` still wins.
+DEFAULT_TIMEOUT_SECONDS = 60.0
 #: Connections served at once (`SKYBRIDGE_GATEWAY_MAX_CONNECTIONS`); one more is HTTP 503.
 DEFAULT_MAX_CONNECTIONS = 1000
 
@@ -149,10 +155,12 @@ async def build(settings: Settings, *, port: int | None = None,
                                   minimum=1024, maximum=1024 * 1024 * 1024)
     max_connections = read.int("GATEWAY_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS,
                                minimum=1, maximum=1_000_000)
+    timeout_s = read.float("GATEWAY_TIMEOUT_SECONDS", DEFAULT_TIMEOUT_SECONDS, minimum=0.001)
     codecs.install()
     telemetry = Telemetry("gateway")
     # No service token: the gateway forwards each caller's own bearer token.
-    factory = ChannelFactory(settings, telemetry, credentials=None)
+    factory = ChannelFactory(dataclasses.replace(settings, call_timeout_seconds=timeout_s),
+                             telemetry, credentials=None)
     forwarder = Forwarder(_channels(factory, services), telemetry.tracer)
     minter = minter_from_settings(settings) if settings.gateway_dev_tokens else None
     served = procedures(services)

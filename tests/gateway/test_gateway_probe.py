@@ -359,3 +359,26 @@ async def test_a_drain_lets_unary_calls_in_flight_finish(probe_gateway, minter):
     reply = await call
     await drain
     assert reply.status == 200, reply.body
+
+
+async def test_a_call_without_a_deadline_gets_the_gateways_cap(probe_gateway, minter,
+                                                               monkeypatch, settings):
+    import dataclasses
+
+    from services.gateway.server import build
+
+    monkeypatch.setenv("SKYBRIDGE_GATEWAY_TIMEOUT_SECONDS", "0.3")
+    capped = await build(dataclasses.replace(
+        settings, targets={"testing": f"127.0.0.1:{probe_gateway.probe.server.port}"}),
+        port=0, services=[PROBE_SERVICE])
+    await capped.server.start()
+    await capped.server.become_ready()
+    try:
+        call = asyncio.create_task(http(
+            f"http://127.0.0.1:{capped.server.port}/skybridge.testing.v1.ProbeService/Sleep",
+            b'{"duration": "60s"}', headers=json_headers(token(minter, "probe.read"))))
+        await probe_gateway.probe.servicer.sleeping.wait()
+        reply = await call  # never released: only the gateway's cap ends it
+        assert reply.status == 504 and reply.json()["code"] == "deadline_exceeded"
+    finally:
+        await capped.server.drain(0)
