@@ -85,6 +85,17 @@ def capped_timeout(requested: float | None, default_cap: float | None) -> float 
     return max(min(candidates), MIN_TIMEOUT_SECONDS)
 
 
+def channel_options(descriptors: Iterable[ServiceDescriptor]) -> list[tuple[str, Any]]:
+    """The channel options every client of the suite uses: retries of the idempotent
+    methods, round robin with health checks, 64 MiB messages, keepalive."""
+    return [
+        ("grpc.enable_retries", 1),
+        ("grpc.service_config", retry_service_config(descriptors)),
+        ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+        ("grpc.keepalive_time_ms", 30_000),
+    ]
+
+
 class _Outgoing:
     """Adds the service token and caps the deadline of an outgoing call."""
 
@@ -172,12 +183,7 @@ class ChannelFactory:
                                               self.settings.call_timeout_seconds)
         channel = grpc.aio.insecure_channel(
             target or self.settings.target(service),
-            options=[
-                ("grpc.enable_retries", 1),
-                ("grpc.service_config", retry_service_config(descriptors)),
-                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-                ("grpc.keepalive_time_ms", 30_000),
-            ],
+            options=channel_options(descriptors),
             interceptors=interceptors,
         )
         self._channels.append(channel)

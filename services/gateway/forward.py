@@ -2,10 +2,15 @@
 
 One endpoint per `Procedure`, built by kind from the descriptors (`endpoints`): the request
 goes out on the owner's channel with the caller's bearer token, the trace context of the
-gateway's SERVER span, and the caller's deadline (`Connect-Timeout-Ms`) as the call's
-timeout, capped like every outgoing call of the suite (`shared.channels`: unary calls at
-`SKYBRIDGE_CALL_TIMEOUT_SECONDS`). The answer, or the gRPC error with its code and
-`google.rpc` details, goes back to the caller.
+gateway's SERVER span (W3C `traceparent`, injected here), and the caller's deadline
+(`Connect-Timeout-Ms`) as the call's timeout; a unary call without one, or with a longer
+one, gets `unary_cap_s` (`SKYBRIDGE_GATEWAY_TIMEOUT_SECONDS`). The answer, or the gRPC error
+with its code and `google.rpc` details, goes back to the caller.
+
+The channels carry no client interceptors: the gateway sets the metadata and the timeout
+itself, which saves grpc.aio's intercepted-call tasks and a second span on every call
+(measured: ADR 0011). They keep the suite's channel options (`shared.channels`: retries of
+the idempotent methods, round robin over healthy servers).
 
 Server streams the gateway forwards are tracked so that a drain ends them at once
 (UNAVAILABLE, "the gateway is draining"; the client reconnects elsewhere) instead of waiting
@@ -16,7 +21,6 @@ out the grace period; unary calls and uploads in flight finish, as in the servic
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -28,12 +32,12 @@ from connectrpc.request import RequestContext
 from connectrpc.server import Endpoint
 from google.protobuf.message import Message
 from opentelemetry import trace
-from opentelemetry.propagate import extract
+from opentelemetry.propagate import extract, inject
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from services.gateway.procedures import Kind, Procedure
 from services.gateway.translate import connect_error, forwarded_metadata, trace_carrier
-from shared.interceptors import inbound_deadline
+from shared.channels import MIN_TIMEOUT_SECONDS
 
 Context = RequestContext[Message, Message]
 
@@ -41,9 +45,11 @@ Context = RequestContext[Message, Message]
 class Forwarder:
     """Sends each procedure's calls to its owner's channel."""
 
-    def __init__(self, channels: Mapping[str, grpc.aio.Channel], tracer: trace.Tracer) -> None:
+    def __init__(self, channels: Mapping[str, grpc.aio.Channel], tracer: trace.Tracer, *,
+                 unary_cap_s: float) -> None:
         self.channels = channels
         self.tracer = tracer
+        self.unary_cap_s = unary_cap_s
         self.open_streams: set[Any] = set()
         self.draining = False
         #: The server-stream forwarders by path (the download route reuses them).
@@ -54,6 +60,9 @@ class Forwarder:
         self.draining = True
         for call in list(self.open_streams):
             call.cancel()
+
+    async def close(self) -> None:
+        await asyncio.gather(*(channel.close() for channel in self.channels.values()))
 
     def _start_span(self, procedure: Procedure, ctx: Context) -> trace.Span:
         """The gateway's SERVER span, parented by the caller's trace context."""
@@ -68,11 +77,18 @@ class Forwarder:
         with trace.use_span(self._start_span(procedure, ctx), end_on_exit=True) as span:
             yield span
 
-    @staticmethod
-    def _deadline(ctx: Context) -> Any:
+    def _outgoing(self, span: trace.Span, ctx: Context,
+                  cap_s: float | None) -> tuple[tuple[tuple[str, str], ...], float | None]:
+        """(metadata, timeout) for the call: the caller's token, this span's trace context,
+        and the caller's deadline capped at `cap_s`."""
+        carrier: dict[str, str] = {}
+        inject(carrier, context=trace.set_span_in_context(span))
+        metadata = forwarded_metadata(ctx.request_headers()) + tuple(carrier.items())
         remaining_ms = ctx.timeout_ms()
-        return inbound_deadline.set(
-            None if remaining_ms is None else time.monotonic() + remaining_ms / 1000.0)
+        candidates = [t for t in (None if remaining_ms is None else remaining_ms / 1000.0,
+                                  cap_s) if t is not None]
+        timeout = max(min(candidates), MIN_TIMEOUT_SECONDS) if candidates else None
+        return metadata, timeout
 
     def _ended_by_drain(self, call: Any) -> bool:
         """grpc.aio raises CancelledError from a call `drain` cancelled; that is the drain,
@@ -93,21 +109,16 @@ class Forwarder:
         return failure
 
     def unary(self, procedure: Procedure) -> Callable[[Message, Context], Any]:
-        channel = self.channels[procedure.service]
-        multicallable = channel.unary_unary(
+        multicallable = self.channels[procedure.service].unary_unary(
             procedure.path, request_serializer=procedure.request_type.SerializeToString,
             response_deserializer=procedure.response_type.FromString)
 
         async def call(request: Message, ctx: Context) -> Message:
             with self._span(procedure, ctx) as span:
-                token = self._deadline(ctx)
+                metadata, timeout = self._outgoing(span, ctx, self.unary_cap_s)
                 try:
-                    pending = multicallable(request, metadata=forwarded_metadata(
-                        ctx.request_headers()))
-                finally:
-                    inbound_deadline.reset(token)
-                try:
-                    response: Message = await pending
+                    response: Message = await multicallable(request, metadata=metadata,
+                                                            timeout=timeout)
                     return response
                 except grpc.aio.AioRpcError as error:
                     raise self._failed(span, error) from None
@@ -115,22 +126,16 @@ class Forwarder:
         return call
 
     def server_stream(self, procedure: Procedure) -> Callable[[Message, Context], Any]:
-        channel = self.channels[procedure.service]
-        multicallable = channel.unary_stream(
+        multicallable = self.channels[procedure.service].unary_stream(
             procedure.path, request_serializer=procedure.request_type.SerializeToString,
             response_deserializer=procedure.response_type.FromString)
 
         async def call(request: Message, ctx: Context) -> AsyncIterator[Message]:
-            # The span lasts as long as the stream, but is current only while the call is
-            # made (a context attached across the generator's yields would leak).
+            # The span lasts as long as the stream but is never attached to the context: a
+            # context attached across the generator's yields would leak.
             span = self._start_span(procedure, ctx)
-            with trace.use_span(span, end_on_exit=False):
-                token = self._deadline(ctx)
-                try:
-                    pending = multicallable(request, metadata=forwarded_metadata(
-                        ctx.request_headers()))
-                finally:
-                    inbound_deadline.reset(token)
+            metadata, timeout = self._outgoing(span, ctx, None)
+            pending = multicallable(request, metadata=metadata, timeout=timeout)
             self.open_streams.add(pending)
             try:
                 async for response in pending:
@@ -150,8 +155,7 @@ class Forwarder:
 
     def client_stream(self, procedure: Procedure) -> Callable[[AsyncIterator[Message], Context],
                                                                Any]:
-        channel = self.channels[procedure.service]
-        multicallable = channel.stream_unary(
+        multicallable = self.channels[procedure.service].stream_unary(
             procedure.path, request_serializer=procedure.request_type.SerializeToString,
             response_deserializer=procedure.response_type.FromString)
 
@@ -169,12 +173,8 @@ class Forwarder:
                     pending.cancel()
 
             with self._span(procedure, ctx) as span:
-                token = self._deadline(ctx)
-                try:
-                    pending = multicallable(relay(), metadata=forwarded_metadata(
-                        ctx.request_headers()))
-                finally:
-                    inbound_deadline.reset(token)
+                metadata, timeout = self._outgoing(span, ctx, None)
+                pending = multicallable(relay(), metadata=metadata, timeout=timeout)
                 try:
                     response: Message = await pending
                     return response
@@ -204,7 +204,3 @@ class Forwarder:
                 made[procedure.path] = Endpoint.client_stream(
                     procedure.info, self.client_stream(procedure))
         return made
-
-
-async def close_channels(channels: Mapping[str, grpc.aio.Channel]) -> None:
-    await asyncio.gather(*(channel.close() for channel in channels.values()))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import math
 import socket
@@ -30,7 +29,7 @@ from services.gateway.downloads import downloads
 from services.gateway.forward import Forwarder
 from services.gateway.procedures import SUITE_SERVICES, owner, procedures
 from shared.auth import minter_from_settings
-from shared.channels import ChannelFactory
+from shared.channels import channel_options
 from shared.config import EnvReader, Settings
 from shared.telemetry import Telemetry
 
@@ -50,12 +49,11 @@ DEFAULT_MAX_CONNECTIONS = 1000
 class GatewayServer:
     """uvicorn on one bound socket, started and drained like `shared.server.GrpcService`."""
 
-    def __init__(self, app: GatewayApp, forwarder: Forwarder, channels: ChannelFactory,
+    def __init__(self, app: GatewayApp, forwarder: Forwarder,
                  telemetry: Telemetry, *, host: str, port: int, grace_seconds: float,
                  drain_delay_seconds: float, max_connections: int) -> None:
         self.app = app
         self.forwarder = forwarder
-        self.channels = channels
         self.telemetry = telemetry
         self.host = host
         self.requested_port = port
@@ -111,7 +109,7 @@ class GatewayServer:
         if self.uvicorn.started:
             await self.uvicorn.shutdown(sockets=[self._socket] if self._socket else None)
         with contextlib.suppress(Exception):
-            await self.channels.close()
+            await self.forwarder.close()
         self.telemetry.shutdown()
 
 
@@ -136,13 +134,16 @@ class GatewayKit:
         return (f"{'console':<13} {url}{tokens}",)
 
 
-def _channels(factory: ChannelFactory,
+def _channels(settings: Settings,
               services: Sequence[ServiceDescriptor]) -> dict[str, grpc.aio.Channel]:
-    """One channel per suite service (the link broker's two services share one)."""
+    """One channel per suite service (the link broker's two services share one), with the
+    suite's options and no interceptors (forward.py sets metadata and timeouts itself)."""
     by_owner: dict[str, list[ServiceDescriptor]] = defaultdict(list)
     for service in services:
         by_owner[owner(service)].append(service)
-    return {name: factory.channel(name, descriptors) for name, descriptors in by_owner.items()}
+    return {name: grpc.aio.insecure_channel(settings.target(name),
+                                            options=channel_options(descriptors))
+            for name, descriptors in by_owner.items()}
 
 
 async def build(settings: Settings, *, port: int | None = None,
@@ -159,15 +160,14 @@ async def build(settings: Settings, *, port: int | None = None,
     codecs.install()
     telemetry = Telemetry("gateway")
     # No service token: the gateway forwards each caller's own bearer token.
-    factory = ChannelFactory(dataclasses.replace(settings, call_timeout_seconds=timeout_s),
-                             telemetry, credentials=None)
-    forwarder = Forwarder(_channels(factory, services), telemetry.tracer)
+    forwarder = Forwarder(_channels(settings, services), telemetry.tracer,
+                          unary_cap_s=timeout_s)
     minter = minter_from_settings(settings) if settings.gateway_dev_tokens else None
     served = procedures(services)
     app = GatewayApp(forwarder.endpoints(served), max_body_bytes=max_body_bytes,
                      console=ConsoleFiles(settings.console_dir), minter=minter,
                      files=downloads(list(served), forwarder.streams))
-    server = GatewayServer(app, forwarder, factory, telemetry, host=settings.host,
+    server = GatewayServer(app, forwarder, telemetry, host=settings.host,
                            port=settings.port("gateway") if port is None else port,
                            grace_seconds=settings.grace_seconds,
                            drain_delay_seconds=settings.drain_delay_seconds,
