@@ -59,7 +59,8 @@ class GatewayServer:
         self.requested_port = port
         self.port = port
         self.drain_delay_seconds = drain_delay_seconds
-        self.config = uvicorn.Config(app, host=host, port=port, lifespan="off",
+        # httptools (C) rather than h11 (pure Python): 0.4 ms less a call (ADR 0011).
+        self.config = uvicorn.Config(app, host=host, port=port, lifespan="off", http="httptools",
                                      log_level="warning", access_log=False,
                                      timeout_graceful_shutdown=max(math.ceil(grace_seconds), 1),
                                      limit_concurrency=max_connections, server_header=False)
