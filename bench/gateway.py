@@ -7,10 +7,10 @@ headless Chromium.
 
 The four services run in one supervisor process and the gateway in another (as in
 docker-compose), on SQLite in a temporary folder; the load comes from this process. The
-catalog is the CelesTrak snapshot in ../shared/data when it is there (10,361 Starlink
-satellites, on top of the seeded ones), else a generated Walker constellation of
-`--satellites`. The call is orbit's GetSatellite (a store read through the whole interceptor
-stack), one satellite after another.
+catalog is the seeded one topped up to `--satellites` with generated shells whose epoch is
+now (the console shows the present, and orbit propagates within 30 days of an epoch, so an
+old snapshot would not do). The call is orbit's GetSatellite (a store read through the
+whole interceptor stack), one satellite after another.
 
 - latency: calls one at a time, direct and through the gateway alternating in each round;
   the gateway's added median (and 99th percentile) in milliseconds. Target: <= 2 ms.
@@ -18,9 +18,11 @@ stack), one satellite after another.
   with binary protobuf and with JSON, in alternating order each round; the ratio is the
   median of the rounds' ratios. Target: >= 0.5 of direct.
 - console: Debian's Chromium (headless, SwiftShader WebGL) opens the console signed in with
-  `orbit.read` and waits until it has drawn the whole catalog and seen it move; the time
-  from navigation start to the first frame that moved. Target: <= 5 s. Skipped (and said
-  so) when Chromium or the built console is missing.
+  `orbit.read` (the token put in sessionStorage first, so sign-in is not timed) and waits
+  until it has drawn the whole catalog and seen it move: the console's own time from
+  navigation start to the first frame that moved, median and worst of `--console-runs`
+  fresh pages. Target: <= 5 s. Skipped (and said so) when Chromium or the built console
+  is missing.
 
 The last line printed is one JSON object.
 """
@@ -63,9 +65,6 @@ from shared.auth import TokenMinter, ensure_dev_keys  # noqa: E402
 TARGET_ADDED_MEDIAN_MS = 2.0
 TARGET_THROUGHPUT_RATIO = 0.5
 TARGET_CONSOLE_SECONDS = 5.0
-SNAPSHOT = ROOT.parent / "shared" / "data" / "starlink-2026-05-12.tle"
-CHROMIUM = Path("/usr/bin/chromium")
-CONSOLE_DIST = ROOT / "services" / "gateway" / "console" / "dist"
 GET_SATELLITE = {p.info.name: p.info for p in procedures()}["GetSatellite"]
 
 
@@ -161,31 +160,38 @@ def _timestamp(when: datetime) -> timestamp_pb2.Timestamp:
     return stamp
 
 
-async def load_catalog(suite: Suite, satellites: int) -> tuple[str, list[str]]:
-    """Fills the catalog; returns what was loaded and some satellite names to read."""
+def filler_shells(count: int) -> list[orbit_pb2.WalkerShell]:
+    """Walker shells adding `count` satellites (one a plane, at most 1,000 planes a shell,
+    each shell 15 km above the last)."""
+    shells = []
+    altitude = 560.0
+    while count > 0:
+        planes = min(count, 1000)
+        shells.append(orbit_pb2.WalkerShell(
+            planes=planes, satellites_per_plane=1, phasing=1 if planes > 1 else 0,
+            altitude_km=altitude, inclination_deg=53.0, name_prefix=f"FILL{int(altitude)}"))
+        count -= planes
+        altitude += 15.0
+    return shells
+
+
+async def load_catalog(suite: Suite, satellites: int) -> tuple[int, list[str]]:
+    """Tops the seeded catalog up to `satellites` with generated shells whose epoch is now
+    (the console propagates the present, within 30 days of every epoch); returns the total
+    and some satellite names to read."""
     write = (("authorization", f"Bearer {suite.minter.mint('bench', ['orbit.write'], 'b')}"),)
     read = (("authorization", f"Bearer {suite.minter.mint('bench', ['orbit.read'], 'b')}"),)
-    async with grpc.aio.insecure_channel(
-            suite.orbit, options=[("grpc.max_send_message_length", 64 << 20)]) as channel:
+    async with grpc.aio.insecure_channel(suite.orbit) as channel:
         stub = orbit_pb2_grpc.OrbitServiceStub(channel)
-        if SNAPSHOT.exists():
-            await stub.ImportElementSets(orbit_pb2.ImportElementSetsRequest(
-                text=SNAPSHOT.read_text(), group_id="starlink-2026-05-12"),
-                metadata=write, timeout=300)
-            source = f"{SNAPSHOT.name}"
-        else:
-            side = int(round(satellites ** 0.5))
+        total = (await stub.ListSatellites(orbit_pb2.ListSatellitesRequest(page_size=1),
+                                           metadata=read)).total_size
+        if total < satellites:
             await stub.GenerateConstellation(orbit_pb2.GenerateConstellationRequest(
-                shells=[orbit_pb2.WalkerShell(planes=side, satellites_per_plane=side,
-                                              phasing=1, altitude_km=550.0,
-                                              inclination_deg=53.0)],
-                group_id="bench", epoch_time=_timestamp(datetime.now(UTC))),
-                metadata=write, timeout=300)
-            source = f"generated Walker {side}x{side}"
+                shells=filler_shells(satellites - total), group_id="bench-fill",
+                epoch_time=_timestamp(datetime.now(UTC))), metadata=write, timeout=300)
         page = await stub.ListSatellites(orbit_pb2.ListSatellitesRequest(page_size=500),
                                          metadata=read)
-        total = page.total_size if page.total_size else len(page.satellites)
-    return f"{source} ({total} satellites in the catalog)", [s.name for s in page.satellites]
+    return page.total_size, [s.name for s in page.satellites]
 
 
 async def latency(suite: Suite, names: list[str], calls: int) -> tuple[list[float], list[float]]:
@@ -245,31 +251,44 @@ async def throughput(suite: Suite, names: list[str], how: str, seconds: float,
         return done / (time.perf_counter() - started)
 
 
-def console_load(suite: Suite, timeout_s: float = 60.0) -> dict[str, object]:
-    """Milliseconds from navigation to the first frame in which the catalog moved."""
-    if not CHROMIUM.exists() or not (CONSOLE_DIST / "index.html").exists():
-        return {"skipped": "no /usr/bin/chromium or no built console (make console)"}
+def console_load(suite: Suite, runs: int, hang_s: float = 120.0) -> dict[str, object]:
+    """Milliseconds from navigation to the first frame in which the catalog moved (the
+    console's own `window.skybridgeConsole.firstMotionMs`), over `runs` fresh pages."""
+    from tests.console.conftest import CHROMIUM, CHROMIUM_ARGS, DIST, VIEWPORT
+
+    if not CHROMIUM.exists() or not (DIST / "index.html").exists():
+        return {"skipped": f"no {CHROMIUM} or no built console (make console)"}
     from playwright.sync_api import sync_playwright
 
-    token = suite.minter.mint("bench", ["orbit.read", "linkbroker.read"], "b")
+    token = suite.minter.mint("bench", ["orbit.read"], "b")
+    seen: list[float] = []
+    drawn: list[int] = []
+    errors: list[str] = []
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True,
-            args=["--no-sandbox", "--use-gl=angle", "--use-angle=swiftshader",
-                  "--enable-unsafe-swiftshader", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"])
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                             args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
-            page.add_init_script(f"sessionStorage.setItem('skybridge.token', {json.dumps(token)})")
-            page.goto(suite.gateway + "/")
-            page.wait_for_function(
-                "() => window.skybridgeConsole && window.skybridgeConsole.firstMotionMs !== null",
-                timeout=timeout_s * 1000)
-            state = page.evaluate("() => ({first: window.skybridgeConsole.firstMotionMs, "
-                                  "count: window.skybridgeConsole.satelliteCount})")
+            for _ in range(runs):
+                context = browser.new_context(viewport=VIEWPORT)
+                context.add_init_script(
+                    f"sessionStorage.setItem('skybridge.token', {json.dumps(token)})")
+                page = context.new_page()
+                page.goto(suite.gateway + "/")
+                page.wait_for_function(
+                    "window.skybridgeConsole && (window.skybridgeConsole.firstMotionMs "
+                    "!== null || window.skybridgeConsole.errors.length > 0)",
+                    timeout=hang_s * 1000)
+                state = json.loads(page.evaluate("JSON.stringify(window.skybridgeConsole)"))
+                context.close()
+                errors += [str(e) for e in state["errors"]]
+                if state["firstMotionMs"] is not None:
+                    seen.append(float(state["firstMotionMs"]))
+                    drawn.append(int(state["satelliteCount"]))
         finally:
             browser.close()
-    return {"first_motion_ms": state["first"], "satellites_drawn": state["count"]}
+    return {"runs": runs, "first_motion_ms_median": statistics.median(seen) if seen else None,
+            "first_motion_ms_max": max(seen) if seen else None,
+            "satellites_drawn": max(drawn) if drawn else 0, "errors": errors[:5]}
 
 
 async def run(args: argparse.Namespace, folder: Path) -> dict[str, object]:
@@ -278,7 +297,7 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, object]:
     try:
         await suite.wait_ready()
         catalog, names = await load_catalog(suite, args.satellites)
-        print(f"catalog: {catalog}")
+        print(f"catalog: {catalog} satellites")
         added_median: list[float] = []
         added_p99: list[float] = []
         medians: list[tuple[float, float]] = []
@@ -305,7 +324,8 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, object]:
             print(f"throughput: direct {measured['grpc']:,.0f}/s, gateway binary "
                   f"{measured['binary']:,.0f}/s ({measured['binary'] / measured['grpc']:.2f}x), "
                   f"JSON {measured['json']:,.0f}/s ({measured['json'] / measured['grpc']:.2f}x)")
-        console = await asyncio.to_thread(console_load, suite)
+        console = ({"skipped": "--skip-console"} if args.skip_console else
+                   await asyncio.to_thread(console_load, suite, args.console_runs))
         print(f"console: {console}")
     finally:
         suite.stop()
@@ -323,12 +343,15 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, object]:
         "throughput_ratio_json": round(statistics.median(ratios["json"]), 3),
         "console": console,
     }
-    first = console.get("first_motion_ms") if isinstance(console, dict) else None
-    result["meets_targets"] = bool(
-        result["added_median_ms"] <= TARGET_ADDED_MEDIAN_MS  # type: ignore[operator]
-        and min(result["throughput_ratio_binary"], result["throughput_ratio_json"])  # type: ignore[type-var]
-        >= TARGET_THROUGHPUT_RATIO
-        and (first is None or first <= TARGET_CONSOLE_SECONDS * 1000))
+    first = console.get("first_motion_ms_max")
+    added = statistics.median(added_median)
+    ratio = min(statistics.median(ratios["binary"]), statistics.median(ratios["json"]))
+    result["targets_met"] = {
+        "added_median_ms<=2": added <= TARGET_ADDED_MEDIAN_MS,
+        "throughput_ratio>=0.5": ratio >= TARGET_THROUGHPUT_RATIO,
+        "console_first_motion<=5s": (None if not isinstance(first, int | float)
+                                     else first <= TARGET_CONSOLE_SECONDS * 1000),
+    }
     return result
 
 
@@ -340,6 +363,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--satellites", type=int, default=10_000)
+    parser.add_argument("--console-runs", type=int, default=3)
+    parser.add_argument("--skip-console", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="skybridge-bench-gateway-"))
