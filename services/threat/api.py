@@ -23,20 +23,10 @@ from google.protobuf import timestamp_pb2
 from skybridge.common.v1 import common_pb2
 from skybridge.threat.v1 import threat_pb2, threat_pb2_grpc
 
+from services.threat.api_exports import DEFENSE, ExportRpcs
 from services.threat.batch import RawBatch
 from services.threat.engine import ThreatEngine
-from services.threat.export_czml import tracks_czml
-from services.threat.export_geojson import alerts_geojson, tracks_geojson
-from services.threat.exports import (
-    CZML_MEDIA_TYPE,
-    DEFAULT_POINTS_PER_TRACK,
-    GEOJSON_MEDIA_TYPE,
-    MAX_EXPORT_ALERTS,
-    MAX_EXPORT_TRACKS,
-    MAX_POINTS_PER_TRACK,
-    TrackPath,
-    chunks,
-)
+from services.threat.names import resource_id
 from services.threat.settings import ThreatSettings
 from services.threat.store import (
     AlertRecord,
@@ -48,7 +38,7 @@ from services.threat.store import (
     encode_page_token,
 )
 from shared.auth import requires
-from shared.errors import DomainError, InvalidArgument, NotFound, ResourceExhausted, Violations
+from shared.errors import DomainError, InvalidArgument, NotFound, Violations
 from shared.idempotency import Key, fingerprint, key_tenant, request_id_problem
 from shared.paging import page_size
 from shared.wire import (
@@ -59,7 +49,6 @@ from shared.wire import (
 )
 
 MAX_ASSET_RADIUS_M = 500e3
-DEFENSE = "defense"
 
 
 # --------------------------------------------------------------------------- conversions
@@ -110,15 +99,6 @@ def asset_message(a: AssetRecord) -> threat_pb2.DefendedAsset:
         name=f"assets/{a.asset_id}", display_name=a.display_name,
         location=common_pb2.GeodeticPoint(latitude_deg=a.lat_deg, longitude_deg=a.lon_deg),
         radius_m=a.radius_m, create_time=datetime_to_timestamp(a.create_time))
-
-
-def _resource_id(name: str, collection: str, field: str = "name") -> int:
-    prefix = f"{collection}/"
-    tail = name[len(prefix):] if name.startswith(prefix) else ""
-    if not tail.isdigit() or int(tail) <= 0 or len(tail) > 18:
-        raise InvalidArgument(f"{field} must look like {collection}/{{id}}",
-                              violations=[(field, f"must be {collection}/<positive integer>")])
-    return int(tail)
 
 
 def _page_size(value: int) -> int:
@@ -217,7 +197,7 @@ def decode_batch(request: threat_pb2.IngestDetectionsRequest, settings: ThreatSe
 # --------------------------------------------------------------------------- servicer
 
 
-class ThreatServicer(threat_pb2_grpc.ThreatServiceServicer):
+class ThreatServicer(ExportRpcs, threat_pb2_grpc.ThreatServiceServicer):
     def __init__(self, engine: ThreatEngine, store: Store, settings: ThreatSettings) -> None:
         self.engine = engine
         self.store = store
@@ -278,7 +258,7 @@ class ThreatServicer(threat_pb2_grpc.ThreatServiceServicer):
 
     @requires(DEFENSE)
     async def GetTrack(self, request, context):
-        track_id = _resource_id(request.name, "tracks")
+        track_id = resource_id(request.name, "tracks")
         record = await self.store.get_track(track_id)
         if record is None:
             raise NotFound(f"{request.name} does not exist", reason="TRACK_NOT_FOUND")
@@ -357,14 +337,14 @@ class ThreatServicer(threat_pb2_grpc.ThreatServiceServicer):
 
     @requires(DEFENSE)
     async def DeleteDefendedAsset(self, request, context):
-        asset_id = _resource_id(request.name, "assets")
+        asset_id = resource_id(request.name, "assets")
         if not await self.engine.delete_asset(asset_id):
             raise NotFound(f"{request.name} does not exist", reason="ASSET_NOT_FOUND")
         return threat_pb2.DeleteDefendedAssetResponse()
 
     @requires(DEFENSE)
     async def GetAlert(self, request, context):
-        alert_id = _resource_id(request.name, "alerts")
+        alert_id = resource_id(request.name, "alerts")
         record = await self.store.get_alert(alert_id)
         if record is None:
             raise NotFound(f"{request.name} does not exist", reason="ALERT_NOT_FOUND")
@@ -393,85 +373,3 @@ class ThreatServicer(threat_pb2_grpc.ThreatServiceServicer):
                 for alert_id in sorted(items):
                     yield threat_pb2.WatchAlertsResponse(
                         alert=alert_message(items[alert_id], self.epoch_unix))
-
-    # ------------------------------------------------------------------ exports
-
-    async def _export_tracks(self, request) -> list[TrackPath]:
-        """The tracks an export request selects, with their histories; the limits and
-        errors of ExportTracksCzml and ExportTracksGeoJson."""
-        points = request.max_points_per_track
-        if points < 0 or points == 1:
-            raise InvalidArgument("max_points_per_track must be 0 (the default) or 2 or more",
-                                  violations=[("max_points_per_track",
-                                               "must be 0 (300) or from 2 to "
-                                               f"{MAX_POINTS_PER_TRACK}")])
-        if points > MAX_POINTS_PER_TRACK:
-            raise ResourceExhausted(
-                f"max_points_per_track is {points}; at most {MAX_POINTS_PER_TRACK}",
-                reason="EXPORT_TOO_LARGE", metadata={"limit": MAX_POINTS_PER_TRACK},
-                violations=[("max_points_per_track",
-                             f"at most {MAX_POINTS_PER_TRACK} points a track")])
-        if request.tracks:
-            if len(request.tracks) > MAX_EXPORT_TRACKS:
-                raise self._too_many("tracks", len(request.tracks), MAX_EXPORT_TRACKS,
-                                     "names")
-            ids = [_resource_id(name, "tracks", f"tracks[{i}]")
-                   for i, name in enumerate(request.tracks)]
-        else:
-            ids = self.engine.live_track_ids(request.include_tentative)
-            if len(ids) > MAX_EXPORT_TRACKS:
-                raise self._too_many("tracks", len(ids), MAX_EXPORT_TRACKS, "live tracks")
-        paths = await self.engine.track_paths(ids, points or DEFAULT_POINTS_PER_TRACK)
-        missing = [i for i, p in enumerate(paths) if p is None]
-        if missing:
-            raise NotFound(f"{request.tracks[missing[0]]} does not exist",
-                           reason="TRACK_NOT_FOUND",
-                           violations=[(f"tracks[{i}]", "no such track") for i in missing])
-        return [p for p in paths if p is not None]
-
-    @staticmethod
-    def _too_many(field: str, count: int, limit: int, what: str) -> ResourceExhausted:
-        return ResourceExhausted(
-            f"{count} {what}; an export holds at most {limit}", reason="EXPORT_TOO_LARGE",
-            metadata={"limit": limit},
-            violations=[(field, f"{count} {what}; at most {limit} an export: name fewer")])
-
-    @requires(DEFENSE)
-    async def ExportTracksCzml(self, request, context):
-        tracks = await self._export_tracks(request)
-        document = await self.engine.run_cpu(tracks_czml, tracks, self.epoch_unix)
-        for chunk in chunks(document):
-            yield threat_pb2.ExportTracksCzmlResponse(content_type=CZML_MEDIA_TYPE,
-                                                      data=chunk, tracks=len(tracks))
-
-    @requires(DEFENSE)
-    async def ExportTracksGeoJson(self, request, context):
-        tracks = await self._export_tracks(request)
-        document = await self.engine.run_cpu(tracks_geojson, tracks, self.epoch_unix)
-        for chunk in chunks(document):
-            yield threat_pb2.ExportTracksGeoJsonResponse(content_type=GEOJSON_MEDIA_TYPE,
-                                                         data=chunk, tracks=len(tracks))
-
-    @requires(DEFENSE)
-    async def ExportAlertsGeoJson(self, request, context):
-        ids = None
-        if request.alerts:
-            if len(request.alerts) > MAX_EXPORT_ALERTS:
-                raise self._too_many("alerts", len(request.alerts), MAX_EXPORT_ALERTS, "names")
-            ids = [_resource_id(name, "alerts", f"alerts[{i}]")
-                   for i, name in enumerate(request.alerts)]
-        alerts, assets = await self.engine.alerts_for_export(ids, request.show_withdrawn,
-                                                             MAX_EXPORT_ALERTS)
-        if ids is None and len(alerts) > MAX_EXPORT_ALERTS:
-            raise self._too_many("alerts", len(alerts), MAX_EXPORT_ALERTS,
-                                 "or more alerts match")
-        missing = [i for i, a in enumerate(alerts) if a is None]
-        if missing:
-            raise NotFound(f"{request.alerts[missing[0]]} does not exist",
-                           reason="ALERT_NOT_FOUND",
-                           violations=[(f"alerts[{i}]", "no such alert") for i in missing])
-        found = [a for a in alerts if a is not None]
-        document = await self.engine.run_cpu(alerts_geojson, found, assets, self.epoch_unix)
-        for chunk in chunks(document):
-            yield threat_pb2.ExportAlertsGeoJsonResponse(content_type=GEOJSON_MEDIA_TYPE,
-                                                         data=chunk, alerts=len(found))

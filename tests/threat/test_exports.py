@@ -25,7 +25,7 @@ from geojson_pydantic import FeatureCollection
 from skybridge.common.v1 import common_pb2
 from skybridge.threat.v1 import threat_pb2
 
-from services.threat import api as threat_api
+from services.threat import api_exports as threat_api
 from services.threat.ellipse import (
     DEFAULT_VERTICES,
     covariance_from_axes,
