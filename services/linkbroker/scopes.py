@@ -1,0 +1,3 @@
+"""The link broker's scopes."""
+
+READ, WRITE, OPERATOR = "links.read", "links.write", "linkbroker.operator"
