@@ -26,17 +26,8 @@ from services.linkbroker.export_czml import (
 from services.linkbroker.plan import SlotPath
 from shared.geodesy import enu_rotation, geodetic_to_ecef
 from shared.status import details_of
-from tests.linkbroker.suite import start_suite
 
 QUINCY = common_pb2.GeodeticPoint(latitude_deg=47.23, longitude_deg=-119.85, altitude_m=0.0)
-
-
-@pytest.fixture
-async def suite(settings, minter):
-    suite = await start_suite(settings, minter)
-    await suite.add_broker()
-    yield suite
-    await suite.close()
 
 
 async def export(stub, request, who) -> tuple[list, list[pb.ExportPathCzmlResponse]]:

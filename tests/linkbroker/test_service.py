@@ -15,7 +15,7 @@ from skybridge.provisioning.v1 import provisioning_pb2 as prov
 from services.linkbroker.latency import physical_floor_rtt_ms
 from services.linkbroker.plan import bucket_of
 from shared.status import details_of
-from tests.linkbroker.suite import rid, start_suite
+from tests.linkbroker.suite import rid
 from tests.waiting import until
 
 LINK = pb.Link
@@ -29,14 +29,6 @@ async def failure(call) -> grpc.aio.AioRpcError:
 
 def fields_of(error) -> set[str]:
     return {v.field for v in details_of(error).violations}
-
-
-@pytest.fixture
-async def suite(settings, minter):
-    suite = await start_suite(settings, minter)
-    await suite.add_broker()
-    yield suite
-    await suite.close()
 
 
 async def usage_rows(kit, *, from_now: bool = True) -> list[tuple]:

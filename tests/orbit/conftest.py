@@ -8,6 +8,12 @@ DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 STARLINK_TLE = DATA_DIR / "starlink-2026-05-12.tle"
 STARLINK_OMM = DATA_DIR / "starlink-2024-05-20.omm.json"
 
+# Vallado's 28872: decays (SGP4 error 6) about 55 minutes after its epoch
+DECAY = (
+    "1 28872U 05037B   05333.02012661  .25992681  00000-0  24476-3 0  1534\n"
+    "2 28872  96.4736 157.9986 0303955 244.0492 110.6523 16.46015938 10708\n"
+)
+
 ISS_L1 = "1 25544U 98067A   19343.69339541  .00001764  00000-0  38792-4 0  9991"
 ISS_L2 = "2 25544  51.6439 211.2001 0007417  17.6667  85.6398 15.50103472202482"
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import numpy as np
 import pytest
-from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf import duration_pb2
 from skybridge.common.v1 import common_pb2
 from skybridge.orbit.v1 import orbit_pb2
 
@@ -21,23 +21,15 @@ from services.orbit.visibility import visible_satellites
 from shared.clients import orbit as client
 from shared.frames import itrf_to_geodetic, teme_to_itrf
 from shared.status import details_of
-from shared.wire import timestamp_to_jd
+from shared.wire import datetime_to_timestamp, timestamp_to_jd
 from tests.conftest import bearer
-from tests.orbit.conftest import failure, tle_text, violations
+from tests.orbit.conftest import DECAY, failure, tle_text, violations
 
 EPOCH = datetime(2026, 5, 12, 6, 0, tzinfo=UTC)
 START = EPOCH + timedelta(hours=2, seconds=0.25)
-# Vallado's 28872: decays (SGP4 error 6) about 55 minutes after its epoch
-DECAY = (
-    "1 28872U 05037B   05333.02012661  .25992681  00000-0  24476-3 0  1534\n"
-    "2 28872  96.4736 157.9986 0303955 244.0492 110.6523 16.46015938 10708\n"
-)
 
 
-def _ts(dt: datetime) -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(dt)
-    return ts
+_ts = datetime_to_timestamp
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import grpc
 import numpy as np
 import pytest
 from czml3 import Document, Packet
-from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf import duration_pb2
 from skybridge.common.v1 import common_pb2
 from skybridge.orbit.v1 import orbit_pb2
 
@@ -23,24 +23,17 @@ from services.orbit import walker
 from services.orbit.tle import parse_tle
 from shared.clients import orbit as client
 from shared.status import details_of
+from shared.wire import datetime_to_timestamp
 from tests.conftest import bearer
-from tests.orbit.conftest import failure, tle_text, violations
+from tests.orbit.conftest import DECAY, failure, tle_text, violations
 
 EPOCH = datetime(2026, 5, 12, 6, 0, tzinfo=UTC)
 START = EPOCH + timedelta(hours=2)
 Request = orbit_pb2.ExportEphemerisRequest
 OEM, CZML = Request.FORMAT_OEM, Request.FORMAT_CZML
-# Vallado's 28872: decays (SGP4 error 6) about 55 minutes after its epoch
-DECAY = (
-    "1 28872U 05037B   05333.02012661  .25992681  00000-0  24476-3 0  1534\n"
-    "2 28872  96.4736 157.9986 0303955 244.0492 110.6523 16.46015938 10708\n"
-)
 
 
-def _ts(dt: datetime) -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(dt)
-    return ts
+_ts = datetime_to_timestamp
 
 
 def _request(fmt=OEM, *, start=START, end=None, step_s=60.0, **selection) -> Request:
