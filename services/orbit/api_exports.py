@@ -14,7 +14,14 @@ import numpy as np
 from google.protobuf import timestamp_pb2
 from skybridge.orbit.v1 import orbit_pb2
 
-from services.orbit.api_fields import MAX_STEP_S, MIN_STEP_S, RunCpu, _as_of, _time
+from services.orbit.api_fields import (
+    MAX_STEP_S,
+    MIN_STEP_S,
+    RunCpu,
+    _as_of,
+    _time,
+    window_field,
+)
 from services.orbit.catalog import CatalogSnapshot
 from services.orbit.catalog_app import CatalogApp
 from services.orbit.export_app import (
@@ -62,16 +69,8 @@ class ExportRpcs:
     async def ExportEphemeris(self, request, context):
         check = Violations()
         check.require(request.HasField("selection") or None, "selection")
-        start = end = step = None
-        if check.require(request.HasField("window") or None, "window"):
-            w = request.window
-            if check.require(w.HasField("start_time") or None, "window.start_time"):
-                start = _micros(check, w.start_time, "window.start_time")
-            if check.require(w.HasField("end_time") or None, "window.end_time"):
-                end = _micros(check, w.end_time, "window.end_time")
-            if start is not None and end is not None and not check.check(
-                    start < end, "window.end_time", "must be after window.start_time"):
-                start = end = None
+        step = None
+        start, end = window_field(check, request, _micros)
         if check.require(request.HasField("step") or None, "step"):
             d = request.step
             step = d.seconds * 1_000_000 + d.nanos // 1000

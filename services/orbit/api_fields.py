@@ -10,6 +10,7 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 import numpy as np
 from google.protobuf import timestamp_pb2
@@ -26,6 +27,8 @@ from services.orbit.states import Frame
 from shared.errors import InvalidArgument, Violations
 from shared.paging import decode_token, encode_token, page_size
 from shared.wire import datetime_to_timestamp, timestamp_to_datetime, timestamp_to_jd
+
+T = TypeVar("T")
 
 __all__ = ["MAX_CATALOG_NUMBER", "MAX_EPOCH_OFFSET_DAYS"]
 
@@ -190,6 +193,26 @@ def _time(check: Violations, ts: timestamp_pb2.Timestamp, field: str) -> datetim
         check.add(field, f"must be between {MIN_TIME:%Y-%m-%d} and {MAX_TIME:%Y-%m-%d} UTC")
         return None
     return timestamp_to_datetime(ts)
+
+
+def window_field(check: Violations, request: Any,
+                 convert: Callable[[Violations, timestamp_pb2.Timestamp, str], T | None]
+                 ) -> tuple[T, T] | tuple[None, None]:
+    """`request.window` (a required `TimeWindow`) as (start, end), each converted by
+    `convert(check, timestamp, field)`, start before end; (None, None) with the violations
+    (`window`, `window.start_time`, `window.end_time`) added to `check` otherwise."""
+    if not check.require(request.HasField("window") or None, "window"):
+        return None, None
+    w = request.window
+    start = end = None
+    if check.require(w.HasField("start_time") or None, "window.start_time"):
+        start = convert(check, w.start_time, "window.start_time")
+    if check.require(w.HasField("end_time") or None, "window.end_time"):
+        end = convert(check, w.end_time, "window.end_time")
+    if start is None or end is None or not check.check(
+            start < end, "window.end_time", "must be after window.start_time"):  # type: ignore[operator]
+        return None, None
+    return start, end
 
 
 def _as_of(check: Violations, request, field: str = "as_of_time") -> int | None:

@@ -40,6 +40,7 @@ from services.orbit.api_fields import (
     _group_id,
     _satellite_number,
     _time,
+    window_field,
 )
 from services.orbit.catalog import CatalogSnapshot
 from services.orbit.catalog_app import CatalogApp
@@ -356,17 +357,10 @@ class GeometryRpcs:
     async def PredictPasses(self, request, context):
         check = Violations()
         lat, lon, alt = self._points(check, request, MAX_PASS_POINTS)
-        start = end = None
-        if check.require(request.HasField("window") or None, "window"):
-            w = request.window
-            if check.require(w.HasField("start_time") or None, "window.start_time"):
-                start = _time(check, w.start_time, "window.start_time")
-            if check.require(w.HasField("end_time") or None, "window.end_time"):
-                end = _time(check, w.end_time, "window.end_time")
-            if start and end:
-                check.check(start < end, "window.end_time", "must be after window.start_time")
-                check.check(end - start <= MAX_PASS_WINDOW, "window",
-                            f"must be at most {MAX_PASS_WINDOW.days} days long")
+        start, end = window_field(check, request, _time)
+        if start is not None and end is not None:
+            check.check(end - start <= MAX_PASS_WINDOW, "window",
+                        f"must be at most {MAX_PASS_WINDOW.days} days long")
         min_el = self._min_elevation(check, request.min_elevation_deg)
         min_dur = duration_to_seconds(request.min_duration)
         check.check(0.0 <= min_dur <= 86_400.0, "min_duration", "must be 0 .. 1 day")
