@@ -159,22 +159,23 @@ async def watched(browser, suite, request):
         if message.type == "error":
             seen.problems.append(f"console.error: {message.text}")
 
-    # Which document a request belongs to: a navigation (signing in reloads the page)
-    # aborts what the page it leaves still had in flight (a Cesium worker script, a tile);
-    # that abort is the browser's doing, not a failure of the console or the gateway.
-    documents = {"current": 0}
-    born: dict[object, int] = {}
+    # A navigation (signing in reloads the page) aborts what the page it leaves still had
+    # in flight (a Cesium worker script, a tile): the browser's doing, not a failure of
+    # the console or the gateway. Such aborts land while the navigation is under way: from
+    # its request to the new document's DOMContentLoaded.
+    navigating = {"now": False}
 
     def on_request(req) -> None:
         if req.is_navigation_request() and req.frame == page.main_frame:
-            documents["current"] += 1
-        born[req] = documents["current"]
+            navigating["now"] = True
         if not (req.url.startswith(origin) or req.url.startswith(("data:", "blob:"))):
             seen.problems.append(f"request outside the gateway: {req.url}")
 
+    def on_loaded(_page) -> None:
+        navigating["now"] = False
+
     def on_request_failed(req) -> None:
-        left_behind = born.get(req, documents["current"]) < documents["current"]
-        if left_behind and req.failure == "net::ERR_ABORTED":
+        if navigating["now"] and req.failure == "net::ERR_ABORTED":
             return
         seen.problems.append(f"request failed: {req.url} ({req.failure})")
 
@@ -185,6 +186,7 @@ async def watched(browser, suite, request):
     page.on("console", on_console)
     page.on("pageerror", lambda error: seen.problems.append(f"uncaught: {error}"))
     page.on("requestfailed", on_request_failed)
+    page.on("domcontentloaded", on_loaded)
     page.on("request", on_request)
     page.on("response", on_response)
     try:
